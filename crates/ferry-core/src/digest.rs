@@ -1,0 +1,67 @@
+//! RFC 9530 `Repr-Digest` values and the SHA-256 file identity.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+/// A SHA-256 digest of a whole file.
+pub type Sha256Digest = [u8; 32];
+
+/// Formats `Repr-Digest: sha-256=:<base64>:`.
+pub fn format_repr_digest(sha256: &Sha256Digest) -> String {
+    format!("sha-256=:{}:", STANDARD.encode(sha256))
+}
+
+/// Finds the `sha-256` member of a `Repr-Digest` dictionary. Other algorithms are ignored;
+/// `None` when there is no well-formed sha-256 member.
+pub fn parse_repr_digest_sha256(header: &str) -> Option<Sha256Digest> {
+    header.split(',').find_map(|member| {
+        let (key, value) = member.trim().split_once('=')?;
+        if key.trim() != "sha-256" {
+            return None;
+        }
+        let b64 = value.trim().strip_prefix(':')?.strip_suffix(':')?;
+        STANDARD.decode(b64).ok()?.try_into().ok()
+    })
+}
+
+/// Lowercase hex of a digest.
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses a SHA-256 given as 64 hex digits or base64 (as a client may declare it in
+/// `Upload-Metadata`).
+pub fn parse_sha256_text(s: &str) -> Option<Sha256Digest> {
+    let s = s.trim();
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let mut out = [0u8; 32];
+        for (i, pair) in s.as_bytes().chunks(2).enumerate() {
+            out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+        }
+        return Some(out);
+    }
+    STANDARD.decode(s).ok()?.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repr_digest_round_trip() {
+        let d = [7u8; 32];
+        let h = format_repr_digest(&d);
+        assert_eq!(parse_repr_digest_sha256(&h), Some(d));
+        assert_eq!(parse_repr_digest_sha256(&format!("sha-512=:AAAA:, {h}")), Some(d));
+        assert_eq!(parse_repr_digest_sha256("sha-256=:AAAA:"), None);
+        assert_eq!(parse_repr_digest_sha256("garbage"), None);
+    }
+
+    #[test]
+    fn sha256_text_hex_or_base64() {
+        let d = [0xabu8; 32];
+        assert_eq!(parse_sha256_text(&to_hex(&d)), Some(d));
+        assert_eq!(parse_sha256_text(&STANDARD.encode(d)), Some(d));
+        assert_eq!(parse_sha256_text("abc"), None);
+    }
+}

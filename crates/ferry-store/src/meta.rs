@@ -1,0 +1,406 @@
+//! Upload records and known file digests in SQLite.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ferry_core::UploadId;
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+
+use crate::StoreError;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS uploads (
+    id          TEXT PRIMARY KEY,
+    length      INTEGER,
+    "offset"    INTEGER NOT NULL DEFAULT 0,
+    metadata    TEXT NOT NULL DEFAULT '',
+    concat      TEXT,
+    state       TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER,
+    sha256      BLOB,
+    tree_path   TEXT,
+    reason      TEXT
+);
+CREATE INDEX IF NOT EXISTS uploads_expiry ON uploads(state, expires_at);
+CREATE TABLE IF NOT EXISTS tree_files (
+    path      TEXT PRIMARY KEY,
+    size      INTEGER NOT NULL,
+    mtime_ns  INTEGER NOT NULL,
+    sha256    BLOB NOT NULL
+);
+"#;
+
+/// Where an upload is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadState {
+    /// Accepting bytes.
+    Active,
+    /// All bytes arrived (and, for a named upload, the file is in the tree).
+    Complete,
+    /// Expired before completion; its bytes are gone (HEAD answers 410).
+    Expired,
+    /// Deleted by the client (HEAD answers 404).
+    Terminated,
+    /// Completed but failed verification or placement; its bytes are gone (410).
+    Failed,
+}
+
+impl UploadState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Complete => "complete",
+            Self::Expired => "expired",
+            Self::Terminated => "terminated",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "complete" => Self::Complete,
+            "expired" => Self::Expired,
+            "terminated" => Self::Terminated,
+            "failed" => Self::Failed,
+            _ => Self::Active,
+        }
+    }
+}
+
+/// The concatenation role of an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConcatKind {
+    /// An ordinary upload.
+    None,
+    /// A partial upload, to be used by a final one.
+    Partial,
+    /// A final upload made of these partials, in order.
+    Final(Vec<UploadId>),
+}
+
+impl ConcatKind {
+    fn to_db(&self) -> Option<String> {
+        match self {
+            Self::None => None,
+            Self::Partial => Some("partial".into()),
+            Self::Final(ids) => {
+                Some(format!("final;{}", ids.iter().map(UploadId::as_str).collect::<Vec<_>>().join(" ")))
+            }
+        }
+    }
+
+    fn from_db(s: Option<&str>) -> Self {
+        match s {
+            None => Self::None,
+            Some("partial") => Self::Partial,
+            Some(f) => {
+                Self::Final(f.strip_prefix("final;").unwrap_or("").split(' ').filter_map(UploadId::parse).collect())
+            }
+        }
+    }
+}
+
+/// One tus upload as stored.
+#[derive(Debug, Clone)]
+pub struct UploadRecord {
+    /// Its id.
+    pub id: UploadId,
+    /// Total length, `None` while deferred.
+    pub length: Option<u64>,
+    /// Bytes durably stored and acknowledged.
+    pub offset: u64,
+    /// `Upload-Metadata` as received.
+    pub metadata: String,
+    /// Concatenation role.
+    pub concat: ConcatKind,
+    /// Life-cycle state.
+    pub state: UploadState,
+    /// Creation time (Unix seconds).
+    pub created_at: i64,
+    /// When an unfinished upload expires (Unix seconds).
+    pub expires_at: Option<i64>,
+    /// SHA-256 of the whole upload once complete.
+    pub sha256: Option<[u8; 32]>,
+    /// Where the finished file went in the tree.
+    pub tree_path: Option<String>,
+    /// Why it failed, for a failed upload.
+    pub reason: Option<String>,
+}
+
+impl UploadRecord {
+    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
+        let id: String = row.try_get("id")?;
+        let sha: Option<Vec<u8>> = row.try_get("sha256")?;
+        Ok(Self {
+            id: UploadId::parse(&id).ok_or_else(|| sqlx::Error::Decode(format!("bad upload id {id:?}").into()))?,
+            length: row.try_get::<Option<i64>, _>("length")?.map(|v| v as u64),
+            offset: row.try_get::<i64, _>("offset")? as u64,
+            metadata: row.try_get("metadata")?,
+            concat: ConcatKind::from_db(row.try_get::<Option<String>, _>("concat")?.as_deref()),
+            state: UploadState::parse(&row.try_get::<String, _>("state")?),
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+            sha256: sha.and_then(|v| v.try_into().ok()),
+            tree_path: row.try_get("tree_path")?,
+            reason: row.try_get("reason")?,
+        })
+    }
+}
+
+/// What a new upload starts with.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    /// Its id.
+    pub id: UploadId,
+    /// Total length, `None` when deferred.
+    pub length: Option<u64>,
+    /// `Upload-Metadata` as received.
+    pub metadata: String,
+    /// Concatenation role.
+    pub concat: ConcatKind,
+    /// Expiry (Unix seconds).
+    pub expires_at: Option<i64>,
+}
+
+/// A file ferry placed in the tree, with the digest computed while it streamed. The digest
+/// is trusted only while the file's size and mtime still match.
+#[derive(Debug, Clone)]
+pub struct TreeFileRecord {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time in nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// SHA-256 of the content.
+    pub sha256: [u8; 32],
+}
+
+/// The metadata database (SQLite in WAL mode with `synchronous=FULL`, so a committed
+/// offset survives power loss as well as `kill -9`).
+#[derive(Debug, Clone)]
+pub struct MetaStore {
+    pool: SqlitePool,
+}
+
+impl MetaStore {
+    /// Opens (creating if needed) the database file and its schema.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Inserts a new upload in state `active` at offset 0.
+    pub async fn create_upload(&self, new: &NewUpload, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO uploads (id, length, \"offset\", metadata, concat, state, created_at, expires_at) \
+             VALUES (?, ?, 0, ?, ?, 'active', ?, ?)",
+        )
+        .bind(new.id.as_str())
+        .bind(new.length.map(|v| v as i64))
+        .bind(&new.metadata)
+        .bind(new.concat.to_db())
+        .bind(now)
+        .bind(new.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Reads one upload.
+    pub async fn get(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
+        let row =
+            sqlx::query("SELECT * FROM uploads WHERE id = ?").bind(id.as_str()).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(UploadRecord::from_row).transpose()?)
+    }
+
+    /// Advances the offset from `expected` to `new` (compare-and-set) and pushes the
+    /// expiry out. Returns false, changing nothing, when the stored offset is not
+    /// `expected` or the upload is no longer active.
+    pub async fn commit_offset(
+        &self,
+        id: &UploadId,
+        expected: u64,
+        new: u64,
+        expires_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE uploads SET \"offset\" = ?, expires_at = ? \
+             WHERE id = ? AND \"offset\" = ? AND state = 'active' AND ? >= \"offset\"",
+        )
+        .bind(new as i64)
+        .bind(expires_at)
+        .bind(id.as_str())
+        .bind(expected as i64)
+        .bind(new as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Sets the length of a deferred-length upload; false if it was already set.
+    pub async fn set_length(&self, id: &UploadId, length: u64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE uploads SET length = ? WHERE id = ? AND length IS NULL")
+            .bind(length as i64)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks an upload complete with its digest and (if placed) its tree path.
+    pub async fn complete(
+        &self,
+        id: &UploadId,
+        length: u64,
+        sha256: &[u8; 32],
+        tree_path: Option<&str>,
+        expires_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE uploads SET state = 'complete', length = ?, \"offset\" = ?, sha256 = ?, tree_path = ?, expires_at = ? \
+             WHERE id = ?",
+        )
+        .bind(length as i64)
+        .bind(length as i64)
+        .bind(&sha256[..])
+        .bind(tree_path)
+        .bind(expires_at)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Moves an upload to a final state (`expired`, `terminated`, `failed`) with a reason.
+    pub async fn finish(&self, id: &UploadId, state: UploadState, reason: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE uploads SET state = ?, reason = ? WHERE id = ?")
+            .bind(state.as_str())
+            .bind(reason)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Unfinished uploads, and completed partial uploads, whose expiry has passed.
+    pub async fn expired(&self, now: i64, limit: i64) -> Result<Vec<UploadId>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM uploads WHERE expires_at IS NOT NULL AND expires_at < ? \
+             AND (state = 'active' OR (state = 'complete' AND concat = 'partial')) LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                UploadId::parse(&id).ok_or_else(|| sqlx::Error::Decode(format!("bad upload id {id:?}").into()))
+            })
+            .collect::<Result<_, _>>()
+            .map_err(Into::into)
+    }
+
+    /// Final uploads still waiting for `partial` to finish.
+    pub async fn finals_waiting_on(&self, partial: &UploadId) -> Result<Vec<UploadRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM uploads WHERE state = 'active' AND concat LIKE ?")
+            .bind(format!("final;%{}%", partial.as_str()))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(UploadRecord::from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Remembers the digest of a file placed in the tree.
+    pub async fn record_tree_file(&self, path: &str, rec: &TreeFileRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tree_files (path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?) \
+             ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256",
+        )
+        .bind(path)
+        .bind(rec.size as i64)
+        .bind(rec.mtime_ns)
+        .bind(&rec.sha256[..])
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The recorded digest of a tree file, if its size and mtime still match.
+    pub async fn tree_file_digest(&self, path: &str, size: u64, mtime_ns: i64) -> Result<Option<[u8; 32]>, StoreError> {
+        let row = sqlx::query("SELECT sha256 FROM tree_files WHERE path = ? AND size = ? AND mtime_ns = ?")
+            .bind(path)
+            .bind(size as i64)
+            .bind(mtime_ns)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(|r| r.try_get::<Vec<u8>, _>("sha256").ok()).and_then(|v| v.try_into().ok()))
+    }
+
+    /// Closes the pool, flushing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn offsets_are_compare_and_set_and_never_decrease() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = MetaStore::open(&tmp.path().join("t.db")).await.unwrap();
+        let id = UploadId::random();
+        let new = NewUpload {
+            id: id.clone(),
+            length: Some(10),
+            metadata: String::new(),
+            concat: ConcatKind::None,
+            expires_at: None,
+        };
+        db.create_upload(&new, 1).await.unwrap();
+        assert!(db.commit_offset(&id, 0, 4, None).await.unwrap());
+        assert!(!db.commit_offset(&id, 0, 8, None).await.unwrap(), "stale expected offset");
+        assert!(!db.commit_offset(&id, 4, 3, None).await.unwrap(), "offsets never decrease");
+        assert_eq!(db.get(&id).await.unwrap().unwrap().offset, 4);
+        db.finish(&id, UploadState::Terminated, None).await.unwrap();
+        assert!(!db.commit_offset(&id, 4, 6, None).await.unwrap(), "terminated uploads take no bytes");
+    }
+
+    #[tokio::test]
+    async fn concat_and_tree_records_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = MetaStore::open(&tmp.path().join("t.db")).await.unwrap();
+        let (a, f) = (UploadId::random(), UploadId::random());
+        let concat = ConcatKind::Final(vec![a.clone(), a.clone()]);
+        db.create_upload(
+            &NewUpload {
+                id: f.clone(),
+                length: None,
+                metadata: "k dg==".into(),
+                concat: concat.clone(),
+                expires_at: Some(5),
+            },
+            1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(db.get(&f).await.unwrap().unwrap().concat, concat);
+        assert_eq!(db.finals_waiting_on(&a).await.unwrap().len(), 1);
+        assert_eq!(db.expired(6, 10).await.unwrap(), vec![f.clone()]);
+        let rec = TreeFileRecord { size: 3, mtime_ns: 7, sha256: [1; 32] };
+        db.record_tree_file("x/y", &rec).await.unwrap();
+        assert_eq!(db.tree_file_digest("x/y", 3, 7).await.unwrap(), Some([1; 32]));
+        assert_eq!(db.tree_file_digest("x/y", 3, 8).await.unwrap(), None, "changed mtime voids the digest");
+    }
+}

@@ -1,0 +1,100 @@
+//! Uploads in progress: one file per upload under `staging/`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use ferry_core::UploadId;
+
+/// The directory holding the bytes of unfinished uploads.
+///
+/// A staging file may hold more bytes than the upload's committed offset (written but not
+/// yet acknowledged when the server died); [`StagingArea::open_at`] cuts that tail off so
+/// the committed offset is always the truth.
+#[derive(Debug, Clone)]
+pub struct StagingArea {
+    dir: PathBuf,
+}
+
+impl StagingArea {
+    /// Opens (creating if needed) the staging directory.
+    pub fn open(dir: impl Into<PathBuf>) -> io::Result<Self> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir)?;
+        Ok(Self { dir })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file of an upload.
+    pub fn path_of(&self, id: &UploadId) -> PathBuf {
+        self.dir.join(format!("{id}.part"))
+    }
+
+    /// Creates the empty, durable file of a new upload.
+    pub fn create(&self, id: &UploadId) -> io::Result<()> {
+        let f = OpenOptions::new().write(true).create_new(true).open(self.path_of(id))?;
+        f.sync_all()?;
+        sync_dir(&self.dir)
+    }
+
+    /// Opens an upload's file for writing at `offset`, discarding any unacknowledged tail.
+    /// A missing file (lost staging) is recreated only when `offset` is 0.
+    pub fn open_at(&self, id: &UploadId, offset: u64) -> io::Result<File> {
+        let path = self.path_of(id);
+        let file = OpenOptions::new().read(true).write(true).create(offset == 0).truncate(false).open(&path)?;
+        let len = file.metadata()?.len();
+        if len < offset {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("staging file {} holds {len} bytes, offset is {offset}", path.display()),
+            ));
+        }
+        if len > offset {
+            file.set_len(offset)?;
+        }
+        Ok(file)
+    }
+
+    /// Opens an upload's file for reading.
+    pub fn open_read(&self, id: &UploadId) -> io::Result<File> {
+        File::open(self.path_of(id))
+    }
+
+    /// Removes an upload's bytes (missing is fine).
+    pub fn remove(&self, id: &UploadId) -> io::Result<()> {
+        match fs::remove_file(self.path_of(id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `fsync` a directory so a create, rename or unlink in it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn open_at_cuts_unacknowledged_tail() {
+        let tmp = tempfile::tempdir().unwrap();
+        let area = StagingArea::open(tmp.path().join("staging")).unwrap();
+        let id = UploadId::random();
+        area.create(&id).unwrap();
+        let mut f = area.open_at(&id, 0).unwrap();
+        f.write_all(b"hello world").unwrap();
+        let f = area.open_at(&id, 5).unwrap();
+        assert_eq!(f.metadata().unwrap().len(), 5);
+        assert!(area.open_at(&id, 6).is_err(), "cannot resume past the bytes on disk");
+        area.remove(&id).unwrap();
+        area.remove(&id).unwrap();
+    }
+}

@@ -1,0 +1,200 @@
+//! The served tree: finished files, confined paths, atomic placement.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use ferry_core::TreePath;
+
+use crate::StoreError;
+use crate::staging::sync_dir;
+
+/// Prefix of ferry's temporary names inside the tree; hidden from listings.
+const TEMP_PREFIX: &str = ".ferry-tmp-";
+
+/// The directory ferry serves and places finished uploads into.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    root: PathBuf,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    /// File or directory name.
+    pub name: String,
+    /// True for a directory.
+    pub is_dir: bool,
+    /// Size in bytes (0 for directories).
+    pub size: u64,
+    /// Modification time.
+    pub modified: SystemTime,
+}
+
+impl Tree {
+    /// Opens (creating if needed) the tree rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(&root)?;
+        Ok(Self { root: root.canonicalize()? })
+    }
+
+    /// The canonical root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Resolves an existing path, refusing one that a symlink leads out of the tree.
+    pub fn resolve(&self, path: &TreePath) -> Result<PathBuf, StoreError> {
+        let joined = self.root.join(path.to_relative_path_buf());
+        let real = joined.canonicalize()?;
+        if !real.starts_with(&self.root) {
+            return Err(StoreError::Escapes(path.to_string()));
+        }
+        Ok(real)
+    }
+
+    /// Lists a directory (hiding ferry's temporary files), sorted by name.
+    pub fn list(&self, dir: &Path) -> Result<Vec<DirEntry>, StoreError> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            // Follow symlinks for the type, but only list what stays inside the tree.
+            let Ok(real) = entry.path().canonicalize() else { continue };
+            if !real.starts_with(&self.root) {
+                continue;
+            }
+            let meta = fs::metadata(&real)?;
+            out.push(DirEntry {
+                name,
+                is_dir: meta.is_dir(),
+                size: if meta.is_dir() { 0 } else { meta.len() },
+                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Checks, without changing anything, that a file could be placed at `dest`: no parent
+    /// is a file or leads out of the tree, and `dest` is not a directory.
+    pub fn check_placeable(&self, dest: &TreePath) -> Result<(), StoreError> {
+        if dest.is_root() {
+            return Err(StoreError::Conflict("an upload needs a file name".into()));
+        }
+        let names: Vec<&str> = dest.components().collect();
+        let mut cur = self.root.clone();
+        for (i, name) in names.iter().enumerate() {
+            cur.push(name);
+            match fs::symlink_metadata(&cur) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e.into()),
+                Ok(_) => {
+                    let real = cur.canonicalize()?;
+                    if !real.starts_with(&self.root) {
+                        return Err(StoreError::Escapes(dest.to_string()));
+                    }
+                    let last = i + 1 == names.len();
+                    if !last && !real.is_dir() {
+                        return Err(StoreError::Conflict(format!(
+                            "{} is a file, not a directory",
+                            names[..=i].join("/")
+                        )));
+                    }
+                    if last && real.is_dir() {
+                        return Err(StoreError::Conflict(format!("{dest} is a directory in the tree")));
+                    }
+                    cur = real;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the finished file `src` to `dest` in one atomic step, creating parent
+    /// directories. A file already at `dest` is replaced only by the complete new one.
+    /// Returns the final path on disk.
+    pub fn place(&self, src: &Path, dest: &TreePath) -> Result<PathBuf, StoreError> {
+        self.check_placeable(dest)?;
+        let mut parent = self.root.clone();
+        for name in dest.parent().components() {
+            parent.push(name);
+            match fs::create_dir(&parent) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e.into()),
+                Ok(()) => sync_dir(parent.parent().unwrap_or(&self.root))?,
+            }
+            parent = parent.canonicalize()?;
+            if !parent.starts_with(&self.root) {
+                return Err(StoreError::Escapes(dest.to_string()));
+            }
+        }
+        let target = parent.join(dest.file_name().unwrap_or_default());
+        match fs::rename(src, &target) {
+            Ok(()) => {}
+            // Staging on another filesystem than the tree (`--root` elsewhere): copy to a
+            // durable temporary beside the target, then rename.
+            Err(e) if e.raw_os_error() == Some(18) => {
+                let tmp = parent.join(format!("{TEMP_PREFIX}{}", std::process::id()));
+                fs::copy(src, &tmp)?;
+                fs::File::open(&tmp)?.sync_all()?;
+                fs::rename(&tmp, &target)?;
+                fs::remove_file(src)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        sync_dir(&parent)?;
+        Ok(target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn place_creates_parents_and_replaces_atomically() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = Tree::open(tmp.path().join("files")).unwrap();
+        let src = tmp.path().join("a.part");
+        fs::write(&src, b"one").unwrap();
+        let dest = TreePath::parse("x/y/a.txt").unwrap();
+        let placed = tree.place(&src, &dest).unwrap();
+        assert_eq!(fs::read(&placed).unwrap(), b"one");
+        fs::write(&src, b"two").unwrap();
+        tree.place(&src, &dest).unwrap();
+        assert_eq!(fs::read(tree.resolve(&dest).unwrap()).unwrap(), b"two");
+        let names: Vec<_> = tree.list(&tree.resolve(&TreePath::parse("x/y").unwrap()).unwrap()).unwrap();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn symlinks_out_of_the_tree_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("secret"), b"s").unwrap();
+        let tree = Tree::open(tmp.path().join("files")).unwrap();
+        std::os::unix::fs::symlink(&outside, tree.root().join("link")).unwrap();
+        let p = TreePath::parse("link/secret").unwrap();
+        assert!(matches!(tree.resolve(&p), Err(StoreError::Escapes(_))));
+        assert!(matches!(tree.check_placeable(&TreePath::parse("link/new").unwrap()), Err(StoreError::Escapes(_))));
+        assert!(tree.list(tree.root()).unwrap().is_empty(), "escaping link is not listed");
+    }
+
+    #[test]
+    fn conflicts_are_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = Tree::open(tmp.path().join("files")).unwrap();
+        fs::create_dir(tree.root().join("d")).unwrap();
+        fs::write(tree.root().join("f"), b"").unwrap();
+        assert!(matches!(tree.check_placeable(&TreePath::parse("d").unwrap()), Err(StoreError::Conflict(_))));
+        assert!(matches!(tree.check_placeable(&TreePath::parse("f/x").unwrap()), Err(StoreError::Conflict(_))));
+        assert!(tree.check_placeable(&TreePath::parse("d/new/x").unwrap()).is_ok());
+    }
+}

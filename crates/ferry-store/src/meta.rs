@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     expires_at  INTEGER,
     sha256      BLOB,
     tree_path   TEXT,
+    placed      INTEGER NOT NULL DEFAULT 0,
     reason      TEXT
 );
 CREATE INDEX IF NOT EXISTS uploads_expiry ON uploads(state, expires_at);
@@ -257,18 +258,21 @@ impl MetaStore {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Marks an upload complete with its digest and (if placed) its tree path.
+    /// Records an active upload at offset `expected` as complete, with its digest and (for
+    /// a file bound for the tree) its destination, not yet placed. Compare-and-set: false,
+    /// changing nothing, if the upload is not active at `expected`.
     pub async fn complete(
         &self,
         id: &UploadId,
+        expected: u64,
         length: u64,
         sha256: &[u8; 32],
         tree_path: Option<&str>,
         expires_at: Option<i64>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE uploads SET state = 'complete', length = ?, \"offset\" = ?, sha256 = ?, tree_path = ?, expires_at = ? \
-             WHERE id = ?",
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE uploads SET state = 'complete', length = ?, \"offset\" = ?, sha256 = ?, tree_path = ?, \
+             placed = 0, expires_at = ? WHERE id = ? AND state = 'active' AND \"offset\" = ?",
         )
         .bind(length as i64)
         .bind(length as i64)
@@ -276,9 +280,34 @@ impl MetaStore {
         .bind(tree_path)
         .bind(expires_at)
         .bind(id.as_str())
+        .bind(expected as i64)
         .execute(&self.pool)
         .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records that a completed upload's file is in the tree.
+    pub async fn mark_placed(&self, id: &UploadId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE uploads SET placed = 1 WHERE id = ?").bind(id.as_str()).execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Completed uploads bound for the tree whose placement was not recorded (a crash
+    /// between the completion commit and the rename).
+    pub async fn unplaced(&self) -> Result<Vec<UploadRecord>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM uploads WHERE state = 'complete' AND placed = 0 AND tree_path IS NOT NULL")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.iter().map(UploadRecord::from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Final uploads not yet assembled.
+    pub async fn active_finals(&self) -> Result<Vec<UploadRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM uploads WHERE state = 'active' AND concat LIKE 'final;%'")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(UploadRecord::from_row).collect::<Result<_, _>>()?)
     }
 
     /// Moves an upload to a final state (`expired`, `terminated`, `failed`) with a reason.

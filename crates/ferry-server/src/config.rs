@@ -1,0 +1,48 @@
+//! The validated server configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `ferry serve` needs, already validated and merged from flags, environment
+/// and the config file by the binary.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Data directory: `ferry.db`, `staging/` and (without `root`) `files/`.
+    pub data_dir: PathBuf,
+    /// Serve this directory as the tree instead of `data_dir/files`.
+    pub root: Option<PathBuf>,
+    /// Largest upload accepted, advertised as `Tus-Max-Size`.
+    pub max_size: u64,
+    /// How long an unfinished upload lives after its last byte.
+    pub upload_ttl: Duration,
+    /// How often the sweeper looks for expired uploads.
+    pub sweep_interval: Duration,
+    /// A request body that sends nothing for this long is cut (its bytes are kept).
+    pub network_timeout: Duration,
+    /// Trust `X-Forwarded-Host`/`X-Forwarded-Proto` when building `Location`.
+    pub behind_proxy: bool,
+    /// While a long PATCH streams, make bytes durable and acknowledge them at least this
+    /// often (bytes), so a cut loses little.
+    pub commit_every_bytes: u64,
+}
+
+impl ServerConfig {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            root: None,
+            max_size: 1 << 40,
+            upload_ttl: Duration::from_secs(24 * 3600),
+            sweep_interval: Duration::from_secs(60),
+            network_timeout: Duration::from_secs(60),
+            behind_proxy: false,
+            commit_every_bytes: 64 << 20,
+        }
+    }
+
+    /// The served tree's directory.
+    pub fn tree_dir(&self) -> PathBuf {
+        self.root.clone().unwrap_or_else(|| self.data_dir.join("files"))
+    }
+}

@@ -1,0 +1,176 @@
+//! Downloads at `/files/{path}`: GET and HEAD with single and multiple ranges, strong
+//! ETags, If-Range and the other conditionals, `Repr-Digest` when the SHA-256 is known,
+//! and JSON listings for directories.
+//!
+//! This handler is ferry's own (DESIGN.md §4.7): tower-http's ServeFile has neither
+//! If-Range nor multipart ranges.
+
+mod body;
+pub mod conditional;
+
+use std::fs::File;
+use std::io;
+use std::path::Path as FsPath;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ferry_core::digest::{format_repr_digest, to_hex};
+use ferry_core::{RangeRequest, TreePath};
+use ferry_store::StoreError;
+use serde::Serialize;
+
+use self::conditional::{Precondition, Validators, evaluate, if_range_allows};
+use crate::{ApiError, AppState};
+
+/// The download routes.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/files", get(root)).route("/files/", get(root)).route("/files/{*path}", get(path))
+}
+
+async fn root(State(state): State<AppState>, method: Method, headers: HeaderMap) -> Response {
+    serve(&state, "", &method, &headers).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn path(State(state): State<AppState>, Path(path): Path<String>, method: Method, headers: HeaderMap) -> Response {
+    serve(&state, &path, &method, &headers).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn serve(state: &AppState, raw: &str, method: &Method, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let tree_path = TreePath::parse_url_path(raw).map_err(|e| ApiError::bad(e.to_string()))?;
+    let not_found = || ApiError::NotFound(format!("no such file: /{tree_path}"));
+    let real = match state.tree.resolve(&tree_path) {
+        Ok(p) => p,
+        Err(StoreError::Io(e)) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+            return Err(not_found());
+        }
+        Err(StoreError::Escapes(_)) => return Err(not_found()),
+        Err(e) => return Err(e.into()),
+    };
+    let meta = std::fs::metadata(&real)?;
+    if meta.is_dir() {
+        return listing(state, &tree_path, &real).await;
+    }
+    let size = meta.len();
+    let modified = meta.modified()?;
+    let mtime_ns = modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+    let sha = state.meta.tree_file_digest(&tree_path.to_string(), size, mtime_ns).await?;
+    let v = Validators::new(size, modified, sha.as_ref());
+
+    let mut h = HeaderMap::new();
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::ETAG, value(&v.etag)?);
+    h.insert(header::LAST_MODIFIED, value(&httpdate::fmt_http_date(v.last_modified))?);
+    if let Some(sha) = &sha {
+        h.insert("repr-digest", value(&format_repr_digest(sha))?);
+    }
+    match evaluate(headers, &v) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => return Ok((StatusCode::NOT_MODIFIED, h).into_response()),
+        Precondition::Failed => return Err(ApiError::PreconditionFailed),
+    }
+    h.insert(header::CONTENT_DISPOSITION, value(&content_disposition(tree_path.file_name().unwrap_or("download")))?);
+
+    let ranges = match headers.get(header::RANGE).and_then(|r| r.to_str().ok()) {
+        Some(r) if if_range_allows(headers, &v) => RangeRequest::parse(r, size),
+        _ => RangeRequest::Full,
+    };
+    let head_only = method == Method::HEAD;
+    let file = Arc::new(File::open(&real)?);
+    match ranges {
+        RangeRequest::Unsatisfiable => Err(ApiError::RangeNotSatisfiable(size)),
+        RangeRequest::Full => {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            let body = if head_only { Body::empty() } else { Body::from_stream(body::region(file, 0, size)) };
+            Ok((StatusCode::OK, h, body).into_response())
+        }
+        RangeRequest::Ranges(ranges) if ranges.len() == 1 => {
+            let r = ranges[0];
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            h.insert(header::CONTENT_RANGE, value(&r.content_range(size))?);
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(r.len()));
+            let body = if head_only { Body::empty() } else { Body::from_stream(body::region(file, r.start, r.len())) };
+            Ok((StatusCode::PARTIAL_CONTENT, h, body).into_response())
+        }
+        RangeRequest::Ranges(ranges) => {
+            let boundary = format!("ferry-{:016x}", rand::random::<u64>());
+            let (body, len) = body::multipart(file, &ranges, size, &boundary);
+            h.insert(header::CONTENT_TYPE, value(&format!("multipart/byteranges; boundary={boundary}"))?);
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            let body = if head_only { Body::empty() } else { body };
+            Ok((StatusCode::PARTIAL_CONTENT, h, body).into_response())
+        }
+    }
+}
+
+fn value(s: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::from_str(s).map_err(|_| ApiError::Internal(format!("invalid header value {s:?}")))
+}
+
+/// `attachment` with an ASCII fallback name and the exact UTF-8 name (RFC 6266/8187).
+fn content_disposition(name: &str) -> String {
+    let fallback: String =
+        name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
+    let mut encoded = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
+#[derive(Serialize)]
+struct Listing {
+    path: String,
+    entries: Vec<ListingEntry>,
+}
+
+#[derive(Serialize)]
+struct ListingEntry {
+    name: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    size: u64,
+    /// Seconds since the Unix epoch.
+    mtime: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+}
+
+async fn listing(state: &AppState, dir: &TreePath, real: &FsPath) -> Result<Response, ApiError> {
+    let tree = state.tree.clone();
+    let real = real.to_path_buf();
+    let entries = tokio::task::spawn_blocking(move || tree.list(&real)).await??;
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let mtime_ns = e.modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        let sha256 = if e.is_dir {
+            None
+        } else {
+            let child = TreePath::parse(&e.name).map(|c| dir.join(&c)).ok();
+            match child {
+                Some(c) => state.meta.tree_file_digest(&c.to_string(), e.size, mtime_ns).await?.map(|d| to_hex(&d)),
+                None => None,
+            }
+        };
+        out.push(ListingEntry {
+            name: e.name,
+            kind: if e.is_dir { "dir" } else { "file" },
+            size: e.size,
+            mtime: (mtime_ns / 1_000_000_000) as u64,
+            sha256,
+        });
+    }
+    let body = Listing { path: format!("/{dir}"), entries: out };
+    let json = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json).into_response())
+}

@@ -1,0 +1,35 @@
+//! Start-up recovery: finish what a crash interrupted.
+//!
+//! - A completed upload recorded but not yet renamed into the tree is placed now.
+//! - A final upload whose parts all finished is assembled now.
+//!
+//! Uploads that were mid-PATCH need nothing: their committed offset is the truth and the
+//! next PATCH cuts any unacknowledged tail off the staging file.
+
+use ferry_core::TreePath;
+
+use crate::tus::{self};
+use crate::{ApiError, AppState};
+
+/// Runs the recovery pass.
+pub(crate) async fn recover(state: &AppState) -> Result<(), ApiError> {
+    for rec in state.meta.unplaced().await? {
+        let (Some(path), Some(sha)) = (rec.tree_path.as_deref(), rec.sha256) else { continue };
+        if !state.staging.path_of(&rec.id).exists() {
+            // Renamed before the crash; only the flag was lost.
+            state.meta.mark_placed(&rec.id).await?;
+            continue;
+        }
+        let dest = TreePath::parse(path).map_err(|e| ApiError::Internal(e.to_string()))?;
+        match tus::place(state, &rec.id, &dest, &sha).await {
+            Ok(()) => tracing::info!(upload = %rec.id, path, "recovered: placed a completed upload"),
+            Err(e) => tracing::error!(upload = %rec.id, error = %e, "recovery could not place a completed upload"),
+        }
+    }
+    for rec in state.meta.active_finals().await? {
+        if let Err(e) = tus::try_assemble(state, &rec.id).await {
+            tracing::warn!(upload = %rec.id, error = %e, "recovery could not assemble a final upload");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! Shared server state.
+
+use std::sync::Arc;
+
+use ferry_store::{MetaStore, StagingArea, Tree};
+use tokio_util::sync::CancellationToken;
+
+use crate::locks::UploadLocks;
+use crate::{ApiError, ServerConfig};
+
+/// What every handler shares. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The configuration.
+    pub config: Arc<ServerConfig>,
+    /// Upload records and file digests.
+    pub meta: MetaStore,
+    /// Bytes of unfinished uploads.
+    pub staging: StagingArea,
+    /// The served tree.
+    pub tree: Tree,
+    pub(crate) locks: Arc<UploadLocks>,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Opens the data directory: database, staging area and tree.
+    pub async fn open(config: ServerConfig, shutdown: CancellationToken) -> Result<Self, ApiError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let meta = MetaStore::open(&config.data_dir.join("ferry.db")).await?;
+        let staging = StagingArea::open(config.data_dir.join("staging"))?;
+        let tree = Tree::open(config.tree_dir())?;
+        Ok(Self { config: Arc::new(config), meta, staging, tree, locks: Arc::default(), shutdown })
+    }
+}

@@ -1,0 +1,133 @@
+//! Completion: the last byte is durable, now verify and publish.
+//!
+//! Order matters for crash safety: the database first records the upload as complete with
+//! its digest and destination (`placed = 0`), then the staging file is renamed into the
+//! tree, then `placed = 1`. A crash between the two steps is finished by recovery at the
+//! next start; a crash before the first leaves the upload resumable at its old offset.
+
+use std::time::UNIX_EPOCH;
+
+use ferry_core::digest::{parse_sha256_text, to_hex};
+use ferry_core::{TreePath, UploadId, UploadMetadata};
+use ferry_store::{ConcatKind, TreeFileRecord, UploadRecord, UploadState};
+
+use super::{concat, next_expiry};
+use crate::locks::UploadGuard;
+use crate::{ApiError, AppState};
+
+/// Where a finished upload goes: `dir`/`filename` from its metadata (`name` is accepted
+/// for `filename`), or its id at the tree root when it has no name.
+pub(crate) fn destination(meta: &UploadMetadata, id: &UploadId) -> Result<TreePath, ApiError> {
+    let name = meta.get("filename").or_else(|| meta.get("name"));
+    let name = match name {
+        Some(raw) => std::str::from_utf8(raw).map_err(|_| ApiError::bad("metadata filename is not UTF-8"))?,
+        None => id.as_str(),
+    };
+    let file = TreePath::parse(name).map_err(|e| ApiError::bad(format!("metadata filename: {e}")))?;
+    if file.is_root() {
+        return Err(ApiError::bad("metadata filename is empty"));
+    }
+    let dir = match meta.get("dir") {
+        Some(raw) => {
+            let dir = std::str::from_utf8(raw).map_err(|_| ApiError::bad("metadata dir is not UTF-8"))?;
+            TreePath::parse(dir).map_err(|e| ApiError::bad(format!("metadata dir: {e}")))?
+        }
+        None => TreePath::root(),
+    };
+    Ok(dir.join(&file))
+}
+
+/// The whole-file SHA-256 a client declared in metadata (`sha256`, hex or base64).
+pub(crate) fn declared_sha256(meta: &UploadMetadata) -> Result<Option<[u8; 32]>, ApiError> {
+    match meta.get_str("sha256") {
+        None => Ok(None),
+        Some(text) => parse_sha256_text(text)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad("metadata sha256 must be 64 hex digits or base64 of 32 bytes")),
+    }
+}
+
+/// Completes `rec`, whose bytes `0..length` are durable in staging and whose committed
+/// offset is `expected`.
+pub(crate) async fn complete_upload(
+    state: &AppState,
+    guard: &mut UploadGuard,
+    rec: &UploadRecord,
+    expected: u64,
+    length: u64,
+    sha: [u8; 32],
+) -> Result<(), ApiError> {
+    guard.state.hasher = None;
+    match &rec.concat {
+        ConcatKind::Partial => {
+            let ok = state.meta.complete(&rec.id, expected, length, &sha, None, Some(next_expiry(state))).await?;
+            if !ok {
+                return Err(ApiError::Conflict("the upload changed under this request".into()));
+            }
+            for waiting in state.meta.finals_waiting_on(&rec.id).await? {
+                if let Err(e) = concat::try_assemble(state, &waiting.id).await {
+                    tracing::warn!(upload = %waiting.id, error = %e, "final upload could not be assembled");
+                }
+            }
+            Ok(())
+        }
+        ConcatKind::None | ConcatKind::Final(_) => finish_named(state, rec, expected, length, sha).await,
+    }
+}
+
+/// Verifies a declared digest, records completion, and moves the staging file into the tree.
+pub(crate) async fn finish_named(
+    state: &AppState,
+    rec: &UploadRecord,
+    expected: u64,
+    length: u64,
+    sha: [u8; 32],
+) -> Result<(), ApiError> {
+    let meta = UploadMetadata::parse(&rec.metadata).unwrap_or_default();
+    if let Some(declared) = declared_sha256(&meta)? {
+        if declared != sha {
+            let reason = format!(
+                "whole-file SHA-256 mismatch: declared {}, received {}; the upload was discarded",
+                to_hex(&declared),
+                to_hex(&sha)
+            );
+            fail(state, &rec.id, &reason).await?;
+            return Err(ApiError::ChecksumMismatch(reason));
+        }
+    }
+    let dest = destination(&meta, &rec.id)?;
+    let dest_text = dest.to_string();
+    if !state.meta.complete(&rec.id, expected, length, &sha, Some(&dest_text), None).await? {
+        return Err(ApiError::Conflict("the upload changed under this request".into()));
+    }
+    if let Err(e) = place(state, &rec.id, &dest, &sha).await {
+        fail(state, &rec.id, &format!("could not place the file: {e}")).await?;
+        return Err(e);
+    }
+    state.locks.forget(&rec.id);
+    Ok(())
+}
+
+/// Renames the staging file of `id` to `dest` and records its digest. Idempotent enough
+/// for recovery: the caller only calls it while the staging file exists.
+pub(crate) async fn place(state: &AppState, id: &UploadId, dest: &TreePath, sha: &[u8; 32]) -> Result<(), ApiError> {
+    let src = state.staging.path_of(id);
+    let tree = state.tree.clone();
+    let dest_owned = dest.clone();
+    let placed = tokio::task::spawn_blocking(move || tree.place(&src, &dest_owned)).await??;
+    let meta = std::fs::metadata(&placed)?;
+    let mtime_ns = meta.modified()?.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+    let rec = TreeFileRecord { size: meta.len(), mtime_ns, sha256: *sha };
+    state.meta.record_tree_file(&dest.to_string(), &rec).await?;
+    state.meta.mark_placed(id).await?;
+    tracing::info!(upload = %id, path = %dest, bytes = meta.len(), sha256 = %to_hex(sha), "upload complete");
+    Ok(())
+}
+
+/// Marks an upload failed and frees its bytes.
+pub(crate) async fn fail(state: &AppState, id: &UploadId, reason: &str) -> Result<(), ApiError> {
+    state.meta.finish(id, UploadState::Failed, Some(reason)).await?;
+    state.staging.remove(id)?;
+    state.locks.forget(id);
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! POST /tus/: creation, creation-with-upload, creation-defer-length, concatenation.
+
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ferry_core::tus::{UploadConcat, parse_tus_integer};
+use ferry_core::{UploadChecksum, UploadId, UploadMetadata};
+use ferry_store::{ConcatKind, NewUpload, unix_now};
+
+use super::complete::{declared_sha256, destination};
+use super::{
+    LOCK_WAIT, UPLOAD_EXPIRES, UPLOAD_OFFSET, concat, has_body, header_str, http_date, is_offset_stream, next_expiry,
+    receive,
+};
+use crate::{ApiError, AppState};
+
+pub(super) async fn create(state: AppState, req: Request) -> Result<Response, ApiError> {
+    let headers = req.headers().clone();
+    let concat = header_str(&headers, "upload-concat")?
+        .map(UploadConcat::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    let defer = match header_str(&headers, "upload-defer-length")? {
+        None => false,
+        Some("1") => true,
+        Some(other) => return Err(ApiError::bad(format!("Upload-Defer-Length must be 1, not {other:?}"))),
+    };
+    let length = header_str(&headers, "upload-length")?
+        .map(|v| {
+            parse_tus_integer(v)
+                .ok_or_else(|| ApiError::bad(format!("Upload-Length {v:?} is not a non-negative integer")))
+        })
+        .transpose()?;
+    let body = has_body(&headers);
+    let metadata = UploadMetadata::parse(header_str(&headers, "upload-metadata")?.unwrap_or(""))
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    declared_sha256(&metadata)?;
+
+    let is_final = matches!(concat, Some(UploadConcat::Final(_)));
+    if is_final {
+        if length.is_some() || defer {
+            return Err(ApiError::bad("a final upload takes its length from its parts; send no Upload-Length"));
+        }
+        if body {
+            return Err(ApiError::bad("a final upload cannot carry data"));
+        }
+    } else {
+        match (length, defer) {
+            (Some(_), true) => return Err(ApiError::bad("send Upload-Length or Upload-Defer-Length, not both")),
+            (None, false) => return Err(ApiError::bad("Upload-Length or Upload-Defer-Length: 1 is required")),
+            _ => {}
+        }
+    }
+    if let Some(len) = length {
+        if len > state.config.max_size {
+            return Err(ApiError::TooLarge(format!(
+                "Upload-Length {len} exceeds the server's maximum of {} bytes (Tus-Max-Size)",
+                state.config.max_size
+            )));
+        }
+    }
+    if body && !is_offset_stream(&headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let checksum = header_str(&headers, "upload-checksum")?
+        .map(UploadChecksum::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+
+    let id = UploadId::random();
+    if !matches!(concat, Some(UploadConcat::Partial)) {
+        let dest = destination(&metadata, &id)?;
+        state.tree.check_placeable(&dest)?;
+    }
+    let (concat_kind, final_length) = match &concat {
+        None => (ConcatKind::None, length),
+        Some(UploadConcat::Partial) => (ConcatKind::Partial, length),
+        Some(UploadConcat::Final(ids)) => {
+            let parts = concat::load_parts(&state, ids).await?;
+            let sum = parts.iter().map(|p| p.length).try_fold(0u64, |acc, l| l.map(|l| acc.saturating_add(l)));
+            if sum.is_some_and(|s| s > state.config.max_size) {
+                return Err(ApiError::TooLarge("the parts add up to more than the server's maximum".into()));
+            }
+            (ConcatKind::Final(ids.clone()), sum)
+        }
+    };
+    let expires_at = next_expiry(&state);
+    let new = NewUpload {
+        id: id.clone(),
+        length: if is_final { final_length } else { length },
+        metadata: metadata.raw().to_owned(),
+        concat: concat_kind,
+        expires_at: Some(expires_at),
+    };
+    if !is_final {
+        state.staging.create(&id)?;
+    }
+    state.meta.create_upload(&new, unix_now()).await?;
+    tracing::info!(upload = %id, length = ?new.length, "upload created");
+
+    let mut out = HeaderMap::new();
+    out.insert(header::LOCATION, location(&state, &headers, &id)?);
+    out.insert(UPLOAD_EXPIRES, http_date(expires_at));
+
+    if is_final {
+        concat::try_assemble(&state, &id).await?;
+        return Ok((StatusCode::CREATED, out).into_response());
+    }
+    let rec = state.meta.get(&id).await?.ok_or_else(|| ApiError::Internal("new upload vanished".into()))?;
+    if length == Some(0) {
+        let mut guard = state.locks.acquire(&id, LOCK_WAIT).await.ok_or(ApiError::Locked)?;
+        let empty = sha2::Sha256::digest([]);
+        super::complete::complete_upload(&state, &mut guard, &rec, 0, 0, empty.into()).await?;
+    } else if body {
+        let mut guard = state.locks.acquire(&id, LOCK_WAIT).await.ok_or(ApiError::Locked)?;
+        let result = receive::receive(&state, &mut guard, &rec, &headers, req.into_body(), checksum).await;
+        match result {
+            Ok(r) => {
+                out.insert(UPLOAD_OFFSET, HeaderValue::from(r.offset));
+            }
+            Err(e) => {
+                // The upload exists; tell the client where, so it can resume.
+                let mut resp = e.into_response();
+                resp.headers_mut().extend(out);
+                return Ok(resp);
+            }
+        }
+    }
+    Ok((StatusCode::CREATED, out).into_response())
+}
+
+use sha2::Digest as _;
+
+/// `Location` of a new upload: relative, or absolute from `X-Forwarded-*` only when the
+/// server is configured to sit behind a proxy.
+fn location(state: &AppState, headers: &HeaderMap, id: &UploadId) -> Result<HeaderValue, ApiError> {
+    let path = format!("/tus/{id}");
+    let forwarded = state.config.behind_proxy.then(|| header_str(headers, "x-forwarded-host").ok().flatten()).flatten();
+    let value = match forwarded {
+        Some(host) if host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)) => {
+            let proto = match header_str(headers, "x-forwarded-proto").ok().flatten() {
+                Some("https") => "https",
+                _ => "http",
+            };
+            format!("{proto}://{host}{path}")
+        }
+        _ => path,
+    };
+    HeaderValue::from_str(&value).map_err(|_| ApiError::Internal("bad Location".into()))
+}

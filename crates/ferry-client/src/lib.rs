@@ -1,1 +1,37 @@
-//! placeholder
+//! ferry-client: the library other programs embed to move files with a ferry server (or
+//! any tus 1.0 server and any HTTP Range server).
+//!
+//! - [`Uploader`]: resumable tus uploads. A file's upload URL is remembered under a
+//!   fingerprint of path, size, mtime and server, so a re-run continues where the last one
+//!   stopped; failures are retried with backoff and an offset re-sync; the SHA-256 is
+//!   computed while bytes stream and checked against the server's.
+//! - [`Downloader`]: resumable downloads that never stitch two versions of a file
+//!   (`If-Range` on the saved ETag) and verify `Repr-Digest`.
+#![deny(missing_docs)]
+
+mod download;
+mod error;
+mod hashing;
+mod progress;
+mod retry;
+mod state_dir;
+mod upload;
+
+pub use download::{DownloadOutcome, Downloader};
+pub use error::ClientError;
+pub use progress::{Progress, ProgressFn};
+pub use reqwest::Url;
+pub use retry::RetryPolicy;
+pub use state_dir::StateDir;
+pub use upload::{UploadOutcome, Uploader};
+
+/// The HTTP client ferry's commands use: HTTP/1.1, connect and read timeouts so a dead
+/// connection is noticed rather than waited on forever.
+pub fn http_client() -> Result<reqwest::Client, ClientError> {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .read_timeout(std::time::Duration::from_secs(60))
+        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ClientError::Protocol(format!("could not build the HTTP client: {e}")))
+}

@@ -33,7 +33,7 @@ pub use state::AppState;
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .nest("/tus", tus::router())
+        .merge(tus::router())
         .merge(files::router())
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(axum::middleware::from_fn(logging::log_request))

@@ -1,1 +1,66 @@
-fn main() {}
+//! `ferry`: one binary, server and client, for moving large files over unreliable networks.
+
+mod exit;
+mod progress_ui;
+mod serve_cmd;
+mod transfer_cmd;
+mod units;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Move large files over unreliable networks and never start over.
+///
+/// Start a server with `ferry serve`, then `ferry upload FILE` and `ferry download PATH`
+/// from anywhere. Interrupted transfers resume where they stopped when you run the same
+/// command again.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: tus uploads at /tus/, downloads at /files/.
+    Serve(serve_cmd::ServeArgs),
+    /// Upload files (resumable, verified). Re-run the same command to resume.
+    Upload(transfer_cmd::UploadArgs),
+    /// Download a file (resumable, verified). Re-run the same command to resume.
+    Download(transfer_cmd::DownloadArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferry: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve_cmd::run(args).await,
+            Command::Upload(args) => transfer_cmd::upload(args).await,
+            Command::Download(args) => transfer_cmd::download(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferry: {e:#}");
+            ExitCode::from(exit::code_for(&e))
+        }
+    }
+}

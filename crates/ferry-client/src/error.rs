@@ -1,0 +1,88 @@
+//! Client errors, sorted by what the caller does next.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why a transfer stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server could not be reached (or kept failing) within the retry budget: run
+    /// again later to resume.
+    #[error("cannot reach the server: {0}")]
+    Unreachable(String),
+    /// The server refused the request; retrying the same thing will not help.
+    #[error("the server refused: {status} {reason}")]
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// The server's one-line reason.
+        reason: String,
+    },
+    /// A local file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    LocalIo {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The local disk is full.
+    #[error("{}: the disk is full", path.display())]
+    DiskFull {
+        /// The file being written.
+        path: PathBuf,
+    },
+    /// The bytes did not verify: nothing was kept that could be wrong.
+    #[error("verification failed: {0}")]
+    Verification(String),
+    /// Stopped by the user (Ctrl-C); run again to resume.
+    #[error("interrupted; run the same command again to resume")]
+    Interrupted,
+    /// The server answered something this client cannot understand.
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// Wraps a local I/O error with its path, recognising a full disk.
+    pub fn local(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        let path = path.into();
+        if source.kind() == io::ErrorKind::StorageFull || source.raw_os_error() == Some(28) {
+            Self::DiskFull { path }
+        } else {
+            Self::LocalIo { path, source }
+        }
+    }
+
+    /// Whether retrying (after a re-sync) may help.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unreachable(_))
+    }
+}
+
+/// Classifies a reqwest error: everything network-level is retryable.
+pub(crate) fn network(e: &reqwest::Error) -> ClientError {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    ClientError::Unreachable(msg)
+}
+
+/// Turns a non-success response into an error: 5xx, 409, 423 and 429 are retryable,
+/// other 4xx are rejections carrying the server's reason.
+pub(crate) async fn from_status(resp: reqwest::Response) -> ClientError {
+    let status = resp.status().as_u16();
+    let reason = resp.text().await.unwrap_or_default();
+    let reason = reason.lines().next().unwrap_or("").trim().to_owned();
+    if status >= 500 || matches!(status, 408 | 409 | 423 | 429) {
+        ClientError::Unreachable(format!("server answered {status} {reason}"))
+    } else if status == 460 {
+        ClientError::Verification(reason)
+    } else {
+        ClientError::Rejected { status, reason }
+    }
+}

@@ -1,0 +1,141 @@
+//! `ferry serve`: flags > `FERRY_*` environment > TOML config file > defaults, merged into
+//! one validated [`ServerConfig`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use ferry_server::ServerConfig;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::units::{parse_duration, parse_size};
+
+/// Flags of `ferry serve`. Every flag can also come from the environment (`FERRY_…`) or
+/// the config file; flags win over the environment, which wins over the file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "FERRY_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Data directory: ferry.db, staging/ and files/ (the tree) [default: ./ferry-data]
+    #[arg(long, env = "FERRY_DATA")]
+    data: Option<PathBuf>,
+    /// Serve this existing directory as the tree instead of DATA/files
+    #[arg(long, env = "FERRY_ROOT")]
+    root: Option<PathBuf>,
+    /// TOML config file (keys: listen, data, root, max_size, upload_ttl, sweep_interval,
+    /// network_timeout, behind_proxy)
+    #[arg(long, env = "FERRY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Largest upload accepted, e.g. 50G [default: 1T]
+    #[arg(long, env = "FERRY_MAX_SIZE", value_parser = parse_size)]
+    max_size: Option<u64>,
+    /// How long an unfinished upload is kept after its last byte, e.g. 24h [default: 24h]
+    #[arg(long, env = "FERRY_UPLOAD_TTL", value_parser = parse_duration)]
+    upload_ttl: Option<std::time::Duration>,
+    /// How often expired uploads are swept away [default: 60s]
+    #[arg(long, env = "FERRY_SWEEP_INTERVAL", value_parser = parse_duration)]
+    sweep_interval: Option<std::time::Duration>,
+    /// Cut a request body that sends nothing for this long, keeping its bytes [default: 60s]
+    #[arg(long, env = "FERRY_NETWORK_TIMEOUT", value_parser = parse_duration)]
+    network_timeout: Option<std::time::Duration>,
+    /// Trust X-Forwarded-Host/-Proto from a reverse proxy when building upload URLs
+    #[arg(long, env = "FERRY_BEHIND_PROXY")]
+    behind_proxy: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data: Option<PathBuf>,
+    root: Option<PathBuf>,
+    max_size: Option<SizeValue>,
+    upload_ttl: Option<String>,
+    sweep_interval: Option<String>,
+    network_timeout: Option<String>,
+    behind_proxy: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+fn file_duration(v: Option<String>, key: &str) -> anyhow::Result<Option<std::time::Duration>> {
+    v.map(|s| parse_duration(&s).map_err(|e| anyhow::anyhow!("config {key}: {e}"))).transpose()
+}
+
+/// Starts the server and runs until SIGINT/SIGTERM.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let file: FileConfig = match &args.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let listen = args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let data = args.data.or(file.data).unwrap_or_else(|| PathBuf::from("ferry-data"));
+    let mut config = ServerConfig::new(data);
+    config.root = args.root.or(file.root);
+    if let Some(root) = &config.root {
+        if !root.is_dir() {
+            bail!("--root {} is not a directory", root.display());
+        }
+    }
+    let file_max = match file.max_size {
+        Some(SizeValue::Bytes(n)) => Some(n),
+        Some(SizeValue::Text(s)) => Some(parse_size(&s).map_err(|e| anyhow::anyhow!("config max_size: {e}"))?),
+        None => None,
+    };
+    if let Some(v) = args.max_size.or(file_max) {
+        config.max_size = v;
+    }
+    if let Some(v) = args.upload_ttl.or(file_duration(file.upload_ttl, "upload_ttl")?) {
+        config.upload_ttl = v;
+    }
+    if let Some(v) = args.sweep_interval.or(file_duration(file.sweep_interval, "sweep_interval")?) {
+        config.sweep_interval = v;
+    }
+    if let Some(v) = args.network_timeout.or(file_duration(file.network_timeout, "network_timeout")?) {
+        config.network_timeout = v;
+    }
+    config.behind_proxy = args.behind_proxy || file.behind_proxy.unwrap_or(false);
+
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let tree = config.tree_dir();
+    println!("ferry serving http://{addr}  (data: {}, tree: {})", config.data_dir.display(), tree.display());
+    println!("  upload:   ferry upload FILE --server http://{addr}");
+    println!("  download: ferry download PATH --server http://{addr}");
+    let shutdown = CancellationToken::new();
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        signals.cancel();
+    });
+    ferry_server::serve(config, listener, shutdown).await.context("server failed")?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! `ferry serve`: flags > `FERRY_*` environment > TOML config file > defaults, merged into
 //! one validated [`ServerConfig`].
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -26,7 +27,7 @@ pub struct ServeArgs {
     #[arg(long, env = "FERRY_ROOT")]
     root: Option<PathBuf>,
     /// TOML config file (keys: listen, data, root, max_size, upload_ttl, sweep_interval,
-    /// network_timeout, behind_proxy)
+    /// network_timeout, behind_proxy, commit_every)
     #[arg(long, env = "FERRY_CONFIG")]
     config: Option<PathBuf>,
     /// Largest upload accepted, e.g. 50G [default: 1T]
@@ -44,6 +45,10 @@ pub struct ServeArgs {
     /// Trust X-Forwarded-Host/-Proto from a reverse proxy when building upload URLs
     #[arg(long, env = "FERRY_BEHIND_PROXY")]
     behind_proxy: bool,
+    /// While a long PATCH streams, make its bytes durable and acknowledge them at least
+    /// every SIZE (a server crash then loses at most this much progress) [default: 64M]
+    #[arg(long, env = "FERRY_COMMIT_EVERY", value_parser = parse_size)]
+    commit_every: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +62,7 @@ struct FileConfig {
     sweep_interval: Option<String>,
     network_timeout: Option<String>,
     behind_proxy: Option<bool>,
+    commit_every: Option<SizeValue>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +70,14 @@ struct FileConfig {
 enum SizeValue {
     Bytes(u64),
     Text(String),
+}
+
+fn file_size(v: Option<SizeValue>, key: &str) -> anyhow::Result<Option<u64>> {
+    match v {
+        Some(SizeValue::Bytes(n)) => Ok(Some(n)),
+        Some(SizeValue::Text(s)) => Ok(Some(parse_size(&s).map_err(|e| anyhow::anyhow!("config {key}: {e}"))?)),
+        None => Ok(None),
+    }
 }
 
 fn file_duration(v: Option<String>, key: &str) -> anyhow::Result<Option<std::time::Duration>> {
@@ -89,13 +103,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             bail!("--root {} is not a directory", root.display());
         }
     }
-    let file_max = match file.max_size {
-        Some(SizeValue::Bytes(n)) => Some(n),
-        Some(SizeValue::Text(s)) => Some(parse_size(&s).map_err(|e| anyhow::anyhow!("config max_size: {e}"))?),
-        None => None,
-    };
-    if let Some(v) = args.max_size.or(file_max) {
+    if let Some(v) = args.max_size.or(file_size(file.max_size, "max_size")?) {
         config.max_size = v;
+    }
+    if let Some(v) = args.commit_every.or(file_size(file.commit_every, "commit_every")?) {
+        config.commit_every_bytes = v.max(1);
     }
     if let Some(v) = args.upload_ttl.or(file_duration(file.upload_ttl, "upload_ttl")?) {
         config.upload_ttl = v;
@@ -111,9 +123,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let tree = config.tree_dir();
-    println!("ferry serving http://{addr}  (data: {}, tree: {})", config.data_dir.display(), tree.display());
-    println!("  upload:   ferry upload FILE --server http://{addr}");
-    println!("  download: ferry download PATH --server http://{addr}");
+    // The banner goes to stdout (scripts read the address from it); a closed stdout must
+    // not stop the server, so write errors are ignored.
+    let mut out = std::io::stdout().lock();
+    let _ =
+        writeln!(out, "ferry serving http://{addr}  (data: {}, tree: {})", config.data_dir.display(), tree.display());
+    let _ = writeln!(out, "  upload:   ferry upload FILE --server http://{addr}");
+    let _ = writeln!(out, "  download: ferry download PATH --server http://{addr}");
+    let _ = out.flush();
+    drop(out);
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();
     tokio::spawn(async move {

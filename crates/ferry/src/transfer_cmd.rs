@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use ferry_client::{ClientError, Downloader, Uploader, Url, http_client};
+use ferry_client::{ClientError, Downloader, RetryPolicy, Uploader, Url, http_client};
 use indicatif::HumanBytes;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +27,9 @@ pub struct UploadArgs {
     /// Print one JSON object per file on stdout instead of progress and text
     #[arg(long)]
     json: bool,
+    /// Retries without progress before giving up (a re-run still resumes)
+    #[arg(long, default_value_t = 8)]
+    retries: u32,
 }
 
 /// Flags of `ferry download`.
@@ -44,6 +47,13 @@ pub struct DownloadArgs {
     /// Print a JSON object on stdout instead of progress and text
     #[arg(long)]
     json: bool,
+    /// Retries without progress before giving up (a re-run still resumes)
+    #[arg(long, default_value_t = 8)]
+    retries: u32,
+}
+
+fn retry(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy { max_attempts, ..RetryPolicy::default() }
 }
 
 /// A token cancelled by Ctrl-C, so transfers stop cleanly and can resume.
@@ -67,7 +77,8 @@ pub async fn upload(args: UploadArgs) -> anyhow::Result<()> {
         let label =
             file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| file.display().to_string());
         let (view, progress) = ProgressView::new(&label, args.json);
-        let mut uploader = Uploader::new(http.clone(), &args.server)?.with_cancel(cancel.clone());
+        let mut uploader =
+            Uploader::new(http.clone(), &args.server)?.with_cancel(cancel.clone()).with_retry(retry(args.retries));
         if let Some(p) = progress {
             uploader = uploader.with_progress(p);
         }
@@ -153,7 +164,7 @@ pub async fn download(args: DownloadArgs) -> anyhow::Result<()> {
     let cancel = ctrl_c_token();
     let label = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let (view, progress) = ProgressView::new(&label, args.json);
-    let mut downloader = Downloader::new(http_client()?).with_cancel(cancel);
+    let mut downloader = Downloader::new(http_client()?).with_cancel(cancel).with_retry(retry(args.retries));
     if let Some(p) = progress {
         downloader = downloader.with_progress(p);
     }

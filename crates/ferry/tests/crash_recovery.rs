@@ -24,7 +24,8 @@ fn seed() -> u64 {
 /// Streams `data[offset..]` as one PATCH at about `rate` bytes/s until the server dies.
 fn stream_rest(addr: String, loc: String, data: Arc<Vec<u8>>, offset: usize, rate: usize) -> thread::JoinHandle<()> {
     thread::spawn(move || {
-        let Ok(mut st) = std::panic::catch_unwind(|| open_patch(&addr, &loc, offset as u64, (data.len() - offset) as u64, b"", &[]))
+        let Ok(mut st) =
+            std::panic::catch_unwind(|| open_patch(&addr, &loc, offset as u64, (data.len() - offset) as u64, b"", &[]))
         else {
             return;
         };
@@ -62,7 +63,8 @@ fn kill_9_at_20_random_points_loses_no_acknowledged_byte() {
             assert!(staged.len() as u64 >= off, "acknowledged {off} but only {} bytes on disk", staged.len());
             assert!(staged[..off as usize] == data[..off as usize], "staged bytes differ from what was sent");
         }
-        let writer = (off < data.len() as u64).then(|| stream_rest(s.addr.clone(), loc.clone(), data.clone(), off as usize, 60 << 20));
+        let writer = (off < data.len() as u64)
+            .then(|| stream_rest(s.addr.clone(), loc.clone(), data.clone(), off as usize, 60 << 20));
         thread::sleep(Duration::from_millis(rng.random_range(20..400)));
         s.kill9();
         kills += 1;

@@ -36,7 +36,10 @@ fn full_get_has_validators_and_digest() {
     let etag = r.header("etag").unwrap();
     assert!(etag.starts_with('"') && !etag.starts_with("W/"), "strong ETag {etag}");
     assert!(r.header("last-modified").is_some());
-    assert_eq!(r.header("content-disposition"), Some("attachment; filename=\"big file.bin\"; filename*=UTF-8''big%20file.bin"));
+    assert_eq!(
+        r.header("content-disposition"),
+        Some("attachment; filename=\"big file.bin\"; filename*=UTF-8''big%20file.bin")
+    );
     let h = request(&s.addr, "HEAD", BIG, &[], b"");
     assert_eq!((h.status, h.body.len()), (200, 0));
     assert_eq!(h.header("content-length"), Some("1000000"));
@@ -48,7 +51,9 @@ fn full_get_has_validators_and_digest() {
 #[test]
 fn single_ranges() {
     let (_t, s, data) = fixture();
-    for (range, start, end) in [("bytes=0-99", 0, 99), ("bytes=999900-", 999_900, 999_999), ("bytes=-10", 999_990, 999_999)] {
+    for (range, start, end) in
+        [("bytes=0-99", 0, 99), ("bytes=999900-", 999_900, 999_999), ("bytes=-10", 999_990, 999_999)]
+    {
         let r = request(&s.addr, "GET", BIG, &[("Range", range)], b"");
         assert_eq!(r.status, 206, "{range}");
         assert_eq!(r.header("content-range").unwrap(), format!("bytes {start}-{end}/1000000"));
@@ -125,7 +130,8 @@ fn if_range_with_etag_and_date() {
     let lm = full.header("last-modified").unwrap().to_owned();
     let r = request(&s.addr, "GET", BIG, &[("Range", "bytes=10-19"), ("If-Range", &lm)], b"");
     assert_eq!(r.status, 206);
-    let r = request(&s.addr, "GET", BIG, &[("Range", "bytes=10-19"), ("If-Range", "Mon, 01 Jan 2001 00:00:00 GMT")], b"");
+    let r =
+        request(&s.addr, "GET", BIG, &[("Range", "bytes=10-19"), ("If-Range", "Mon, 01 Jan 2001 00:00:00 GMT")], b"");
     assert_eq!(r.status, 200);
 }
 
@@ -164,7 +170,13 @@ fn paths_are_confined_to_the_tree() {
     let outside = tempfile::tempdir().unwrap();
     fs::write(outside.path().join("secret"), b"top secret").unwrap();
     std::os::unix::fs::symlink(outside.path(), s.tree_file("link")).unwrap();
-    for path in ["/files/link/secret", "/files/../ferry.db", "/files/%2e%2e/ferry.db", "/files/d/%2e%2e/%2e%2e/ferry.db", "/files/nothing"] {
+    for path in [
+        "/files/link/secret",
+        "/files/../ferry.db",
+        "/files/%2e%2e/ferry.db",
+        "/files/d/%2e%2e/%2e%2e/ferry.db",
+        "/files/nothing",
+    ] {
         let r = request(&s.addr, "GET", path, &[], b"");
         assert!(r.status == 404 || r.status == 400, "{path}: {}", r.status);
         assert!(!r.body.windows(10).any(|w| w == b"top secret"));

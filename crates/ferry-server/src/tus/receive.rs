@@ -225,7 +225,9 @@ pub(crate) async fn receive(
         }
         Some(other) => {
             let err = match other {
-                Stop::Interrupted => ApiError::bad("upload interrupted: a newer request for this upload took over"),
+                Stop::Interrupted => ApiError::Conflict(
+                    "upload interrupted: a newer request for this upload took over; resume from HEAD".into(),
+                ),
                 Stop::Shutdown => ApiError::Unavailable("server is shutting down; resume the upload later".into()),
                 Stop::Cut(reason) => ApiError::bad(reason),
                 Stop::Overflow => ApiError::Internal("unreachable".into()),

@@ -33,9 +33,22 @@ impl Server {
         Self::spawn(data, args)
     }
 
+    /// Starts a server on a fixed address (to restart "the same server" under a client).
+    pub fn start_on(listen: &str, data: &Path, extra: &[&str]) -> Server {
+        let mut args: Vec<String> = vec!["--listen".into(), listen.into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::spawn(data, args)
+    }
+
     fn spawn(data: &Path, args: Vec<String>) -> Server {
-        let mut child = Command::new(ferry_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        let listen_given = args.iter().any(|a| a == "--listen");
+        let mut cmd = Command::new(ferry_bin());
+        cmd.arg("serve");
+        if !listen_given {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut child = cmd
+            .arg("--data")
             .arg(data)
             .args(&args)
             .env("RUST_LOG", "warn")
@@ -330,4 +343,29 @@ impl Drop for Proxy {
         self.stop.store(true, Ordering::Relaxed);
         let _ = TcpStream::connect(&self.addr);
     }
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_addr() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").to_string()
+}
+
+/// A `ferry` client command with its own state directory.
+pub fn client(state: &Path) -> Command {
+    let mut c = Command::new(ferry_bin());
+    c.env("FERRY_STATE_DIR", state).env("RUST_LOG", "warn").env_remove("FERRY_SERVER");
+    c
+}
+
+/// The only upload URL remembered in a client state directory, once there is one.
+pub fn remembered_upload(state: &Path) -> Option<String> {
+    let dir = std::fs::read_dir(state.join("uploads")).ok()?;
+    for entry in dir.flatten() {
+        if entry.path().extension().is_some_and(|e| e == "json") {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(entry.path()).ok()?).ok()?;
+            return v["url"].as_str().map(str::to_owned);
+        }
+    }
+    None
 }

@@ -1,0 +1,69 @@
+//! In-process router tests: `app(state)` driven with `tower::ServiceExt::oneshot`, the same
+//! router `ferry serve` runs.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use ferry_server::{AppState, ServerConfig, app};
+use http_body_util::BodyExt;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+async fn state() -> (tempfile::TempDir, AppState) {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = AppState::open(ServerConfig::new(tmp.path().join("data")), CancellationToken::new()).await.unwrap();
+    (tmp, state)
+}
+
+#[tokio::test]
+async fn healthz_and_unknown_routes() {
+    let (_t, s) = state().await;
+    let r = app(s.clone()).oneshot(Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app(s).oneshot(Request::get("/nope").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn create_then_patch_in_process() {
+    let (_t, s) = state().await;
+    let r = app(s.clone())
+        .oneshot(
+            Request::post("/tus/")
+                .header("tus-resumable", "1.0.0")
+                .header("upload-length", "4")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = app(s.clone())
+        .oneshot(
+            Request::patch(&loc)
+                .header("tus-resumable", "1.0.0")
+                .header("upload-offset", "0")
+                .header("content-type", "application/offset+octet-stream")
+                .body(Body::from("abcd"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(r.headers()["upload-offset"], "4");
+    let id = loc.trim_start_matches("/tus/");
+    let r = app(s).oneshot(Request::get(format!("/files/{id}")).body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "an unnamed upload lands under its id");
+    assert_eq!(r.into_body().collect().await.unwrap().to_bytes(), "abcd");
+}
+
+#[tokio::test]
+async fn missing_tus_version_is_refused_with_the_supported_one() {
+    let (_t, s) = state().await;
+    let r =
+        app(s).oneshot(Request::post("/tus/").header("upload-length", "4").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    assert_eq!(r.headers()["tus-version"], "1.0.0");
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.iter().filter(|b| **b == b'\n').count(), 1, "one line");
+}

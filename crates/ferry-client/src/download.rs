@@ -132,16 +132,16 @@ impl Downloader {
                     resumed_from.get_or_insert(if r { 0 } else { have.min(initial) });
                     sha.seek(&mut file, total).map_err(|e| ClientError::local(&partial, e))?;
                     let local = sha.digest();
-                    if let Some(expected) = server_sha {
-                        if expected != local {
-                            let _ = fs::remove_file(&partial);
-                            let _ = fs::remove_file(&state_path);
-                            return Err(ClientError::Verification(format!(
-                                "downloaded bytes have SHA-256 {} but the server's Repr-Digest says {}; the partial file was deleted",
-                                to_hex(&local),
-                                to_hex(&expected)
-                            )));
-                        }
+                    if let Some(expected) = server_sha
+                        && expected != local
+                    {
+                        let _ = fs::remove_file(&partial);
+                        let _ = fs::remove_file(&state_path);
+                        return Err(ClientError::Verification(format!(
+                            "downloaded bytes have SHA-256 {} but the server's Repr-Digest says {}; the partial file was deleted",
+                            to_hex(&local),
+                            to_hex(&expected)
+                        )));
                     }
                     file.sync_all().map_err(|e| ClientError::local(&partial, e))?;
                     fs::rename(&partial, out).map_err(|e| ClientError::local(out, e))?;

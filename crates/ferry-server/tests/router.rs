@@ -1,6 +1,8 @@
 //! In-process router tests: `app(state)` driven with `tower::ServiceExt::oneshot`, the same
 //! router `ferry serve` runs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use ferry_server::{AppState, ServerConfig, app};

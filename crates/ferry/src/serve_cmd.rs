@@ -98,10 +98,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let data = args.data.or(file.data).unwrap_or_else(|| PathBuf::from("ferry-data"));
     let mut config = ServerConfig::new(data);
     config.root = args.root.or(file.root);
-    if let Some(root) = &config.root {
-        if !root.is_dir() {
-            bail!("--root {} is not a directory", root.display());
-        }
+    if let Some(root) = &config.root
+        && !root.is_dir()
+    {
+        bail!("--root {} is not a directory", root.display());
     }
     if let Some(v) = args.max_size.or(file_size(file.max_size, "max_size")?) {
         config.max_size = v;

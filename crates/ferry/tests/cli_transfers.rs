@@ -2,6 +2,8 @@
 //! again, servers restarted underneath them, files changed or corrupted on the server, and
 //! the exit codes scripts rely on.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+
 mod common;
 
 use std::path::Path;

@@ -5,6 +5,8 @@
 //! and the staged bytes up to it must be exactly the bytes sent. The finished file's
 //! SHA-256 must match. The seed is printed so a failure can be replayed (FERRY_TEST_SEED).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+
 mod common;
 
 use std::io::Write;

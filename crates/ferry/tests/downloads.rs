@@ -1,6 +1,8 @@
 //! Black-box downloads at /files/: ranges, multipart, conditionals, digests, listings,
 //! confinement.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+
 mod common;
 
 use std::fs;

@@ -1,6 +1,8 @@
 //! `ferry serve` configuration (flags > environment > file > defaults), `--root`,
 //! graceful shutdown, and help and errors for people.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

@@ -70,19 +70,19 @@ pub fn evaluate(h: &HeaderMap, v: &Validators) -> Precondition {
         if !list_matches(im, &v.etag, false) {
             return Precondition::Failed;
         }
-    } else if let Some(since) = header(h, "if-unmodified-since").and_then(parse_date) {
-        if v.last_modified > since {
-            return Precondition::Failed;
-        }
+    } else if let Some(since) = header(h, "if-unmodified-since").and_then(parse_date)
+        && v.last_modified > since
+    {
+        return Precondition::Failed;
     }
     if let Some(inm) = header(h, "if-none-match") {
         if list_matches(inm, &v.etag, true) {
             return Precondition::NotModified;
         }
-    } else if let Some(since) = header(h, "if-modified-since").and_then(parse_date) {
-        if v.last_modified <= since {
-            return Precondition::NotModified;
-        }
+    } else if let Some(since) = header(h, "if-modified-since").and_then(parse_date)
+        && v.last_modified <= since
+    {
+        return Precondition::NotModified;
     }
     Precondition::Proceed
 }

@@ -84,16 +84,16 @@ pub(crate) async fn finish_named(
     sha: [u8; 32],
 ) -> Result<(), ApiError> {
     let meta = UploadMetadata::parse(&rec.metadata).unwrap_or_default();
-    if let Some(declared) = declared_sha256(&meta)? {
-        if declared != sha {
-            let reason = format!(
-                "whole-file SHA-256 mismatch: declared {}, received {}; the upload was discarded",
-                to_hex(&declared),
-                to_hex(&sha)
-            );
-            fail(state, &rec.id, &reason).await?;
-            return Err(ApiError::ChecksumMismatch(reason));
-        }
+    if let Some(declared) = declared_sha256(&meta)?
+        && declared != sha
+    {
+        let reason = format!(
+            "whole-file SHA-256 mismatch: declared {}, received {}; the upload was discarded",
+            to_hex(&declared),
+            to_hex(&sha)
+        );
+        fail(state, &rec.id, &reason).await?;
+        return Err(ApiError::ChecksumMismatch(reason));
     }
     let dest = destination(&meta, &rec.id)?;
     let dest_text = dest.to_string();

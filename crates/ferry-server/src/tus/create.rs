@@ -51,13 +51,13 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
             _ => {}
         }
     }
-    if let Some(len) = length {
-        if len > state.config.max_size {
-            return Err(ApiError::TooLarge(format!(
-                "Upload-Length {len} exceeds the server's maximum of {} bytes (Tus-Max-Size)",
-                state.config.max_size
-            )));
-        }
+    if let Some(len) = length
+        && len > state.config.max_size
+    {
+        return Err(ApiError::TooLarge(format!(
+            "Upload-Length {len} exceeds the server's maximum of {} bytes (Tus-Max-Size)",
+            state.config.max_size
+        )));
     }
     if body && !is_offset_stream(&headers) {
         return Err(ApiError::UnsupportedMediaType);

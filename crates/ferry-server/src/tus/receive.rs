@@ -77,10 +77,10 @@ pub(crate) async fn hasher_at(
     guard: &mut UploadGuard,
     rec: &UploadRecord,
 ) -> Result<Sha256, ApiError> {
-    if let Some((at, h)) = &guard.state.hasher {
-        if *at == rec.offset {
-            return Ok(h.clone());
-        }
+    if let Some((at, h)) = &guard.state.hasher
+        && *at == rec.offset
+    {
+        return Ok(h.clone());
     }
     let path = state.staging.path_of(&rec.id);
     let offset = rec.offset;
@@ -242,13 +242,10 @@ pub(crate) async fn receive(
     }
 
     // The body ended normally: verify the chunk checksum, if any.
-    let trailer_checksum = match trailers.as_ref().and_then(|t| t.get("upload-checksum")) {
-        Some(v) => Some(
-            UploadChecksum::parse(v.to_str().unwrap_or(""))
-                .map_err(|e| ApiError::bad(format!("Upload-Checksum trailer: {e}"))),
-        ),
-        None => None,
-    };
+    let trailer_checksum = trailers.as_ref().and_then(|t| t.get("upload-checksum")).map(|v| {
+        UploadChecksum::parse(v.to_str().unwrap_or(""))
+            .map_err(|e| ApiError::bad(format!("Upload-Checksum trailer: {e}")))
+    });
     let s = sink.as_mut().ok_or_else(|| ApiError::Internal("sink lost".into()))?;
     if let Some(expected) = &checksum {
         let actual = s.check.take().map(Checksummer::finish).unwrap_or_default();

@@ -59,23 +59,23 @@ pub(super) async fn head(state: &AppState, id: &UploadId) -> Result<Response, Ap
         }
         None => {}
     }
-    if !rec.metadata.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&rec.metadata) {
-            h.insert("upload-metadata", v);
-        }
+    if !rec.metadata.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&rec.metadata)
+    {
+        h.insert("upload-metadata", v);
     }
     if let Some(v) = concat_header(&rec) {
         h.insert("upload-concat", v);
     }
-    if rec.state == UploadState::Active {
-        if let Some(exp) = rec.expires_at {
-            h.insert(UPLOAD_EXPIRES, http_date(exp));
-        }
+    if rec.state == UploadState::Active
+        && let Some(exp) = rec.expires_at
+    {
+        h.insert(UPLOAD_EXPIRES, http_date(exp));
     }
-    if let Some(sha) = &rec.sha256 {
-        if let Ok(v) = HeaderValue::from_str(&format_repr_digest(sha)) {
-            h.insert("repr-digest", v);
-        }
+    if let Some(sha) = &rec.sha256
+        && let Ok(v) = HeaderValue::from_str(&format_repr_digest(sha))
+    {
+        h.insert("repr-digest", v);
     }
     Ok((StatusCode::OK, h).into_response())
 }

@@ -2,6 +2,7 @@
 //! port, a raw HTTP/1.1 client (so tests control every header and can cut bodies), a
 //! throttling TCP proxy, and deterministic test data.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};

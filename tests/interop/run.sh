@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Interop with real peers: tus-js-client 4.x (Node, incl. parallelUploads: 4), tuspy 1.1
+# (with upload_checksum), curl and aria2c (ranges and resume) against `ferry serve`.
+# Needs node/npm, python3, curl and aria2c (.ci/run installs them). Usage: run.sh [FERRY_BIN]
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+ferry="${1:-$here/../../target/debug/ferry}"
+work="$(mktemp -d)"
+trap 'kill "$server_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+"$ferry" serve --listen 127.0.0.1:0 --data "$work/data" > "$work/banner" 2> "$work/server.log" &
+server_pid=$!
+for _ in $(seq 100); do grep -q http:// "$work/banner" 2>/dev/null && break; sleep 0.1; done
+url="$(grep -o 'http://[0-9.:]*' "$work/banner" | head -1)"
+echo "ferry at $url"
+
+# --- tus-js-client ---
+(cd "$here" && npm ci --no-audit --no-fund --silent)
+node "$here/tus_js_client.mjs" "$url"
+
+# --- tuspy ---
+venv="$here/../../target/interop-venv"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install -q 'tuspy==1.1.0'
+"$venv/bin/python" "$here/tuspy_client.py" "$url"
+
+# --- curl and aria2c downloads with ranges and resume ---
+head -c 30000000 /dev/urandom > "$work/dl.bin"
+"$ferry" upload --json --server "$url" --dir dl "$work/dl.bin" > /dev/null
+want="$(sha256sum < "$work/dl.bin" | cut -d' ' -f1)"
+same() { [ "$(sha256sum < "$1" | cut -d' ' -f1)" = "$want" ] || { echo "FAIL: $2"; exit 1; }; echo "ok   $2"; }
+
+curl -sf -r 1000-1999 "$url/files/dl/dl.bin" -o "$work/range.bin"
+cmp "$work/range.bin" <(tail -c +1001 "$work/dl.bin" | head -c 1000) && echo "ok   curl single range"
+head -c 12345678 "$work/dl.bin" > "$work/curl.bin"
+curl -sf -C - "$url/files/dl/dl.bin" -o "$work/curl.bin"
+same "$work/curl.bin" "curl -C - resumes a partial file"
+
+aria2c -q -x 4 -s 4 -k 1M -d "$work" -o aria.bin "$url/files/dl/dl.bin"
+same "$work/aria.bin" "aria2c -x 4 -s 4 segmented download"
+rm -f "$work/aria.bin"
+# Interrupt aria2c mid-download (slowed down), then resume with -c.
+aria2c -q --max-download-limit=2M --auto-save-interval=1 -d "$work" -o aria2.bin "$url/files/dl/dl.bin" &
+aria_pid=$!
+sleep 3; kill -INT "$aria_pid"; wait "$aria_pid" || true
+partial=$(stat -c %s "$work/aria2.bin" 2>/dev/null || echo 0)
+[ -f "$work/aria2.bin.aria2" ] || { echo "FAIL: aria2c left no control file (partial $partial bytes)"; exit 1; }
+aria2c -q -c -d "$work" -o aria2.bin "$url/files/dl/dl.bin"
+same "$work/aria2.bin" "aria2c -c resumes an interrupted download"
+echo "interop: all passed"

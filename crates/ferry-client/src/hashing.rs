@@ -32,7 +32,6 @@ impl RewindableSha {
     }
 
     /// Bytes covered.
-    #[cfg(test)]
     pub fn position(&self) -> u64 {
         self.at
     }

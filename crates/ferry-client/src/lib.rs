@@ -5,25 +5,33 @@
 //!   fingerprint of path, size, mtime and server, so a re-run continues where the last one
 //!   stopped; failures are retried with backoff and an offset re-sync; the SHA-256 is
 //!   computed while bytes stream and checked against the server's.
+//!   Large files go as parallel partial uploads; PATCH sizes adapt to the link; every
+//!   PATCH carries a crc32c checksum trailer; `--dedup` skips bytes the server has.
 //! - [`Downloader`]: resumable downloads that never stitch two versions of a file
 //!   (`If-Range` on the saved ETag) and verify `Repr-Digest`.
 #![deny(missing_docs)]
 
+mod chunking;
+mod dedup;
 mod download;
 mod error;
 mod hashing;
+mod patch_body;
 mod progress;
+mod rate;
 mod retry;
 mod state_dir;
 mod upload;
 
+pub use chunking::ChunkSize;
 pub use download::{DownloadOutcome, Downloader};
 pub use error::ClientError;
 pub use progress::{Progress, ProgressFn};
+pub use rate::RateLimiter;
 pub use reqwest::Url;
 pub use retry::RetryPolicy;
 pub use state_dir::StateDir;
-pub use upload::{UploadOutcome, Uploader};
+pub use upload::{UploadOptions, UploadOutcome, Uploader, default_parallel};
 
 /// The HTTP client ferry's commands use: HTTP/1.1, connect and read timeouts so a dead
 /// connection is noticed rather than waited on forever.

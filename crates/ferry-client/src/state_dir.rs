@@ -22,6 +22,20 @@ pub struct UploadRecord {
     pub path: String,
     /// Its size.
     pub size: u64,
+    /// For a parallel upload: the partial uploads, in file order (`url` is then empty).
+    #[serde(default)]
+    pub parts: Vec<PartRecord>,
+}
+
+/// One partial upload of a parallel upload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartRecord {
+    /// The partial upload's URL.
+    pub url: String,
+    /// First file byte of the part.
+    pub start: u64,
+    /// One past its last byte.
+    pub end: u64,
 }
 
 impl StateDir {

@@ -1,42 +1,93 @@
-//! Resumable tus uploads.
+//! Resumable, parallel, adaptive tus uploads, verified end to end.
+//!
+//! One file is sent either as one tus upload or, with `parallel > 1`, as that many partial
+//! uploads joined by a final `Upload-Concat` request. Every part runs the same loop: learn
+//! the server's offset (HEAD), send the next chunk as a PATCH with a `crc32c`
+//! `Upload-Checksum` trailer, adapt the chunk size, and on any retryable failure back off
+//! and re-sync. The whole-file SHA-256 is computed while the bytes stream (sequential mode)
+//! or by one concurrent pass (parallel mode) and the server checks it before the file
+//! enters its tree: as a `Repr-Digest` trailer on the completing PATCH, or as `sha256`
+//! metadata on the final upload.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
+use ferry_core::ChecksumAlgorithm;
 use ferry_core::digest::{parse_repr_digest_sha256, to_hex};
-use futures_util::stream;
 use reqwest::{StatusCode, Url};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use crate::chunking::{ChunkSize, Chunker};
 use crate::error::{from_status, network};
 use crate::hashing::RewindableSha;
-use crate::state_dir::UploadRecord;
+use crate::patch_body::{Activity, PatchBody};
+use crate::rate::RateLimiter;
+use crate::state_dir::{PartRecord, UploadRecord};
 use crate::{ClientError, Progress, ProgressFn, RetryPolicy, StateDir};
 
 const TUS: &str = "1.0.0";
-const READ_BLOCK: usize = 1 << 20;
+
+/// How an upload is sent.
+#[derive(Debug, Clone)]
+pub struct UploadOptions {
+    /// Number of partial uploads; `None` picks from the file size.
+    pub parallel: Option<usize>,
+    /// PATCH sizing.
+    pub chunk: ChunkSize,
+    /// Per-PATCH checksum (sent as a trailer); `None` sends none.
+    pub checksum: Option<ChecksumAlgorithm>,
+    /// Cap on the total rate, bytes per second.
+    pub limit_rate: Option<u64>,
+    /// A PATCH whose body makes no progress for this long is abandoned and retried.
+    pub stall_timeout: Duration,
+    /// Ask the server for the content first and skip the transfer if it has it.
+    pub dedup: bool,
+}
+
+impl Default for UploadOptions {
+    fn default() -> Self {
+        Self {
+            parallel: None,
+            chunk: ChunkSize::Max,
+            checksum: Some(ChecksumAlgorithm::Crc32c),
+            limit_rate: None,
+            stall_timeout: Duration::from_secs(60),
+            dedup: false,
+        }
+    }
+}
+
+/// The part count `parallel: None` chooses: one connection for small files, more as they grow.
+pub fn default_parallel(size: u64) -> usize {
+    match size {
+        s if s < 256 << 20 => 1,
+        s if s < 2 << 30 => 2,
+        _ => 4,
+    }
+}
 
 /// Uploads files to a tus endpoint, resuming where an earlier run stopped.
 #[derive(Clone)]
 pub struct Uploader {
     http: reqwest::Client,
+    server: Url,
     endpoint: Url,
     state: StateDir,
     retry: RetryPolicy,
+    options: UploadOptions,
     progress: Option<ProgressFn>,
     cancel: CancellationToken,
 }
 
 impl std::fmt::Debug for Uploader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Uploader").field("endpoint", &self.endpoint.as_str()).finish_non_exhaustive()
+        f.debug_struct("Uploader").field("endpoint", &self.endpoint.as_str()).field("options", &self.options).finish()
     }
 }
 
@@ -45,18 +96,74 @@ impl std::fmt::Debug for Uploader {
 pub struct UploadOutcome {
     /// The local file.
     pub path: PathBuf,
-    /// The upload URL.
+    /// The upload URL (the final upload's, for a parallel upload).
     pub url: String,
     /// File size.
     pub size: u64,
-    /// Offset the server already had when this run started (0 for a fresh upload).
+    /// Bytes the server already had when this run started.
     pub resumed_from: u64,
-    /// Bytes put on the wire by this run.
+    /// Bytes put on the wire by this run (re-sent bytes included).
     pub sent: u64,
-    /// SHA-256 of the file, computed while it streamed.
+    /// Number of partial uploads used.
+    pub parts: usize,
+    /// SHA-256 of the file.
     pub sha256: String,
-    /// Whether the server confirmed the same SHA-256 (`Repr-Digest`); false if it gave none.
+    /// Whether the server confirmed the SHA-256 before placing the file.
     pub verified: bool,
+    /// Whether the server already had the content and no bytes were sent.
+    pub deduplicated: bool,
+}
+
+/// One range of the file going to one tus upload.
+struct Part {
+    start: u64,
+    end: u64,
+    url: Mutex<Option<Url>>,
+    concat_partial: bool,
+    /// Bytes of this part the server holds (last known).
+    confirmed: AtomicU64,
+    /// The PATCH in flight, for progress.
+    activity: Mutex<Option<Arc<Activity>>>,
+    sent: AtomicU64,
+    resumed_from: Mutex<Option<u64>>,
+}
+
+impl Part {
+    fn new(start: u64, end: u64, url: Option<Url>, concat_partial: bool) -> Self {
+        Self {
+            start,
+            end,
+            url: Mutex::new(url),
+            concat_partial,
+            confirmed: AtomicU64::new(0),
+            activity: Mutex::new(None),
+            sent: AtomicU64::new(0),
+            resumed_from: Mutex::new(None),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    fn url(&self) -> Option<Url> {
+        self.url.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn shown(&self) -> u64 {
+        let inflight = self
+            .activity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(0, |a| a.sent.load(Ordering::Relaxed));
+        (self.confirmed.load(Ordering::Relaxed) + inflight).min(self.len())
+    }
+}
+
+/// How one part ended.
+struct PartDone {
+    server_sha: Option<[u8; 32]>,
 }
 
 impl Uploader {
@@ -68,9 +175,11 @@ impl Uploader {
         let endpoint = base.join("tus/").map_err(|e| ClientError::Protocol(e.to_string()))?;
         Ok(Self {
             http,
+            server: base,
             endpoint,
             state: StateDir::default_location(),
             retry: RetryPolicy::default(),
+            options: UploadOptions::default(),
             progress: None,
             cancel: CancellationToken::new(),
         })
@@ -100,10 +209,10 @@ impl Uploader {
         self
     }
 
-    fn report(&self, done: u64, total: u64) {
-        if let Some(p) = &self.progress {
-            p(Progress { done, total: Some(total) });
-        }
+    /// Sets how uploads are sent.
+    pub fn with_options(mut self, options: UploadOptions) -> Self {
+        self.options = options;
+        self
     }
 
     /// Uploads `path` into `remote_dir` (tree root when `None`), resuming a previous
@@ -117,132 +226,102 @@ impl Uploader {
         let mtime_ns = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
         let abs = std::fs::canonicalize(path).map_err(|e| ClientError::local(path, e))?;
         let fingerprint = to_hex(&Sha256::digest(format!("{}\0{size}\0{mtime_ns}\0{}", abs.display(), self.endpoint)));
+        let file = Arc::new(File::open(path).map_err(|e| ClientError::local(path, e))?);
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "upload".into());
+        let remote_dir = remote_dir.map(|d| d.trim_matches('/')).filter(|d| !d.is_empty());
 
-        let mut file = File::open(path).map_err(|e| ClientError::local(path, e))?;
-        let sha = Arc::new(Mutex::new(RewindableSha::default()));
-        let mut attempts = 0u32;
-        let mut url: Option<Url> = self.state.load_upload(&fingerprint).and_then(|r| Url::parse(&r.url).ok());
-        let mut resumed_from: Option<u64> = None;
-        let mut sent = 0u64;
-        let mut last_offset = None;
-        loop {
-            if self.cancel.is_cancelled() {
-                return Err(ClientError::Interrupted);
+        if self.options.dedup {
+            let sha = hash_file(file.clone(), size, path).await?;
+            if let Some(outcome) = crate::dedup::try_dedup(self, path, &name, remote_dir, size, &sha).await? {
+                self.report(size, size);
+                return Ok(outcome);
             }
-            let step = self.step(path, &mut file, size, remote_dir, &fingerprint, &mut url, &sha, &mut sent).await;
-            match step {
-                Ok(Step::Done { offset_at_start, server_sha }) => {
-                    let local = sha.lock().map_err(|_| ClientError::Protocol("hash state poisoned".into()))?.digest();
-                    let verified = match server_sha {
-                        Some(s) if s != local => {
-                            self.state.forget_upload(&fingerprint);
-                            return Err(ClientError::Verification(format!(
-                                "the server stored SHA-256 {} but the file has {}",
-                                to_hex(&s),
-                                to_hex(&local)
-                            )));
-                        }
-                        Some(_) => true,
-                        None => false,
-                    };
-                    self.state.forget_upload(&fingerprint);
-                    self.report(size, size);
-                    return Ok(UploadOutcome {
-                        path: path.to_path_buf(),
-                        url: url.map(|u| u.to_string()).unwrap_or_default(),
-                        size,
-                        resumed_from: resumed_from.unwrap_or(offset_at_start),
-                        sent,
-                        sha256: to_hex(&local),
-                        verified,
-                    });
+        }
+
+        let record = self.state.load_upload(&fingerprint).filter(|r| r.size == size);
+        let parts: Vec<Arc<Part>> = match &record {
+            Some(r) if !r.parts.is_empty() => {
+                r.parts.iter().map(|p| Arc::new(Part::new(p.start, p.end, Url::parse(&p.url).ok(), true))).collect()
+            }
+            Some(r) if self.options.parallel.is_none_or(|n| n <= 1) || size == 0 => {
+                vec![Arc::new(Part::new(0, size, Url::parse(&r.url).ok(), false))]
+            }
+            _ => {
+                let n = self.options.parallel.unwrap_or_else(|| default_parallel(size)).clamp(1, 64);
+                let n = if size < n as u64 { 1 } else { n };
+                if n == 1 {
+                    vec![Arc::new(Part::new(0, size, None, false))]
+                } else {
+                    (0..n as u64)
+                        .map(|i| Arc::new(Part::new(size * i / n as u64, size * (i + 1) / n as u64, None, true)))
+                        .collect()
                 }
-                Ok(Step::Progressed { offset_at_start, offset }) => {
-                    resumed_from.get_or_insert(offset_at_start);
-                    if last_offset != Some(offset) {
-                        attempts = 0;
-                    }
-                    last_offset = Some(offset);
-                }
-                Err(e) if e.is_retryable() && attempts < self.retry.max_attempts => {
-                    attempts += 1;
-                    let delay = self.retry.delay(attempts);
-                    tracing::info!(error = %e, attempt = attempts, delay_ms = delay.as_millis() as u64, "retrying");
+            }
+        };
+        let ctx = Ctx {
+            up: self,
+            path,
+            file: file.clone(),
+            size,
+            name: &name,
+            remote_dir,
+            fingerprint: &fingerprint,
+            parts: parts.clone(),
+            limiter: self.options.limit_rate.map(|r| Arc::new(RateLimiter::new(r))),
+        };
+        let ticker = self.progress.clone().map(|p| {
+            let parts = parts.clone();
+            let stop = CancellationToken::new();
+            let s = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    let done: u64 = parts.iter().map(|p| p.shown()).sum();
+                    p(Progress { done, total: Some(size) });
                     tokio::select! {
-                        () = self.cancel.cancelled() => return Err(ClientError::Interrupted),
-                        () = tokio::time::sleep(delay) => {}
+                        () = s.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_millis(250)) => {}
                     }
                 }
-                Err(ClientError::Unreachable(msg)) => {
-                    return Err(ClientError::Unreachable(format!(
-                        "{msg} (gave up after {attempts} retries; run again to resume)"
-                    )));
-                }
-                Err(e) => return Err(e),
-            }
+            });
+            stop
+        });
+        let result =
+            if parts.len() == 1 && !parts[0].concat_partial { ctx.sequential().await } else { ctx.parallel().await };
+        if let Some(t) = ticker {
+            t.cancel();
+        }
+        let (url, sha, verified) = result?;
+        self.state.forget_upload(&fingerprint);
+        self.report(size, size);
+        Ok(UploadOutcome {
+            path: path.to_path_buf(),
+            url,
+            size,
+            resumed_from: parts.iter().map(|p| p.resumed_from.lock().map_or(0, |r| r.unwrap_or(0))).sum(),
+            sent: parts.iter().map(|p| p.sent.load(Ordering::Relaxed)).sum(),
+            parts: if parts.len() == 1 && !parts[0].concat_partial { 1 } else { parts.len() },
+            sha256: to_hex(&sha),
+            verified,
+            deduplicated: false,
+        })
+    }
+
+    pub(crate) fn report(&self, done: u64, total: u64) {
+        if let Some(p) = &self.progress {
+            p(Progress { done, total: Some(total) });
         }
     }
 
-    /// One round: find or create the upload, learn its offset, send the rest.
-    #[allow(clippy::too_many_arguments)]
-    async fn step(
-        &self,
-        path: &Path,
-        file: &mut File,
-        size: u64,
-        remote_dir: Option<&str>,
-        fingerprint: &str,
-        url: &mut Option<Url>,
-        sha: &Arc<Mutex<RewindableSha>>,
-        sent: &mut u64,
-    ) -> Result<Step, ClientError> {
-        let (upload_url, status) = match url.clone() {
-            Some(u) => match self.head(&u).await? {
-                Some(status) if status.length == Some(size) => (u, status),
-                _ => {
-                    // Gone, expired or not ours any more: start a fresh upload.
-                    self.state.forget_upload(fingerprint);
-                    *url = None;
-                    let u = self.create(path, size, remote_dir, fingerprint).await?;
-                    *url = Some(u.clone());
-                    (u, HeadStatus { offset: 0, length: Some(size), sha: None })
-                }
-            },
-            None => {
-                let u = self.create(path, size, remote_dir, fingerprint).await?;
-                *url = Some(u.clone());
-                (u, HeadStatus { offset: 0, length: Some(size), sha: None })
-            }
-        };
-        let offset = status.offset;
-        {
-            let mut h = sha.lock().map_err(|_| ClientError::Protocol("hash state poisoned".into()))?;
-            h.seek(file, offset).map_err(|e| ClientError::local(path, e))?;
-        }
-        self.report(offset, size);
-        if offset == size {
-            let server_sha = match status.sha {
-                Some(s) => Some(s),
-                None if size == 0 => None,
-                None => self.head(&upload_url).await?.and_then(|s| s.sha),
-            };
-            return Ok(Step::Done { offset_at_start: offset, server_sha });
-        }
-        let resp = self.patch(path, &upload_url, offset, size, sha, sent).await?;
-        let new_offset = resp
-            .headers()
-            .get("upload-offset")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| ClientError::Protocol("PATCH answer without Upload-Offset".into()))?;
-        if new_offset == size {
-            let server_sha =
-                resp.headers().get("repr-digest").and_then(|v| v.to_str().ok()).and_then(parse_repr_digest_sha256);
-            let mut h = sha.lock().map_err(|_| ClientError::Protocol("hash state poisoned".into()))?;
-            h.seek(file, size).map_err(|e| ClientError::local(path, e))?;
-            return Ok(Step::Done { offset_at_start: offset, server_sha });
-        }
-        Ok(Step::Progressed { offset_at_start: offset, offset: new_offset })
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub(crate) fn server(&self) -> &Url {
+        &self.server
+    }
+
+    pub(crate) fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
     }
 
     async fn head(&self, url: &Url) -> Result<Option<HeadStatus>, ClientError> {
@@ -263,27 +342,12 @@ impl Uploader {
         }
     }
 
-    async fn create(
-        &self,
-        path: &Path,
-        size: u64,
-        remote_dir: Option<&str>,
-        fingerprint: &str,
-    ) -> Result<Url, ClientError> {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "upload".into());
-        let mut metadata = format!("filename {}", STANDARD.encode(name.as_bytes()));
-        if let Some(dir) = remote_dir.map(|d| d.trim_matches('/')).filter(|d| !d.is_empty()) {
-            metadata.push_str(&format!(",dir {}", STANDARD.encode(dir.as_bytes())));
+    async fn post(&self, headers: &[(&str, String)]) -> Result<Url, ClientError> {
+        let mut req = self.http.post(self.endpoint.clone()).header("Tus-Resumable", TUS);
+        for (k, v) in headers {
+            req = req.header(*k, v);
         }
-        let resp = self
-            .http
-            .post(self.endpoint.clone())
-            .header("Tus-Resumable", TUS)
-            .header("Upload-Length", size)
-            .header("Upload-Metadata", metadata)
-            .send()
-            .await
-            .map_err(|e| network(&e))?;
+        let resp = req.send().await.map_err(|e| network(&e))?;
         if resp.status() != StatusCode::CREATED {
             return Err(from_status(resp).await);
         }
@@ -292,49 +356,40 @@ impl Uploader {
             .get("location")
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| ClientError::Protocol("creation answer without Location".into()))?;
-        let url = self
-            .endpoint
-            .join(location)
-            .map_err(|e| ClientError::Protocol(format!("bad Location {location:?}: {e}")))?;
-        let rec = UploadRecord { url: url.to_string(), path: path.display().to_string(), size };
-        if let Err(e) = self.state.save_upload(fingerprint, &rec) {
-            tracing::warn!(error = %e, "could not save the resume record; an interrupted upload will start over");
-        }
-        Ok(url)
+        self.endpoint.join(location).map_err(|e| ClientError::Protocol(format!("bad Location {location:?}: {e}")))
     }
+}
 
-    async fn patch(
-        &self,
-        path: &Path,
-        url: &Url,
-        offset: u64,
-        size: u64,
-        sha: &Arc<Mutex<RewindableSha>>,
-        sent: &mut u64,
-    ) -> Result<reqwest::Response, ClientError> {
-        let reader = File::open(path).map_err(|e| ClientError::local(path, e))?;
-        let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let body = body_stream(reader, offset, size, sha.clone(), counter.clone(), self.progress.clone());
-        let request = self
-            .http
-            .patch(url.clone())
-            .header("Tus-Resumable", TUS)
-            .header("Upload-Offset", offset)
-            .header("Content-Type", "application/offset+octet-stream")
-            .header("Content-Length", size - offset)
-            .body(reqwest::Body::wrap_stream(body))
-            .send();
-        let result = tokio::select! {
-            () = self.cancel.cancelled() => Err(ClientError::Interrupted),
-            r = request => r.map_err(|e| network(&e)),
-        };
-        *sent += counter.load(std::sync::atomic::Ordering::Relaxed);
-        let resp = result?;
-        if resp.status() != StatusCode::NO_CONTENT && resp.status() != StatusCode::OK {
-            return Err(from_status(resp).await);
-        }
-        Ok(resp)
+/// `Upload-Metadata` naming where the file goes.
+pub(crate) fn file_metadata(name: &str, remote_dir: Option<&str>, sha: Option<&[u8; 32]>) -> String {
+    let mut md = format!("filename {}", STANDARD.encode(name.as_bytes()));
+    if let Some(dir) = remote_dir {
+        md.push_str(&format!(",dir {}", STANDARD.encode(dir.as_bytes())));
     }
+    if let Some(sha) = sha {
+        md.push_str(&format!(",sha256 {}", STANDARD.encode(to_hex(sha).as_bytes())));
+    }
+    md
+}
+
+/// SHA-256 of a whole file, in one pass off the async threads.
+pub(crate) async fn hash_file(file: Arc<File>, size: u64, path: &Path) -> Result<[u8; 32], ClientError> {
+    let r = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
+        use std::os::unix::fs::FileExt;
+        let mut sha = Sha256::new();
+        let mut buf = vec![0u8; 4 << 20];
+        let mut pos = 0u64;
+        while pos < size {
+            let n = ((size - pos) as usize).min(buf.len());
+            file.read_exact_at(&mut buf[..n], pos)?;
+            sha.update(&buf[..n]);
+            pos += n as u64;
+        }
+        Ok(sha.finalize().into())
+    })
+    .await
+    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    r.map_err(|e| ClientError::local(path, e))
 }
 
 struct HeadStatus {
@@ -343,52 +398,254 @@ struct HeadStatus {
     sha: Option<[u8; 32]>,
 }
 
-enum Step {
-    Done { offset_at_start: u64, server_sha: Option<[u8; 32]> },
-    Progressed { offset_at_start: u64, offset: u64 },
+/// Everything the upload of one file shares between its parts.
+struct Ctx<'a> {
+    up: &'a Uploader,
+    path: &'a Path,
+    file: Arc<File>,
+    size: u64,
+    name: &'a str,
+    remote_dir: Option<&'a str>,
+    fingerprint: &'a str,
+    parts: Vec<Arc<Part>>,
+    limiter: Option<Arc<RateLimiter>>,
 }
 
-/// The PATCH body: the file from `offset`, read in blocks off the async threads, hashed as
-/// it goes.
-fn body_stream(
-    file: File,
-    offset: u64,
-    size: u64,
-    sha: Arc<Mutex<RewindableSha>>,
-    counter: Arc<std::sync::atomic::AtomicU64>,
-    progress: Option<ProgressFn>,
-) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    use std::io::{Seek, SeekFrom};
-    let file = Arc::new(Mutex::new((file, false)));
-    stream::try_unfold(offset, move |pos| {
-        let file = file.clone();
-        let sha = sha.clone();
-        let counter = counter.clone();
-        let progress = progress.clone();
-        async move {
-            if pos >= size {
-                return Ok(None);
-            }
-            let n = (size - pos).min(READ_BLOCK as u64) as usize;
-            let block = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-                let mut guard = file.lock().map_err(|_| std::io::Error::other("file lock poisoned"))?;
-                let (f, positioned) = &mut *guard;
-                if !*positioned {
-                    f.seek(SeekFrom::Start(pos))?;
-                    *positioned = true;
-                }
-                let mut buf = vec![0u8; n];
-                f.read_exact(&mut buf)?;
-                sha.lock().map_err(|_| std::io::Error::other("hash lock poisoned"))?.update(&buf);
-                Ok(buf)
-            })
-            .await
-            .map_err(std::io::Error::other)??;
-            let done = counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed) + n as u64;
-            if let Some(p) = &progress {
-                p(Progress { done: offset + done, total: Some(size) });
-            }
-            Ok(Some((Bytes::from(block), pos + n as u64)))
+impl Ctx<'_> {
+    fn save_record(&self) {
+        let concat = self.parts.len() > 1 || self.parts[0].concat_partial;
+        let rec = UploadRecord {
+            url: if concat { String::new() } else { self.parts[0].url().map(|u| u.to_string()).unwrap_or_default() },
+            path: self.path.display().to_string(),
+            size: self.size,
+            parts: if concat {
+                self.parts
+                    .iter()
+                    .map(|p| PartRecord {
+                        url: p.url().map(|u| u.to_string()).unwrap_or_default(),
+                        start: p.start,
+                        end: p.end,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        };
+        if let Err(e) = self.up.state.save_upload(self.fingerprint, &rec) {
+            tracing::warn!(error = %e, "could not save the resume record; an interrupted upload will start over");
         }
-    })
+    }
+
+    /// One tus upload for the whole file, hashed as it streams.
+    async fn sequential(&self) -> Result<(String, [u8; 32], bool), ClientError> {
+        let part = self.parts[0].clone();
+        let sha = Arc::new(Mutex::new(RewindableSha::default()));
+        let done = self.run_part(&part, Some(sha.clone())).await?;
+        let local = {
+            let mut h = sha.lock().map_err(|_| ClientError::Protocol("hash state poisoned".into()))?;
+            let mut f = File::open(self.path).map_err(|e| ClientError::local(self.path, e))?;
+            h.seek(&mut f, self.size).map_err(|e| ClientError::local(self.path, e))?;
+            h.digest()
+        };
+        let verified = match done.server_sha {
+            Some(s) if s != local => {
+                return Err(ClientError::Verification(format!(
+                    "the server stored SHA-256 {} but the file has {}",
+                    to_hex(&s),
+                    to_hex(&local)
+                )));
+            }
+            Some(_) => true,
+            None => false,
+        };
+        Ok((part.url().map(|u| u.to_string()).unwrap_or_default(), local, verified))
+    }
+
+    /// Partial uploads in parallel, the file hashed by one concurrent pass, then the final
+    /// upload (the server checks the declared SHA-256 while it joins the parts).
+    async fn parallel(&self) -> Result<(String, [u8; 32], bool), ClientError> {
+        let hashing = hash_file(self.file.clone(), self.size, self.path);
+        let sends = futures_util::future::try_join_all(self.parts.iter().map(|p| self.run_part(p, None)));
+        let (sha, _) = futures_util::future::try_join(hashing, sends).await?;
+        let concat = format!(
+            "final;{}",
+            self.parts.iter().filter_map(|p| p.url()).map(|u| u.path().to_owned()).collect::<Vec<_>>().join(" ")
+        );
+        let metadata = file_metadata(self.name, self.remote_dir, Some(&sha));
+        let headers = [("Upload-Concat", concat), ("Upload-Metadata", metadata)];
+        let url = self.with_retries(|| self.up.post(&headers)).await?;
+        Ok((url.to_string(), sha, true))
+    }
+
+    async fn with_retries<T, F, Fut>(&self, mut f: F) -> Result<T, ClientError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let mut attempts = 0;
+        loop {
+            match f().await {
+                Err(e) if e.is_retryable() && attempts < self.up.retry.max_attempts => {
+                    attempts += 1;
+                    self.backoff(attempts, &e).await?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn backoff(&self, attempt: u32, e: &ClientError) -> Result<(), ClientError> {
+        let delay = self.up.retry.delay(attempt);
+        tracing::info!(error = %e, attempt, delay_ms = delay.as_millis() as u64, "retrying");
+        tokio::select! {
+            () = self.up.cancel.cancelled() => Err(ClientError::Interrupted),
+            () = tokio::time::sleep(delay) => Ok(()),
+        }
+    }
+
+    /// Creates the tus upload of a part.
+    async fn create(&self, part: &Part) -> Result<Url, ClientError> {
+        let mut headers = vec![("Upload-Length", part.len().to_string())];
+        if part.concat_partial {
+            headers.push(("Upload-Concat", "partial".to_owned()));
+        } else {
+            headers.push(("Upload-Metadata", file_metadata(self.name, self.remote_dir, None)));
+        }
+        let url = self.up.post(&headers).await?;
+        *part.url.lock().unwrap_or_else(|p| p.into_inner()) = Some(url.clone());
+        self.save_record();
+        Ok(url)
+    }
+
+    /// Drives one part to completion: re-sync, send a chunk, adapt, retry.
+    async fn run_part(&self, part: &Part, sha: Option<Arc<Mutex<RewindableSha>>>) -> Result<PartDone, ClientError> {
+        let mut chunker = Chunker::new(self.up.options.chunk);
+        let mut attempts = 0u32;
+        let mut last_offset = None;
+        loop {
+            if self.up.cancel.is_cancelled() {
+                return Err(ClientError::Interrupted);
+            }
+            match self.part_step(part, &sha, &mut chunker).await {
+                Ok(Some(done)) => return Ok(done),
+                Ok(None) => {
+                    let now = part.confirmed.load(Ordering::Relaxed);
+                    if last_offset != Some(now) {
+                        attempts = 0;
+                    }
+                    last_offset = Some(now);
+                }
+                Err(e) if e.is_retryable() && attempts < self.up.retry.max_attempts => {
+                    attempts += 1;
+                    let delivered =
+                        part.activity.lock().ok().and_then(|a| a.as_ref().map(|a| a.sent.load(Ordering::Relaxed)));
+                    chunker.failed(delivered.unwrap_or(0));
+                    self.backoff(attempts, &e).await?;
+                }
+                Err(ClientError::Unreachable(msg)) => {
+                    return Err(ClientError::Unreachable(format!(
+                        "{msg} (gave up after {attempts} retries without progress; run again to resume)"
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One round for a part. `Some` when the part is complete.
+    async fn part_step(
+        &self,
+        part: &Part,
+        sha: &Option<Arc<Mutex<RewindableSha>>>,
+        chunker: &mut Chunker,
+    ) -> Result<Option<PartDone>, ClientError> {
+        let (url, status) = match part.url() {
+            Some(u) => match self.up.head(&u).await? {
+                Some(s) if s.length == Some(part.len()) => (u, s),
+                _ => (self.create(part).await?, HeadStatus { offset: 0, length: Some(part.len()), sha: None }),
+            },
+            None => (self.create(part).await?, HeadStatus { offset: 0, length: Some(part.len()), sha: None }),
+        };
+        let offset = status.offset;
+        part.confirmed.store(offset, Ordering::Relaxed);
+        part.resumed_from.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(offset);
+        if offset == part.len() {
+            return Ok(Some(PartDone { server_sha: status.sha }));
+        }
+        if let Some(sha) = sha {
+            let mut h = sha.lock().map_err(|_| ClientError::Protocol("hash state poisoned".into()))?;
+            let mut f = File::open(self.path).map_err(|e| ClientError::local(self.path, e))?;
+            h.seek(&mut f, part.start + offset).map_err(|e| ClientError::local(self.path, e))?;
+        }
+        let len = chunker.next_len(part.len() - offset);
+        let activity = Activity::new();
+        *part.activity.lock().unwrap_or_else(|p| p.into_inner()) = Some(activity.clone());
+        let body = PatchBody::new(
+            self.file.clone(),
+            part.start + offset,
+            part.start + offset + len,
+            self.up.options.checksum,
+            sha.as_ref().map(|s| (s.clone(), self.size)),
+            self.limiter.clone(),
+            activity.clone(),
+        );
+        let mut req = self
+            .up
+            .http
+            .patch(url.clone())
+            .header("Tus-Resumable", TUS)
+            .header("Upload-Offset", offset)
+            .header("Content-Type", "application/offset+octet-stream");
+        if let Some(t) = body.trailer_names() {
+            req = req.header("Trailer", t);
+        }
+        let started = Instant::now();
+        let send = req.body(reqwest::Body::wrap(body)).send();
+        let stall = self.up.options.stall_timeout;
+        let watchdog = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if activity.idle() > stall {
+                    return;
+                }
+            }
+        };
+        let mut send = std::pin::pin!(send);
+        let result = tokio::select! {
+            () = self.up.cancel.cancelled() => {
+                // Pause cleanly: end the body at the next block with its checksum trailer,
+                // so the server keeps what it received, and give it a moment to say so.
+                activity.stop.store(true, Ordering::Relaxed);
+                if let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(10), &mut send).await
+                    && let Some(o) = resp.headers().get("upload-offset").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()) {
+                        part.confirmed.store(o, Ordering::Relaxed);
+                    }
+                Err(ClientError::Interrupted)
+            }
+            () = watchdog => Err(ClientError::Unreachable(format!("no progress for {} s; the connection looks dead", stall.as_secs()))),
+            r = &mut send => r.map_err(|e| network(&e)),
+        };
+        part.sent.fetch_add(activity.sent.load(Ordering::Relaxed), Ordering::Relaxed);
+        let result = match result {
+            Ok(resp) if resp.status() == StatusCode::NO_CONTENT || resp.status() == StatusCode::OK => Ok(resp),
+            Ok(resp) => Err(from_status(resp).await),
+            Err(e) => Err(e),
+        };
+        *part.activity.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let resp = result?;
+        let new_offset = resp
+            .headers()
+            .get("upload-offset")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| ClientError::Protocol("PATCH answer without Upload-Offset".into()))?;
+        chunker.succeeded(new_offset.saturating_sub(offset), started.elapsed());
+        part.confirmed.store(new_offset, Ordering::Relaxed);
+        if new_offset == part.len() {
+            let server_sha =
+                resp.headers().get("repr-digest").and_then(|v| v.to_str().ok()).and_then(parse_repr_digest_sha256);
+            return Ok(Some(PartDone { server_sha }));
+        }
+        Ok(None)
+    }
 }

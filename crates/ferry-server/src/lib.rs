@@ -6,9 +6,11 @@
 //! - `/tus/`, `/tus/{id}`: tus 1.0.0 with every official extension ([`tus`]);
 //! - `/files/{path}`: GET/HEAD downloads with Range, conditionals and `Repr-Digest`, and
 //!   JSON listings of directories ([`files`]);
+//! - `/api/dedup`: instant upload with proof of possession ([`api`]);
 //! - `/healthz`: liveness.
 #![deny(missing_docs)]
 
+pub mod api;
 mod config;
 mod error;
 pub mod files;
@@ -35,6 +37,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(tus::router())
         .merge(files::router())
+        .merge(api::router())
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(axum::middleware::from_fn(logging::log_request))
         .with_state(state)

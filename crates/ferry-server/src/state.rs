@@ -20,6 +20,7 @@ pub struct AppState {
     /// The served tree.
     pub tree: Tree,
     pub(crate) locks: Arc<UploadLocks>,
+    pub(crate) challenges: Arc<crate::api::ChallengeStore>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }
@@ -31,6 +32,14 @@ impl AppState {
         let meta = MetaStore::open(&config.data_dir.join("ferry.db")).await?;
         let staging = StagingArea::open(config.data_dir.join("staging"))?;
         let tree = Tree::open(config.tree_dir())?;
-        Ok(Self { config: Arc::new(config), meta, staging, tree, locks: Arc::default(), shutdown })
+        Ok(Self {
+            config: Arc::new(config),
+            meta,
+            staging,
+            tree,
+            locks: Arc::default(),
+            challenges: Arc::default(),
+            shutdown,
+        })
     }
 }

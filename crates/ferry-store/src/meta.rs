@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS tree_files (
     mtime_ns  INTEGER NOT NULL,
     sha256    BLOB NOT NULL
 );
+CREATE INDEX IF NOT EXISTS tree_files_digest ON tree_files(sha256, size);
 "#;
 
 /// Where an upload is in its life.
@@ -373,6 +374,17 @@ impl MetaStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.and_then(|r| r.try_get::<Vec<u8>, _>("sha256").ok()).and_then(|v| v.try_into().ok()))
+    }
+
+    /// Tree paths recorded with this digest and size (newest first).
+    pub async fn tree_paths_with_digest(&self, sha256: &[u8; 32], size: u64) -> Result<Vec<String>, StoreError> {
+        let rows =
+            sqlx::query("SELECT path FROM tree_files WHERE sha256 = ? AND size = ? ORDER BY mtime_ns DESC LIMIT 16")
+                .bind(&sha256[..])
+                .bind(size as i64)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.iter().filter_map(|r| r.try_get::<String, _>("path").ok()).collect())
     }
 
     /// Closes the pool, flushing the WAL.

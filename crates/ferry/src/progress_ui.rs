@@ -36,19 +36,19 @@ impl ProgressView {
             return (Self { bar: Some(bar) }, Some(f));
         }
         let label = label.to_owned();
-        let state = Mutex::new((Instant::now(), Instant::now(), 0u64));
+        let state = Mutex::new((Instant::now(), Instant::now(), None::<u64>, None::<u64>));
         let f: ProgressFn = Arc::new(move |p: Progress| {
             let Ok(mut s) = state.lock() else { return };
-            let (started, last, first) = &mut *s;
-            if *first == 0 {
-                *first = p.done.max(1);
-            }
-            if last.elapsed() < Duration::from_secs(5) && p.total != Some(p.done) {
+            let (started, last, first, printed) = &mut *s;
+            let first = *first.get_or_insert(p.done);
+            let finished = p.total == Some(p.done);
+            if *printed == Some(p.done) || (last.elapsed() < Duration::from_secs(5) && !finished) {
                 return;
             }
             *last = Instant::now();
+            *printed = Some(p.done);
             let secs = started.elapsed().as_secs_f64().max(0.001);
-            let rate = (p.done.saturating_sub(*first)) as f64 / secs;
+            let rate = p.done.saturating_sub(first) as f64 / secs;
             match p.total {
                 Some(t) if t > 0 => eprintln!(
                     "{label}: {:.0}% {}/{} {}/s",

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use ferry_client::{ClientError, Downloader, RetryPolicy, Uploader, Url, http_client};
+use ferry_client::{ChunkSize, ClientError, Downloader, RetryPolicy, UploadOptions, Uploader, Url, http_client};
+use ferry_core::ChecksumAlgorithm;
 use indicatif::HumanBytes;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +31,50 @@ pub struct UploadArgs {
     /// Retries without progress before giving up (a re-run still resumes)
     #[arg(long, default_value_t = 8)]
     retries: u32,
+    /// Send each file as N partial uploads over N connections, joined on the server
+    /// [default: from the size: 1 below 256 MiB, 2 below 2 GiB, else 4]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    parallel: Option<u16>,
+    /// Bytes per PATCH: "max" (as few as possible, adaptive after a drop), "auto" (sized
+    /// from the measured throughput, a few seconds each), or a size such as 8M
+    #[arg(long, value_name = "max|auto|SIZE", default_value = "max", value_parser = parse_chunk_size)]
+    chunk_size: ChunkSize,
+    /// Checksum sent with every PATCH: crc32c, sha1, sha256, md5 or none
+    #[arg(long, default_value = "crc32c", value_parser = parse_checksum)]
+    checksum: ChecksumArg,
+    /// Cap the upload rate, e.g. 10M (bytes per second)
+    #[arg(long, value_name = "RATE", value_parser = crate::units::parse_size)]
+    limit_rate: Option<u64>,
+    /// Hash first and let the server place its own copy if it has the same content
+    /// (it asks for proof that this file is really here first)
+    #[arg(long)]
+    dedup: bool,
+    /// Give up on a connection that makes no progress for this long, and retry
+    #[arg(long, default_value = "60s", value_parser = crate::units::parse_duration)]
+    stall_timeout: std::time::Duration,
+}
+
+fn parse_chunk_size(s: &str) -> Result<ChunkSize, String> {
+    match s {
+        "max" => Ok(ChunkSize::Max),
+        "auto" => Ok(ChunkSize::Auto),
+        other => crate::units::parse_size(other).and_then(|n| {
+            if n == 0 { Err("the chunk size must be at least 1 byte".into()) } else { Ok(ChunkSize::Fixed(n)) }
+        }),
+    }
+}
+
+/// `--checksum`: an algorithm or none.
+#[derive(Debug, Clone, Copy)]
+struct ChecksumArg(Option<ChecksumAlgorithm>);
+
+fn parse_checksum(s: &str) -> Result<ChecksumArg, String> {
+    if s == "none" {
+        return Ok(ChecksumArg(None));
+    }
+    ChecksumAlgorithm::parse(s)
+        .map(|a| ChecksumArg(Some(a)))
+        .ok_or_else(|| format!("{s:?} is not one of crc32c, sha1, sha256, md5, none"))
 }
 
 /// Flags of `ferry download`.
@@ -77,8 +122,18 @@ pub async fn upload(args: UploadArgs) -> anyhow::Result<()> {
         let label =
             file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| file.display().to_string());
         let (view, progress) = ProgressView::new(&label, args.json);
-        let mut uploader =
-            Uploader::new(http.clone(), &args.server)?.with_cancel(cancel.clone()).with_retry(retry(args.retries));
+        let options = UploadOptions {
+            parallel: args.parallel.map(usize::from),
+            chunk: args.chunk_size,
+            checksum: args.checksum.0,
+            limit_rate: args.limit_rate,
+            stall_timeout: args.stall_timeout,
+            dedup: args.dedup,
+        };
+        let mut uploader = Uploader::new(http.clone(), &args.server)?
+            .with_cancel(cancel.clone())
+            .with_retry(retry(args.retries))
+            .with_options(options);
         if let Some(p) = progress {
             uploader = uploader.with_progress(p);
         }
@@ -88,8 +143,8 @@ pub async fn upload(args: UploadArgs) -> anyhow::Result<()> {
         if args.json {
             let v = serde_json::json!({
                 "file": outcome.path, "url": outcome.url, "size": outcome.size,
-                "resumed_from": outcome.resumed_from, "sent": outcome.sent,
-                "sha256": outcome.sha256, "verified": outcome.verified,
+                "resumed_from": outcome.resumed_from, "sent": outcome.sent, "parts": outcome.parts,
+                "sha256": outcome.sha256, "verified": outcome.verified, "deduplicated": outcome.deduplicated,
             });
             println!("{v}");
         } else {
@@ -98,7 +153,11 @@ pub async fn upload(args: UploadArgs) -> anyhow::Result<()> {
             } else {
                 String::new()
             };
-            let check = if outcome.verified { "verified sha256" } else { "sha256" };
+            let check = match (outcome.deduplicated, outcome.verified) {
+                (true, _) => "already on the server, nothing sent; sha256",
+                (false, true) => "verified sha256",
+                (false, false) => "sha256",
+            };
             eprintln!("uploaded {} ({}{resumed}) {check} {}", file.display(), HumanBytes(outcome.size), outcome.sha256);
         }
     }

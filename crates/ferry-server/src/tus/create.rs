@@ -14,6 +14,9 @@ use super::{
 };
 use crate::{ApiError, AppState};
 
+/// Most partial uploads one final upload may name.
+const MAX_PARTS: usize = 10_000;
+
 pub(super) async fn create(state: AppState, req: Request) -> Result<Response, ApiError> {
     let headers = req.headers().clone();
     let concat = header_str(&headers, "upload-concat")?
@@ -76,6 +79,9 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
         None => (ConcatKind::None, length),
         Some(UploadConcat::Partial) => (ConcatKind::Partial, length),
         Some(UploadConcat::Final(ids)) => {
+            if ids.len() > MAX_PARTS {
+                return Err(ApiError::bad(format!("a final upload may have at most {MAX_PARTS} parts")));
+            }
             let parts = concat::load_parts(&state, ids).await?;
             let sum = parts.iter().map(|p| p.length).try_fold(0u64, |acc, l| l.map(|l| acc.saturating_add(l)));
             if sum.is_some_and(|s| s > state.config.max_size) {

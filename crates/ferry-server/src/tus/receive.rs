@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::HeaderMap;
 use bytes::Bytes;
-use ferry_core::{Checksummer, UploadChecksum};
+use ferry_core::digest::{parse_repr_digest_sha256, to_hex};
+use ferry_core::{ChecksumAlgorithm, Checksummer, UploadChecksum};
 use ferry_store::UploadRecord;
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
@@ -128,8 +129,14 @@ pub(crate) async fn receive(
         Ok(f)
     })
     .await??;
-    let mut sink =
-        Some(Sink { file, sha, check: checksum.as_ref().map(|c| Checksummer::new(c.algorithm)), written: 0 });
+    // With a checksum trailer announced, the algorithm is only known at the end; crc32c (what
+    // ferry's own client sends) is computed on the way in, anything else is re-read then.
+    let check = match (&checksum, trailer_declared) {
+        (Some(c), _) => Some(Checksummer::new(c.algorithm)),
+        (None, true) => Some(Checksummer::new(ChecksumAlgorithm::Crc32c)),
+        (None, false) => None,
+    };
+    let mut sink = Some(Sink { file, sha, check, written: 0 });
 
     let mut body = body;
     let mut batch: Vec<Bytes> = Vec::new();
@@ -269,21 +276,31 @@ pub(crate) async fn receive(
         let path = state.staging.path_of(&rec.id);
         let (from, len) = (committed, start + s.written - committed);
         let alg = trailer.algorithm;
-        let actual = blocking(move || -> io::Result<Vec<u8>> {
-            let mut f = File::open(path)?;
-            f.seek(SeekFrom::Start(from))?;
-            let mut f = f.take(len);
-            let mut c = Checksummer::new(alg);
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break Ok(c.finish());
-                }
-                c.update(&buf[..n]);
+        let streamed = match s.check.take() {
+            Some(c @ Checksummer::Crc32c(_)) if alg == ChecksumAlgorithm::Crc32c && committed == start => {
+                Some(c.finish())
             }
-        })
-        .await??;
+            _ => None,
+        };
+        let actual = if let Some(v) = streamed {
+            v
+        } else {
+            blocking(move || -> io::Result<Vec<u8>> {
+                let mut f = File::open(path)?;
+                f.seek(SeekFrom::Start(from))?;
+                let mut f = f.take(len);
+                let mut c = Checksummer::new(alg);
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = f.read(&mut buf)?;
+                    if n == 0 {
+                        break Ok(c.finish());
+                    }
+                    c.update(&buf[..n]);
+                }
+            })
+            .await??
+        };
         if actual != trailer.expected {
             return discard(ApiError::ChecksumMismatch(format!(
                 "{} checksum of the body does not match the Upload-Checksum trailer; the chunk was discarded",
@@ -301,6 +318,22 @@ pub(crate) async fn receive(
         let s = sink.take().ok_or_else(|| ApiError::Internal("sink lost".into()))?;
         let sha = blocking(move || s.file.sync_data().map(|()| s.sha.finalize())).await??;
         let digest: [u8; 32] = sha.into();
+        // A Repr-Digest (header or trailer) on the completing request names the whole upload.
+        let declared = [Some(headers), trailers.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(|h| h.get("repr-digest").and_then(|v| v.to_str().ok()).and_then(parse_repr_digest_sha256));
+        if let Some(declared) = declared
+            && declared != digest
+        {
+            let reason = format!(
+                "whole-file SHA-256 mismatch: the client declared {}, the server received {}; the upload was discarded",
+                to_hex(&declared),
+                to_hex(&digest)
+            );
+            complete::fail(state, &rec.id, &reason).await?;
+            return Err(ApiError::ChecksumMismatch(reason));
+        }
         complete::complete_upload(state, guard, rec, committed, end, digest).await?;
         return Ok(Received { offset: end, completed: Some(digest) });
     }

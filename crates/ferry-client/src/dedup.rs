@@ -1,0 +1,77 @@
+//! Client side of instant upload: ask whether the server has the content, prove possession
+//! by hashing the byte ranges it names, and skip the transfer when it accepts.
+
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use ferry_core::digest::to_hex;
+use reqwest::StatusCode;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::{from_status, network};
+use crate::{ClientError, UploadOutcome, Uploader};
+
+#[derive(Deserialize)]
+struct Challenge {
+    challenge: String,
+    ranges: Vec<RangeSpec>,
+}
+
+#[derive(Deserialize)]
+struct RangeSpec {
+    offset: u64,
+    length: u64,
+}
+
+/// `Some` when the server placed its own copy; `None` when the file must be uploaded.
+pub(crate) async fn try_dedup(
+    up: &Uploader,
+    path: &Path,
+    name: &str,
+    remote_dir: Option<&str>,
+    size: u64,
+    sha: &[u8; 32],
+) -> Result<Option<UploadOutcome>, ClientError> {
+    let begin = up.server().join("api/dedup").map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let body = serde_json::json!({ "size": size, "sha256": to_hex(sha), "filename": name, "dir": remote_dir });
+    let resp = up.http().post(begin.clone()).json(&body).send().await.map_err(|e| network(&e))?;
+    match resp.status() {
+        StatusCode::OK => {}
+        // No copy (404), or a server without the dedup API (404/405): upload normally.
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => return Ok(None),
+        _ => return Err(from_status(resp).await),
+    }
+    let challenge: Challenge =
+        resp.json().await.map_err(|e| ClientError::Protocol(format!("bad dedup challenge: {e}")))?;
+    let file = std::fs::File::open(path).map_err(|e| ClientError::local(path, e))?;
+    let mut proofs = Vec::with_capacity(challenge.ranges.len());
+    for r in &challenge.ranges {
+        if r.offset.checked_add(r.length).is_none_or(|end| end > size) || r.length > 16 << 20 {
+            return Err(ClientError::Protocol("dedup challenge asks for bytes outside the file".into()));
+        }
+        let mut buf = vec![0u8; r.length as usize];
+        file.read_exact_at(&mut buf, r.offset).map_err(|e| ClientError::local(path, e))?;
+        proofs.push(to_hex(&Sha256::digest(&buf)));
+    }
+    let prove =
+        begin.join(&format!("dedup/{}", challenge.challenge)).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let resp = tokio::select! {
+        () = up.cancel_token().cancelled() => return Err(ClientError::Interrupted),
+        r = up.http().post(prove).json(&serde_json::json!({ "proofs": proofs })).send() => r.map_err(|e| network(&e))?,
+    };
+    if resp.status() != StatusCode::CREATED {
+        return Err(from_status(resp).await);
+    }
+    Ok(Some(UploadOutcome {
+        path: path.to_path_buf(),
+        url: String::new(),
+        size,
+        resumed_from: 0,
+        sent: 0,
+        parts: 0,
+        sha256: to_hex(sha),
+        verified: true,
+        deduplicated: true,
+    }))
+}

@@ -10,6 +10,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ferry_core::digest::{parse_repr_digest_sha256, to_hex};
 use futures_util::StreamExt;
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{from_status, network};
 use crate::hashing::RewindableSha;
+use crate::rate::RateLimiter;
 use crate::{ClientError, Progress, ProgressFn, RetryPolicy};
 
 /// Buffered bytes before a write to disk.
@@ -28,10 +30,12 @@ const WRITE_BATCH: usize = 1 << 20;
 /// Downloads URLs to local files, resuming and verifying.
 #[derive(Clone)]
 pub struct Downloader {
-    http: reqwest::Client,
-    retry: RetryPolicy,
-    progress: Option<ProgressFn>,
-    cancel: CancellationToken,
+    pub(crate) http: reqwest::Client,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) progress: Option<ProgressFn>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) connections: usize,
+    pub(crate) limiter: Option<Arc<RateLimiter>>,
 }
 
 impl std::fmt::Debug for Downloader {
@@ -66,7 +70,7 @@ struct SavedState {
 }
 
 /// Paths of the partial file and its state file for an output path.
-fn side_paths(out: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn side_paths(out: &Path) -> (PathBuf, PathBuf) {
     let mut partial = out.as_os_str().to_owned();
     partial.push(".ferry-partial");
     let mut state = out.as_os_str().to_owned();
@@ -77,7 +81,27 @@ fn side_paths(out: &Path) -> (PathBuf, PathBuf) {
 impl Downloader {
     /// A downloader using `http`.
     pub fn new(http: reqwest::Client) -> Self {
-        Self { http, retry: RetryPolicy::default(), progress: None, cancel: CancellationToken::new() }
+        Self {
+            http,
+            retry: RetryPolicy::default(),
+            progress: None,
+            cancel: CancellationToken::new(),
+            connections: 1,
+            limiter: None,
+        }
+    }
+
+    /// Fetches over `n` connections at once (segmented, with dynamic splitting) when the
+    /// server supports ranges.
+    pub fn with_connections(mut self, n: usize) -> Self {
+        self.connections = n.max(1);
+        self
+    }
+
+    /// Caps the total rate at `bytes_per_sec`.
+    pub fn with_limit_rate(mut self, bytes_per_sec: u64) -> Self {
+        self.limiter = Some(Arc::new(RateLimiter::new(bytes_per_sec)));
+        self
     }
 
     /// Reports progress to `f`.
@@ -100,6 +124,15 @@ impl Downloader {
 
     /// Downloads `url` to `out`, resuming a partial download of the same URL.
     pub async fn download(&self, url: &Url, out: &Path) -> Result<DownloadOutcome, ClientError> {
+        if self.connections > 1
+            && let Some(outcome) = crate::segmented::download(self, url, out).await?
+        {
+            return Ok(outcome);
+        }
+        self.download_single(url, out).await
+    }
+
+    async fn download_single(&self, url: &Url, out: &Path) -> Result<DownloadOutcome, ClientError> {
         let (partial, state_path) = side_paths(out);
         let saved: Option<SavedState> = fs::read(&state_path)
             .ok()
@@ -271,6 +304,9 @@ impl Downloader {
                     break;
                 }
                 Some(Ok(chunk)) => {
+                    if let Some(l) = &self.limiter {
+                        l.acquire(chunk.len() as u64).await;
+                    }
                     buf.extend_from_slice(&chunk);
                     *fetched += chunk.len() as u64;
                     if buf.len() >= WRITE_BATCH {
@@ -305,7 +341,7 @@ enum Round {
 }
 
 /// `bytes a-b/len` → (a, Some(len)).
-fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
+pub(crate) fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
     let rest = v.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
     let (a, _b) = range.split_once('-')?;

@@ -73,6 +73,30 @@ impl RewindableSha {
     }
 }
 
+/// SHA-256 of the first `size` bytes of a file, in one pass off the async threads.
+pub(crate) async fn sha256_of_file(
+    file: std::sync::Arc<File>,
+    size: u64,
+    path: &std::path::Path,
+) -> Result<[u8; 32], crate::ClientError> {
+    let r = tokio::task::spawn_blocking(move || -> io::Result<[u8; 32]> {
+        use std::os::unix::fs::FileExt;
+        let mut sha = Sha256::new();
+        let mut buf = vec![0u8; 4 << 20];
+        let mut pos = 0u64;
+        while pos < size {
+            let n = ((size - pos) as usize).min(buf.len());
+            file.read_exact_at(&mut buf[..n], pos)?;
+            sha.update(&buf[..n]);
+            pos += n as u64;
+        }
+        Ok(sha.finalize().into())
+    })
+    .await
+    .map_err(|e| crate::ClientError::Protocol(e.to_string()))?;
+    r.map_err(|e| crate::ClientError::local(path, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

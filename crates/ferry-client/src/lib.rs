@@ -20,6 +20,7 @@ mod patch_body;
 mod progress;
 mod rate;
 mod retry;
+mod segmented;
 mod state_dir;
 mod upload;
 

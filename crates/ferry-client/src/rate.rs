@@ -17,14 +17,14 @@ impl RateLimiter {
         Self { bytes_per_sec: bytes_per_sec.max(1), next_free: Mutex::new(Instant::now()) }
     }
 
-    /// Reserves `n` bytes; returns how long to wait before sending them.
+    /// Reserves `n` bytes; returns how long to wait before sending them: until the moment
+    /// the rate has paid for them, so even the first block is paced.
     pub fn reserve(&self, n: u64) -> Duration {
         let now = Instant::now();
         let mut next = self.next_free.lock().unwrap_or_else(|p| p.into_inner());
-        // Idle time does not bank credit beyond a quarter second.
-        let start = (*next).max(now.checked_sub(Duration::from_millis(250)).unwrap_or(now));
+        let start = (*next).max(now);
         *next = start + Duration::from_secs_f64(n as f64 / self.bytes_per_sec as f64);
-        start.saturating_duration_since(now)
+        next.saturating_duration_since(now)
     }
 
     /// Reserves `n` bytes and waits.
@@ -47,7 +47,7 @@ mod tests {
         for _ in 0..10 {
             total = l.reserve(100_000);
         }
-        // Ten 100 kB blocks at 1 MB/s: the tenth may start ~0.65-0.9 s from now.
-        assert!(total >= Duration::from_millis(600) && total <= Duration::from_millis(950), "{total:?}");
+        // Ten 100 kB blocks at 1 MB/s: the tenth is paid for one second from now.
+        assert!(total >= Duration::from_millis(950) && total <= Duration::from_millis(1000), "{total:?}");
     }
 }

@@ -374,22 +374,7 @@ pub(crate) fn file_metadata(name: &str, remote_dir: Option<&str>, sha: Option<&[
 
 /// SHA-256 of a whole file, in one pass off the async threads.
 pub(crate) async fn hash_file(file: Arc<File>, size: u64, path: &Path) -> Result<[u8; 32], ClientError> {
-    let r = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
-        use std::os::unix::fs::FileExt;
-        let mut sha = Sha256::new();
-        let mut buf = vec![0u8; 4 << 20];
-        let mut pos = 0u64;
-        while pos < size {
-            let n = ((size - pos) as usize).min(buf.len());
-            file.read_exact_at(&mut buf[..n], pos)?;
-            sha.update(&buf[..n]);
-            pos += n as u64;
-        }
-        Ok(sha.finalize().into())
-    })
-    .await
-    .map_err(|e| ClientError::Protocol(e.to_string()))?;
-    r.map_err(|e| ClientError::local(path, e))
+    crate::hashing::sha256_of_file(file, size, path).await
 }
 
 struct HeadStatus {
@@ -540,6 +525,7 @@ impl Ctx<'_> {
                     let delivered =
                         part.activity.lock().ok().and_then(|a| a.as_ref().map(|a| a.sent.load(Ordering::Relaxed)));
                     chunker.failed(delivered.unwrap_or(0));
+                    tracing::debug!(next_chunk = chunker.next_len(u64::MAX), "chunk failed");
                     self.backoff(attempts, &e).await?;
                 }
                 Err(ClientError::Unreachable(msg)) => {
@@ -639,7 +625,14 @@ impl Ctx<'_> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or_else(|| ClientError::Protocol("PATCH answer without Upload-Offset".into()))?;
-        chunker.succeeded(new_offset.saturating_sub(offset), started.elapsed());
+        let elapsed = started.elapsed();
+        chunker.succeeded(new_offset.saturating_sub(offset), elapsed);
+        tracing::debug!(
+            bytes = new_offset.saturating_sub(offset),
+            elapsed_ms = elapsed.as_millis() as u64,
+            next_chunk = chunker.next_len(u64::MAX),
+            "chunk sent"
+        );
         part.confirmed.store(new_offset, Ordering::Relaxed);
         if new_offset == part.len() {
             let server_sha =

@@ -95,6 +95,14 @@ pub struct DownloadArgs {
     /// Retries without progress before giving up (a re-run still resumes)
     #[arg(long, default_value_t = 8)]
     retries: u32,
+    /// Fetch over N connections at once, splitting the remaining ranges as connections
+    /// free up (works with any server that supports Range)
+    #[arg(short = 'j', long = "connections", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=32))]
+    connections: u16,
+    /// Cap the download rate, e.g. 10M (bytes per second)
+    #[arg(long, value_name = "RATE", value_parser = crate::units::parse_size)]
+    limit_rate: Option<u64>,
 }
 
 fn retry(max_attempts: u32) -> RetryPolicy {
@@ -223,7 +231,13 @@ pub async fn download(args: DownloadArgs) -> anyhow::Result<()> {
     let cancel = ctrl_c_token();
     let label = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let (view, progress) = ProgressView::new(&label, args.json);
-    let mut downloader = Downloader::new(http_client()?).with_cancel(cancel).with_retry(retry(args.retries));
+    let mut downloader = Downloader::new(http_client()?)
+        .with_cancel(cancel)
+        .with_retry(retry(args.retries))
+        .with_connections(usize::from(args.connections));
+    if let Some(rate) = args.limit_rate {
+        downloader = downloader.with_limit_rate(rate);
+    }
     if let Some(p) = progress {
         downloader = downloader.with_progress(p);
     }

@@ -289,6 +289,7 @@ pub struct Proxy {
     pub addr: String,
     pub rate: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    conns: Arc<std::sync::Mutex<Vec<TcpStream>>>,
 }
 
 impl Proxy {
@@ -298,7 +299,8 @@ impl Proxy {
         let rate = Arc::new(AtomicU64::new(rate));
         let stop = Arc::new(AtomicBool::new(false));
         let upstream = upstream.to_owned();
-        let (r, s) = (rate.clone(), stop.clone());
+        let conns: Arc<std::sync::Mutex<Vec<TcpStream>>> = Arc::default();
+        let (r, s, c) = (rate.clone(), stop.clone(), conns.clone());
         thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::Relaxed) {
@@ -306,6 +308,9 @@ impl Proxy {
                 }
                 let Ok(client) = conn else { continue };
                 let Ok(server) = TcpStream::connect(&upstream) else { continue };
+                if let (Ok(a), Ok(b)) = (client.try_clone(), server.try_clone()) {
+                    c.lock().unwrap().extend([a, b]);
+                }
                 for (mut from, mut to) in
                     [(client.try_clone().expect("clone"), server.try_clone().expect("clone")), (server, client)]
                 {
@@ -331,7 +336,18 @@ impl Proxy {
                 }
             }
         });
-        Proxy { addr, rate, stop }
+        Proxy { addr, rate, stop, conns }
+    }
+
+    /// Cuts every connection open through the proxy (new ones still work).
+    pub fn kill_all(&self) -> usize {
+        let mut conns = self.conns.lock().unwrap();
+        for c in conns.iter() {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+        let n = conns.len() / 2;
+        conns.clear();
+        n
     }
 
     pub fn url(&self) -> String {

@@ -1,0 +1,361 @@
+//! The transfer engine (issue 3): parallel uploads with per-part resume, adaptive chunks on
+//! a shaped link, retries that give up with a clear message, end-to-end checksums,
+//! instant upload with proof of possession, segmented downloads surviving cut
+//! connections, and rate limits.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::*;
+use sha2::Digest;
+
+fn json_of(out: &std::process::Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {text:?}\nstderr: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn remembered_parts(state: &Path) -> Vec<serde_json::Value> {
+    let dir = std::fs::read_dir(state.join("uploads")).unwrap();
+    for e in dir.flatten() {
+        if e.path().extension().is_some_and(|x| x == "json") {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+            return v["parts"].as_array().cloned().unwrap_or_default();
+        }
+    }
+    Vec::new()
+}
+
+#[test]
+fn parallel_upload_resumes_and_recreates_only_the_lost_part() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"), &[]);
+    let proxy = Proxy::start(&s.addr, 8 << 20);
+    let data = test_data(32 << 20, 31);
+    let file = tmp.path().join("par.bin");
+    std::fs::write(&file, &data).unwrap();
+    let state = tmp.path().join("state");
+
+    let child = client(&state)
+        .args(["upload", "--json", "--parallel", "4", "--server", &proxy.url()])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(30, "four parts remembered", || {
+        std::fs::read_dir(state.join("uploads")).is_ok()
+            && remembered_parts(&state).iter().filter(|p| p["url"] != "").count() == 4
+    });
+    let parts = remembered_parts(&state);
+    let paths: Vec<String> =
+        parts.iter().map(|p| p["url"].as_str().unwrap().split_once("/tus/").unwrap().1.to_owned()).collect();
+    wait_for(60, "some bytes in every part", || {
+        paths.iter().all(|id| std::fs::metadata(s.staging_file(id)).is_ok_and(|m| m.len() > 1 << 20))
+    });
+    signal(child.id(), "INT");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Lose one part on the server; the others must be resumed, not re-sent.
+    assert_eq!(tus(&s.addr, "DELETE", &format!("/tus/{}", paths[1]), &[], b"").status, 204);
+    let kept: u64 = [0, 2, 3].iter().map(|&i| head_offset(&s.addr, &format!("/tus/{}", paths[i])).unwrap()).sum();
+    assert!(kept > 3 << 20, "the interrupted parts kept their bytes: {kept}");
+
+    proxy.rate.store(0, Ordering::Relaxed);
+    let out = client(&state)
+        .args(["upload", "--json", "--parallel", "4", "--server", &proxy.url()])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json_of(&out);
+    assert_eq!(v["parts"], 4);
+    assert_eq!(v["resumed_from"], kept, "three parts resumed where they were: {v}");
+    assert_eq!(v["sent"], data.len() as u64 - kept, "only the missing bytes were sent: {v}");
+    assert_eq!(v["verified"], true);
+    assert_eq!(std::fs::read(s.tree_file("par.bin")).unwrap(), data);
+}
+
+#[test]
+fn auto_chunks_shrink_on_a_slow_link_and_grow_on_a_fast_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"), &[]);
+    let proxy = Proxy::start(&s.addr, 1 << 20);
+    let data = test_data(40 << 20, 32);
+    let file = tmp.path().join("adapt.bin");
+    std::fs::write(&file, &data).unwrap();
+    let state = tmp.path().join("state");
+    let log = tmp.path().join("client.log");
+    let mut child = client(&state)
+        .args(["upload", "--json", "--chunk-size", "auto", "--server", &proxy.url()])
+        .arg(&file)
+        .env("RUST_LOG", "ferry_client=debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let sizes = |log: &Path| -> Vec<u64> {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("chunk sent"))
+            .filter_map(|l| l.split("next_chunk=").nth(1)?.split_whitespace().next()?.parse().ok())
+            .collect()
+    };
+    wait_for(30, "a chunk over the 1 MB/s link", || !sizes(&log).is_empty());
+    proxy.rate.store(0, Ordering::Relaxed);
+    assert!(child.wait().unwrap().success());
+    let sizes = sizes(&log);
+    let first = sizes[0];
+    assert!(first < 4 << 20, "a 4 MiB chunk taking ~4 s at 1 MB/s shrinks toward 3 s worth: {sizes:?}");
+    assert!(sizes.iter().any(|&n| n > 4 * first), "on the fast link the chunks grow: {sizes:?}");
+    assert_eq!(std::fs::read(s.tree_file("adapt.bin")).unwrap(), data);
+}
+
+#[test]
+fn retries_give_up_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Server::start(&tmp.path().join("data"), &[]);
+    let proxy = Proxy::start(&s.addr, 2 << 20);
+    let file = tmp.path().join("doomed.bin");
+    std::fs::write(&file, test_data(16 << 20, 33)).unwrap();
+    let state = tmp.path().join("state");
+    let child = client(&state)
+        .args(["upload", "--retries", "2", "--server", &proxy.url()])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(30, "the upload to start", || remembered_upload(&state).is_some());
+    std::thread::sleep(Duration::from_millis(300));
+    s.kill9();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("gave up after 2 retries") && err.contains("run again to resume"), "{err}");
+}
+
+/// A chunked PATCH with trailers, as ferry's client sends it.
+fn patch_with_trailers(addr: &str, loc: &str, offset: u64, body: &[u8], trailers: &[(&str, String)]) -> Resp {
+    let names: Vec<&str> = trailers.iter().map(|(k, _)| *k).collect();
+    let mut raw = format!("{:x}\r\n", body.len()).into_bytes();
+    raw.extend_from_slice(body);
+    raw.extend_from_slice(b"\r\n0\r\n");
+    for (k, v) in trailers {
+        raw.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    raw.extend_from_slice(b"\r\n");
+    let off = offset.to_string();
+    let names = names.join(", ");
+    tus(
+        addr,
+        "PATCH",
+        loc,
+        &[
+            ("Content-Type", "application/offset+octet-stream"),
+            ("Upload-Offset", &off),
+            ("Transfer-Encoding", "chunked"),
+            ("Trailer", &names),
+        ],
+        &raw,
+    )
+}
+
+#[test]
+fn end_to_end_checksums_reject_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"), &[]);
+    let data = test_data(100_000, 34);
+    let md = metadata(&[("filename", b"e2e.bin")]);
+    let loc = create(&s.addr, &[("Upload-Length", "100000"), ("Upload-Metadata", &md)]);
+    let crc = |b: &[u8]| format!("crc32c {}", STANDARD.encode(crc32c::crc32c(b).to_be_bytes()));
+    // A crc32c trailer that does not match: the chunk is discarded.
+    let r = patch_with_trailers(&s.addr, &loc, 0, &data[..50_000], &[("Upload-Checksum", crc(&data[..49_999]))]);
+    assert_eq!(r.status, 460, "{}", r.text());
+    assert_eq!(head_offset(&s.addr, &loc), Some(0));
+    let r = patch_with_trailers(&s.addr, &loc, 0, &data[..50_000], &[("Upload-Checksum", crc(&data[..50_000]))]);
+    assert_eq!((r.status, r.offset()), (204, Some(50_000)), "{}", r.text());
+    // The completing request declares the whole file's SHA-256; a wrong one fails the upload.
+    let wrong = format!("sha-256=:{}:", STANDARD.encode(sha2::Sha256::digest(b"not the file")));
+    let r = patch_with_trailers(
+        &s.addr,
+        &loc,
+        50_000,
+        &data[50_000..],
+        &[("Upload-Checksum", crc(&data[50_000..])), ("Repr-Digest", wrong)],
+    );
+    assert_eq!(r.status, 460, "{}", r.text());
+    assert!(r.text().contains("SHA-256 mismatch"));
+    assert!(!s.tree_file("e2e.bin").exists(), "nothing placed");
+    assert_eq!(tus(&s.addr, "HEAD", &loc, &[], b"").status, 410);
+    // And the right one places it.
+    let loc = create(&s.addr, &[("Upload-Length", "100000"), ("Upload-Metadata", &md)]);
+    let right = format!("sha-256=:{}:", STANDARD.encode(sha2::Sha256::digest(&data)));
+    let r = patch_with_trailers(&s.addr, &loc, 0, &data, &[("Upload-Checksum", crc(&data)), ("Repr-Digest", right)]);
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(std::fs::read(s.tree_file("e2e.bin")).unwrap(), data);
+}
+
+#[test]
+fn dedup_places_known_content_only_after_proof_of_possession() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"), &[]);
+    let state = tmp.path().join("state");
+    let data = test_data(3 << 20, 35);
+    let file = tmp.path().join("orig.bin");
+    std::fs::write(&file, &data).unwrap();
+    assert!(client(&state).args(["upload", "--server", &s.url()]).arg(&file).output().unwrap().status.success());
+
+    let copy = tmp.path().join("copy.bin");
+    std::fs::write(&copy, &data).unwrap();
+    let out = client(&state)
+        .args(["upload", "--json", "--dedup", "--dir", "again", "--server", &s.url()])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json_of(&out);
+    assert_eq!((v["deduplicated"].as_bool(), v["sent"].as_u64()), (Some(true), Some(0)), "{v}");
+    assert_eq!(std::fs::read(s.tree_file("again/copy.bin")).unwrap(), data);
+
+    // Knowing the hash is not enough: a wrong proof is refused and nothing is placed.
+    let sha = sha256_hex(&data);
+    let body = format!(r#"{{"size":{},"sha256":"{sha}","filename":"stolen.bin"}}"#, data.len());
+    let r = request(&s.addr, "POST", "/api/dedup", &[("Content-Type", "application/json")], body.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let challenge: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let id = challenge["challenge"].as_str().unwrap();
+    let guesses = r#"{"proofs":["00","00","00","00"]}"#;
+    let r = request(
+        &s.addr,
+        "POST",
+        &format!("/api/dedup/{id}"),
+        &[("Content-Type", "application/json")],
+        guesses.as_bytes(),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(!s.tree_file("stolen.bin").exists());
+    let again = request(
+        &s.addr,
+        "POST",
+        &format!("/api/dedup/{id}"),
+        &[("Content-Type", "application/json")],
+        guesses.as_bytes(),
+    );
+    assert_eq!(again.status, 404, "challenges are single-use");
+    // Unknown content: the client falls back to a real upload.
+    let other = tmp.path().join("new.bin");
+    std::fs::write(&other, test_data(1 << 20, 36)).unwrap();
+    let v = json_of(
+        &client(&state).args(["upload", "--json", "--dedup", "--server", &s.url()]).arg(&other).output().unwrap(),
+    );
+    assert_eq!((v["deduplicated"].as_bool(), v["sent"].as_u64()), (Some(false), Some(1 << 20)));
+}
+
+#[test]
+fn segmented_download_survives_connections_cut_mid_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"), &[]);
+    let state = tmp.path().join("state");
+    let data = test_data(32 << 20, 37);
+    let src = tmp.path().join("seg.bin");
+    std::fs::write(&src, &data).unwrap();
+    assert!(client(&state).args(["upload", "--server", &s.url()]).arg(&src).output().unwrap().status.success());
+    let proxy = Proxy::start(&s.addr, 6 << 20);
+    let out = tmp.path().join("seg-copy.bin");
+    let child = client(&state)
+        .args(["download", "--json", "-j", "4", "--server", &proxy.url(), "seg.bin", "-o"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let state_file = tmp.path().join("seg-copy.bin.ferry-state");
+    let progress = || -> u64 {
+        let Ok(b) = std::fs::read(&state_file) else { return 0 };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) else { return 0 };
+        v["segments"]
+            .as_array()
+            .map_or(0, |a| a.iter().map(|s| s["pos"].as_u64().unwrap() - s["start"].as_u64().unwrap()).sum())
+    };
+    wait_for(30, "a few MiB over four connections", || progress() > 4 << 20);
+    let cut = proxy.kill_all();
+    assert!(cut >= 2, "several connections were open: {cut}");
+    proxy.rate.store(0, Ordering::Relaxed);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json_of(&o);
+    assert_eq!(v["verified"], true);
+    assert!(v["fetched"].as_u64().unwrap() < data.len() as u64 + (8 << 20), "cut ranges resumed, not refetched: {v}");
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    assert!(!state_file.exists());
+}
+
+#[test]
+fn segmented_download_resumes_every_segment_after_ctrl_c() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"), &[]);
+    let state = tmp.path().join("state");
+    let data = test_data(24 << 20, 38);
+    let src = tmp.path().join("segr.bin");
+    std::fs::write(&src, &data).unwrap();
+    assert!(client(&state).args(["upload", "--server", &s.url()]).arg(&src).output().unwrap().status.success());
+    let out = tmp.path().join("segr-copy.bin");
+    let child = client(&state)
+        .args(["download", "--json", "-j", "3", "--limit-rate", "4M", "--server", &s.url(), "segr.bin", "-o"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    signal(child.id(), "INT");
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(130));
+    let o = client(&state)
+        .args(["download", "--json", "-j", "3", "--server", &s.url(), "segr.bin", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json_of(&o);
+    let resumed = v["resumed_from"].as_u64().unwrap();
+    assert!(resumed >= 4 << 20, "kept the interrupted segments: {v}");
+    assert!(v["fetched"].as_u64().unwrap() <= data.len() as u64 - resumed + (3 << 20), "{v}");
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+}
+
+#[test]
+fn rate_limits_hold_within_15_percent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"), &[]);
+    let state = tmp.path().join("state");
+    let data = test_data(6 << 20, 39);
+    let file = tmp.path().join("slow.bin");
+    std::fs::write(&file, &data).unwrap();
+    let started = Instant::now();
+    let o = client(&state).args(["upload", "--limit-rate", "2M", "--server", &s.url()]).arg(&file).output().unwrap();
+    let up = started.elapsed().as_secs_f64();
+    assert!(o.status.success());
+    let started = Instant::now();
+    let o = client(&state)
+        .args(["download", "--limit-rate", "2M", "--server", &s.url(), "slow.bin", "-o"])
+        .arg(tmp.path().join("slow-copy.bin"))
+        .output()
+        .unwrap();
+    let down = started.elapsed().as_secs_f64();
+    assert!(o.status.success());
+    for (what, secs) in [("upload", up), ("download", down)] {
+        let rate = data.len() as f64 / secs / (2 << 20) as f64;
+        assert!((0.85..=1.15).contains(&rate), "{what} ran at {rate:.2}x the limit ({secs:.2} s)");
+    }
+}

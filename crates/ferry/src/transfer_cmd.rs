@@ -109,14 +109,27 @@ fn retry(max_attempts: u32) -> RetryPolicy {
     RetryPolicy { max_attempts, ..RetryPolicy::default() }
 }
 
-/// A token cancelled by Ctrl-C, so transfers stop cleanly and can resume.
+/// A token cancelled by Ctrl-C (SIGINT) or SIGTERM, so transfers pause cleanly and a
+/// re-run resumes them.
 fn ctrl_c_token() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            t.cancel();
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => if r.is_err() { return },
+            () = terminated => {}
         }
+        t.cancel();
     });
     token
 }

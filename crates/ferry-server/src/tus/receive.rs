@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -136,7 +137,9 @@ pub(crate) async fn receive(
         (None, true) => Some(Checksummer::new(ChecksumAlgorithm::Crc32c)),
         (None, false) => None,
     };
+    let flush_file = Arc::new(file.try_clone()?);
     let mut sink = Some(Sink { file, sha, check, written: 0 });
+    let mut flusher = Flusher::default();
 
     let mut body = body;
     let mut batch: Vec<Bytes> = Vec::new();
@@ -185,11 +188,24 @@ pub(crate) async fn receive(
                 write_error = Some(e);
                 break Some(Stop::Cut("write failed".into()));
             }
-            let s = sink.as_mut().ok_or_else(|| ApiError::Internal("sink lost".into()))?;
-            let unacked = start + s.written - committed;
-            if !verified_whole && (unacked >= state.config.commit_every_bytes || last_commit.elapsed() >= COMMIT_EVERY)
+            let s = sink.as_ref().ok_or_else(|| ApiError::Internal("sink lost".into()))?;
+            // Keep the disk busy while the network delivers: flush in the background, and
+            // acknowledge (for unchecksummed bodies) what a finished flush made durable.
+            if let Err(e) = flusher.harvest().await {
+                write_error = Some(e);
+                break Some(Stop::Cut("write failed".into()));
+            }
+            flusher.maybe_start(&flush_file, start + s.written, &s.sha);
+            if !verified_whole
+                && let Some((pos, _)) = &flusher.durable
+                && (*pos - committed >= state.config.commit_every_bytes || last_commit.elapsed() >= COMMIT_EVERY)
+                && let Some((pos, sha)) = flusher.durable.take()
             {
-                committed = commit(state, guard, rec, &mut sink, committed).await?;
+                if !state.meta.commit_offset(&rec.id, committed, pos, Some(next_expiry(state))).await? {
+                    return Err(ApiError::Conflict("the upload changed under this request".into()));
+                }
+                guard.state.hasher = Some((pos, sha));
+                committed = pos;
                 last_commit = Instant::now();
             }
         }
@@ -339,6 +355,42 @@ pub(crate) async fn receive(
     }
     let offset = commit(state, guard, rec, &mut sink, committed).await?;
     Ok(Received { offset, completed: None })
+}
+
+/// Background `sync_data` of the staging file while a body streams in: at most one in
+/// flight, started every [`FLUSH_EVERY`] bytes. A finished flush makes everything written
+/// before it started durable, which is what may then be acknowledged.
+#[derive(Default)]
+struct Flusher {
+    running: Option<(u64, Sha256, tokio::task::JoinHandle<io::Result<()>>)>,
+    last_started: u64,
+    /// The newest durable position (and the hash state there), not yet acknowledged.
+    durable: Option<(u64, Sha256)>,
+}
+
+/// Bytes written between background flushes.
+const FLUSH_EVERY: u64 = 16 << 20;
+
+impl Flusher {
+    /// Collects a finished flush, if any.
+    async fn harvest(&mut self) -> io::Result<()> {
+        if self.running.as_ref().is_some_and(|(_, _, h)| h.is_finished())
+            && let Some((pos, sha, handle)) = self.running.take()
+        {
+            handle.await.map_err(io::Error::other)??;
+            self.durable = Some((pos, sha));
+        }
+        Ok(())
+    }
+
+    /// Starts a flush covering everything up to `pos` if one is due.
+    fn maybe_start(&mut self, file: &Arc<File>, pos: u64, sha: &Sha256) {
+        if self.running.is_none() && pos >= self.last_started + FLUSH_EVERY {
+            let f = file.clone();
+            self.running = Some((pos, sha.clone(), tokio::task::spawn_blocking(move || f.sync_data())));
+            self.last_started = pos;
+        }
+    }
 }
 
 /// `sync_data`, then advance the committed offset to everything written.

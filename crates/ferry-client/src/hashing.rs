@@ -8,15 +8,21 @@ use sha2::{Digest, Sha256};
 
 const CHECKPOINT_EVERY: u64 = 64 << 20;
 
-/// SHA-256 over bytes `0..at` of a local file.
+/// SHA-256 over bytes `base..at` of a local file.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RewindableSha {
     current: Sha256,
+    base: u64,
     at: u64,
     checkpoints: Vec<(u64, Sha256)>,
 }
 
 impl RewindableSha {
+    /// A hash of the bytes from `base` on (a part of a file).
+    pub fn starting_at(base: u64) -> Self {
+        Self { base, at: base, ..Self::default() }
+    }
+
     /// Feeds the bytes that follow `at`.
     pub fn update(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
@@ -46,7 +52,7 @@ impl RewindableSha {
                     self.current = h.clone();
                 }
                 None => {
-                    self.at = 0;
+                    self.at = self.base;
                     self.current = Sha256::new();
                 }
             }

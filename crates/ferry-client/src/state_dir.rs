@@ -25,6 +25,9 @@ pub struct UploadRecord {
     /// For a parallel upload: the partial uploads, in file order (`url` is then empty).
     #[serde(default)]
     pub parts: Vec<PartRecord>,
+    /// For a parallel upload: the final upload joining the parts, once created.
+    #[serde(default)]
+    pub final_url: String,
 }
 
 /// One partial upload of a parallel upload.

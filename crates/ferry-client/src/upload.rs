@@ -11,7 +11,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -259,6 +259,8 @@ impl Uploader {
             }
         };
         let ctx = Ctx {
+            final_url: Mutex::new(record.as_ref().and_then(|r| Url::parse(&r.final_url).ok())),
+            recreated: AtomicBool::new(false),
             up: self,
             path,
             file: file.clone(),
@@ -342,6 +344,24 @@ impl Uploader {
         }
     }
 
+    /// HEAD of a final upload: its offset is absent until the parts are joined (then 0 is
+    /// reported here, which never equals a positive length).
+    async fn head_final(&self, url: &Url) -> Result<Option<HeadStatus>, ClientError> {
+        let resp = self.http.head(url.clone()).header("Tus-Resumable", TUS).send().await.map_err(|e| network(&e))?;
+        match resp.status() {
+            s if s.is_success() => {
+                let num = |name: &str| {
+                    resp.headers().get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+                };
+                let sha =
+                    resp.headers().get("repr-digest").and_then(|v| v.to_str().ok()).and_then(parse_repr_digest_sha256);
+                Ok(Some(HeadStatus { offset: num("upload-offset").unwrap_or(0), length: num("upload-length"), sha }))
+            }
+            StatusCode::NOT_FOUND | StatusCode::GONE | StatusCode::FORBIDDEN => Ok(None),
+            _ => Err(from_status(resp).await),
+        }
+    }
+
     async fn post(&self, headers: &[(&str, String)]) -> Result<Url, ClientError> {
         let mut req = self.http.post(self.endpoint.clone()).header("Tus-Resumable", TUS);
         for (k, v) in headers {
@@ -394,6 +414,10 @@ struct Ctx<'a> {
     fingerprint: &'a str,
     parts: Vec<Arc<Part>>,
     limiter: Option<Arc<RateLimiter>>,
+    final_url: Mutex<Option<Url>>,
+    /// A part had to be created again (its upload was gone), so an existing final upload
+    /// names a dead part: join with a new final upload.
+    recreated: AtomicBool,
 }
 
 impl Ctx<'_> {
@@ -415,6 +439,7 @@ impl Ctx<'_> {
             } else {
                 Vec::new()
             },
+            final_url: self.final_url.lock().ok().and_then(|u| u.as_ref().map(|u| u.to_string())).unwrap_or_default(),
         };
         if let Err(e) = self.up.state.save_upload(self.fingerprint, &rec) {
             tracing::warn!(error = %e, "could not save the resume record; an interrupted upload will start over");
@@ -446,20 +471,108 @@ impl Ctx<'_> {
         Ok((part.url().map(|u| u.to_string()).unwrap_or_default(), local, verified))
     }
 
-    /// Partial uploads in parallel, the file hashed by one concurrent pass, then the final
-    /// upload (the server checks the declared SHA-256 while it joins the parts).
+    /// Partial uploads in parallel. The parts are created first and joined at once by a
+    /// final upload (concatenation-unfinished), which lets a ferry server write them in
+    /// place, so joining costs no copy. Each part is hashed as it streams and checked by the
+    /// server (`Repr-Digest` trailer) before it counts; the whole file is hashed by one
+    /// concurrent pass and compared with the finished final upload's digest.
     async fn parallel(&self) -> Result<(String, [u8; 32], bool), ClientError> {
-        let hashing = hash_file(self.file.clone(), self.size, self.path);
-        let sends = futures_util::future::try_join_all(self.parts.iter().map(|p| self.run_part(p, None)));
-        let (sha, _) = futures_util::future::try_join(hashing, sends).await?;
+        for part in &self.parts {
+            if part.url().is_none() {
+                self.with_retries(|| self.create(part)).await?;
+            }
+        }
         let concat = format!(
             "final;{}",
             self.parts.iter().filter_map(|p| p.url()).map(|u| u.path().to_owned()).collect::<Vec<_>>().join(" ")
         );
-        let metadata = file_metadata(self.name, self.remote_dir, Some(&sha));
-        let headers = [("Upload-Concat", concat), ("Upload-Metadata", metadata)];
-        let url = self.with_retries(|| self.up.post(&headers)).await?;
-        Ok((url.to_string(), sha, true))
+        let mut final_url = self.final_url.lock().ok().and_then(|u| u.clone());
+        if let Some(u) = &final_url
+            && self.up.head_final(u).await?.is_none()
+        {
+            final_url = None; // gone (expired or failed): make a new one below
+        }
+        let mut join_later = false;
+        if final_url.is_none() {
+            let headers = [
+                ("Upload-Concat", concat.clone()),
+                ("Upload-Metadata", file_metadata(self.name, self.remote_dir, None)),
+            ];
+            match self.with_retries(|| self.up.post(&headers)).await {
+                Ok(u) => final_url = Some(u),
+                // A server without concatenation-unfinished: join after the parts are done.
+                Err(ClientError::Rejected { status: 400, .. }) => join_later = true,
+                Err(e) => return Err(e),
+            }
+            *self.final_url.lock().unwrap_or_else(|p| p.into_inner()) = final_url.clone();
+            self.save_record();
+        }
+
+        let shas: Vec<_> =
+            self.parts.iter().map(|p| Arc::new(Mutex::new(RewindableSha::starting_at(p.start)))).collect();
+        let hashing = hash_file(self.file.clone(), self.size, self.path);
+        let sends = futures_util::future::try_join_all(
+            self.parts.iter().zip(&shas).map(|(p, sha)| self.run_part(p, Some(sha.clone()))),
+        );
+        let (sha, done) = futures_util::future::try_join(hashing, sends).await?;
+        for ((part, part_sha), d) in self.parts.iter().zip(&shas).zip(&done) {
+            let local = {
+                let mut h = part_sha.lock().map_err(|_| ClientError::Protocol("hash state poisoned".into()))?;
+                let mut f = File::open(self.path).map_err(|e| ClientError::local(self.path, e))?;
+                h.seek(&mut f, part.end).map_err(|e| ClientError::local(self.path, e))?;
+                h.digest()
+            };
+            if d.server_sha.is_some_and(|s| s != local) {
+                return Err(ClientError::Verification(format!(
+                    "the server stored different bytes for the part at {}",
+                    part.start
+                )));
+            }
+        }
+        let final_url = match final_url {
+            Some(u) if !join_later && !self.recreated.load(Ordering::Relaxed) => u,
+            _ => {
+                // The parts as they are now (one may have been created again).
+                let concat = format!(
+                    "final;{}",
+                    self.parts
+                        .iter()
+                        .filter_map(|p| p.url())
+                        .map(|u| u.path().to_owned())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                let headers = [
+                    ("Upload-Concat", concat),
+                    ("Upload-Metadata", file_metadata(self.name, self.remote_dir, Some(&sha))),
+                ];
+                self.with_retries(|| self.up.post(&headers)).await?
+            }
+        };
+        // The server joins the parts as the last one completes; confirm, and compare digests.
+        for attempt in 0..50 {
+            match self.up.head_final(&final_url).await? {
+                Some(status) if status.length == Some(self.size) && status.offset == self.size => {
+                    return match status.sha {
+                        Some(s) if s != sha => Err(ClientError::Verification(format!(
+                            "the server joined the parts into SHA-256 {} but the file has {}",
+                            to_hex(&s),
+                            to_hex(&sha)
+                        ))),
+                        server => Ok((final_url.to_string(), sha, server.is_some())),
+                    };
+                }
+                Some(_) if attempt < 49 => tokio::time::sleep(Duration::from_millis(200)).await,
+                Some(_) => break,
+                None => {
+                    return Err(ClientError::Rejected {
+                        status: 410,
+                        reason: "the final upload failed on the server".into(),
+                    });
+                }
+            }
+        }
+        Err(ClientError::Unreachable("the server did not finish joining the parts; run again to resume".into()))
     }
 
     async fn with_retries<T, F, Fut>(&self, mut f: F) -> Result<T, ClientError>
@@ -548,7 +661,10 @@ impl Ctx<'_> {
         let (url, status) = match part.url() {
             Some(u) => match self.up.head(&u).await? {
                 Some(s) if s.length == Some(part.len()) => (u, s),
-                _ => (self.create(part).await?, HeadStatus { offset: 0, length: Some(part.len()), sha: None }),
+                _ => {
+                    self.recreated.store(true, Ordering::Relaxed);
+                    (self.create(part).await?, HeadStatus { offset: 0, length: Some(part.len()), sha: None })
+                }
             },
             None => (self.create(part).await?, HeadStatus { offset: 0, length: Some(part.len()), sha: None }),
         };
@@ -571,7 +687,7 @@ impl Ctx<'_> {
             part.start + offset,
             part.start + offset + len,
             self.up.options.checksum,
-            sha.as_ref().map(|s| (s.clone(), self.size)),
+            sha.as_ref().map(|s| (s.clone(), part.end)),
             self.limiter.clone(),
             activity.clone(),
         );

@@ -38,7 +38,7 @@ pub(crate) async fn sweep(state: &AppState) -> Result<usize, crate::ApiError> {
             continue;
         }
         state.meta.finish(&id, UploadState::Expired, Some("expired")).await?;
-        state.staging.remove(&id)?;
+        crate::tus::release_bytes(state, &id).await?;
         state.locks.forget(&id);
         n += 1;
     }

@@ -25,7 +25,9 @@ CREATE TABLE IF NOT EXISTS uploads (
     sha256      BLOB,
     tree_path   TEXT,
     placed      INTEGER NOT NULL DEFAULT 0,
-    reason      TEXT
+    reason      TEXT,
+    host        TEXT,
+    host_base   INTEGER
 );
 CREATE INDEX IF NOT EXISTS uploads_expiry ON uploads(state, expires_at);
 CREATE TABLE IF NOT EXISTS tree_files (
@@ -132,6 +134,9 @@ pub struct UploadRecord {
     pub tree_path: Option<String>,
     /// Why it failed, for a failed upload.
     pub reason: Option<String>,
+    /// For a partial upload adopted by a final one: the final upload whose staging file
+    /// holds this part's bytes, and where they start in it.
+    pub host: Option<(UploadId, u64)>,
 }
 
 impl UploadRecord {
@@ -150,6 +155,10 @@ impl UploadRecord {
             sha256: sha.and_then(|v| v.try_into().ok()),
             tree_path: row.try_get("tree_path")?,
             reason: row.try_get("reason")?,
+            host: match (row.try_get::<Option<String>, _>("host")?, row.try_get::<Option<i64>, _>("host_base")?) {
+                (Some(h), Some(base)) => UploadId::parse(&h).map(|h| (h, base as u64)),
+                _ => None,
+            },
         })
     }
 }
@@ -198,6 +207,10 @@ impl MetaStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        for add in ["ALTER TABLE uploads ADD COLUMN host TEXT", "ALTER TABLE uploads ADD COLUMN host_base INTEGER"] {
+            // Databases from before these columns lack them; adding one that exists fails harmlessly.
+            let _ = sqlx::raw_sql(add).execute(&pool).await;
+        }
         Ok(Self { pool })
     }
 
@@ -374,6 +387,40 @@ impl MetaStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.and_then(|r| r.try_get::<Vec<u8>, _>("sha256").ok()).and_then(|v| v.try_into().ok()))
+    }
+
+    /// Lets final upload `host` hold the bytes of fresh partial uploads, each at its base
+    /// offset, so concatenation needs no copy. All or nothing: false (nothing changed) if
+    /// any part is no longer an empty, active, unhosted partial upload.
+    pub async fn adopt(&self, host: &UploadId, parts: &[(UploadId, u64)]) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (id, base) in parts {
+            let done = sqlx::query(
+                "UPDATE uploads SET host = ?, host_base = ? WHERE id = ? AND state = 'active' AND \"offset\" = 0 \
+                 AND concat = 'partial' AND host IS NULL AND length IS NOT NULL",
+            )
+            .bind(host.as_str())
+            .bind(*base as i64)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Whether partial uploads that still matter (active, or complete and not yet expired)
+    /// keep their bytes in `host`'s staging file.
+    pub async fn hosts_live_parts(&self, host: &UploadId) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM uploads WHERE host = ? AND state IN ('active', 'complete') LIMIT 1")
+            .bind(host.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
     }
 
     /// Tree paths recorded with this digest and size (newest first).

@@ -59,6 +59,37 @@ impl StagingArea {
         Ok(file)
     }
 
+    /// Where an upload's bytes live: its own file from byte 0, or, for a partial upload
+    /// adopted by a final one, a region of the final's file.
+    pub fn locate(&self, id: &UploadId, host: Option<&(UploadId, u64)>) -> (PathBuf, u64) {
+        match host {
+            Some((h, base)) => (self.path_of(h), *base),
+            None => (self.path_of(id), 0),
+        }
+    }
+
+    /// Opens an upload's bytes for writing at `offset`, positioned there. An own file is
+    /// cut to `offset` (see [`StagingArea::open_at`]); a region of a host file is left as
+    /// it is (the bytes past `offset` are this part's own and will be overwritten).
+    pub fn open_region(&self, id: &UploadId, host: Option<&(UploadId, u64)>, offset: u64) -> io::Result<File> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = match host {
+            None => self.open_at(id, offset)?,
+            Some((h, _)) => OpenOptions::new().read(true).write(true).open(self.path_of(h))?,
+        };
+        let (_, base) = self.locate(id, host);
+        f.seek(SeekFrom::Start(base + offset))?;
+        Ok(f)
+    }
+
+    /// Creates a final upload's file at its full length (sparse) to host its parts.
+    pub fn create_host(&self, id: &UploadId, len: u64) -> io::Result<()> {
+        let f = OpenOptions::new().write(true).create_new(true).open(self.path_of(id))?;
+        f.set_len(len)?;
+        f.sync_all()?;
+        sync_dir(&self.dir)
+    }
+
     /// Opens an upload's file for reading.
     pub fn open_read(&self, id: &UploadId) -> io::Result<File> {
         File::open(self.path_of(id))

@@ -23,22 +23,27 @@ fn json_of(out: &std::process::Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("no JSON ({e}): {text:?}\nstderr: {}", String::from_utf8_lossy(&out.stderr)))
 }
 
-fn remembered_parts(state: &Path) -> Vec<serde_json::Value> {
+fn remembered(state: &Path) -> serde_json::Value {
     let dir = std::fs::read_dir(state.join("uploads")).unwrap();
     for e in dir.flatten() {
-        if e.path().extension().is_some_and(|x| x == "json") {
-            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
-            return v["parts"].as_array().cloned().unwrap_or_default();
+        if e.path().extension().is_some_and(|x| x == "json")
+            && let Ok(v) = serde_json::from_slice(&std::fs::read(e.path()).unwrap())
+        {
+            return v;
         }
     }
-    Vec::new()
+    serde_json::Value::Null
+}
+
+fn remembered_parts(state: &Path) -> Vec<serde_json::Value> {
+    remembered(state)["parts"].as_array().cloned().unwrap_or_default()
 }
 
 #[test]
 fn parallel_upload_resumes_and_recreates_only_the_lost_part() {
     let tmp = tempfile::tempdir().unwrap();
     let s = Server::start(&tmp.path().join("data"), &[]);
-    let proxy = Proxy::start(&s.addr, 8 << 20);
+    let proxy = Proxy::start(&s.addr, 2 << 20);
     let data = test_data(32 << 20, 31);
     let file = tmp.path().join("par.bin");
     std::fs::write(&file, &data).unwrap();
@@ -51,16 +56,20 @@ fn parallel_upload_resumes_and_recreates_only_the_lost_part() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for(30, "four parts remembered", || {
+    wait_for(30, "four parts and the final upload remembered", || {
         std::fs::read_dir(state.join("uploads")).is_ok()
-            && remembered_parts(&state).iter().filter(|p| p["url"] != "").count() == 4
+            && !remembered(&state)["final_url"].as_str().unwrap_or("").is_empty()
     });
     let parts = remembered_parts(&state);
     let paths: Vec<String> =
         parts.iter().map(|p| p["url"].as_str().unwrap().split_once("/tus/").unwrap().1.to_owned()).collect();
-    wait_for(60, "some bytes in every part", || {
-        paths.iter().all(|id| std::fs::metadata(s.staging_file(id)).is_ok_and(|m| m.len() > 1 << 20))
+    // The parts are written in place into the final upload's (sparse) file.
+    let final_id = remembered(&state)["final_url"].as_str().unwrap().split_once("/tus/").unwrap().1.to_owned();
+    let host = s.staging_file(&final_id);
+    wait_for(60, "8 MiB written in place", || {
+        std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&host).unwrap()) * 512 >= 8 << 20
     });
+    assert!(paths.iter().all(|id| !s.staging_file(id).exists()), "no per-part files: the final upload holds the bytes");
     signal(child.id(), "INT");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));

@@ -654,3 +654,29 @@ fn a_half_upload_never_replaces_a_good_file() {
     patch(&s.addr, &loc, 3, b"new", &[]);
     assert_eq!(std::fs::read(s.tree_file("keep.txt")).unwrap(), b"newnew");
 }
+
+#[test]
+fn a_final_created_before_its_parts_have_data_holds_them_in_place() {
+    let (_t, s) = server();
+    let a = create(&s.addr, &[("Upload-Length", "4"), ("Upload-Concat", "partial")]);
+    let b = create(&s.addr, &[("Upload-Length", "3"), ("Upload-Concat", "partial")]);
+    let md = metadata(&[("filename", b"inplace.txt")]);
+    let r =
+        tus(&s.addr, "POST", "/tus/", &[("Upload-Concat", &format!("final;{a} {b}")), ("Upload-Metadata", &md)], b"");
+    assert_eq!(r.status, 201);
+    let f = r.header("location").unwrap().to_owned();
+    let id = |loc: &str| loc.trim_start_matches("/tus/").to_owned();
+    assert!(!s.staging_file(&id(&a)).exists() && !s.staging_file(&id(&b)).exists(), "parts live in the final's file");
+    // Cut a PATCH to a part midway: it keeps what arrived, in place.
+    let st = open_patch(&s.addr, &b, 0, 3, b"xy", &[]);
+    std::thread::sleep(Duration::from_millis(100));
+    cut(st);
+    wait_for(10, "the cut part to commit", || head_offset(&s.addr, &b) == Some(2));
+    assert_eq!(patch(&s.addr, &b, 2, b"z", &[]).status, 204);
+    assert_eq!(patch(&s.addr, &a, 0, b"abcd", &[]).status, 204);
+    assert_eq!(std::fs::read(s.tree_file("inplace.txt")).unwrap(), b"abcdxyz");
+    assert_eq!(tus(&s.addr, "HEAD", &f, &[], b"").offset(), Some(7));
+    // Its parts' bytes became the file: they cannot be joined again.
+    let again = tus(&s.addr, "POST", "/tus/", &[("Upload-Concat", &format!("final;{a}"))], b"");
+    assert_eq!(again.status, 400, "{}", again.text());
+}

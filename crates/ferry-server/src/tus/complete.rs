@@ -127,7 +127,25 @@ pub(crate) async fn place(state: &AppState, id: &UploadId, dest: &TreePath, sha:
 /// Marks an upload failed and frees its bytes.
 pub(crate) async fn fail(state: &AppState, id: &UploadId, reason: &str) -> Result<(), ApiError> {
     state.meta.finish(id, UploadState::Failed, Some(reason)).await?;
-    state.staging.remove(id)?;
+    release_bytes(state, id).await?;
     state.locks.forget(id);
+    Ok(())
+}
+
+/// Frees the staging bytes of an upload that reached a final state (expired, terminated,
+/// failed). A final upload's file is kept while live partial uploads still have their
+/// bytes in it; a partial upload's end may be what lets its dead host's file go.
+pub(crate) async fn release_bytes(state: &AppState, id: &UploadId) -> Result<(), ApiError> {
+    if !state.meta.hosts_live_parts(id).await? {
+        state.staging.remove(id)?;
+    }
+    if let Some(rec) = state.meta.get(id).await?
+        && let Some((host, _)) = &rec.host
+        && let Some(h) = state.meta.get(host).await?
+        && !matches!(h.state, UploadState::Active | UploadState::Complete)
+        && !state.meta.hosts_live_parts(host).await?
+    {
+        state.staging.remove(host)?;
+    }
     Ok(())
 }

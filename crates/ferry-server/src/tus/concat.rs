@@ -5,7 +5,7 @@
 //! they expire) so a client that retries the final POST still finds them.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use ferry_core::UploadId;
 use ferry_store::{ConcatKind, UploadRecord, UploadState};
@@ -26,9 +26,53 @@ pub(crate) async fn load_parts(state: &AppState, ids: &[UploadId]) -> Result<Vec
         if !matches!(rec.state, UploadState::Active | UploadState::Complete) {
             return Err(ApiError::bad(format!("partial upload {id} is gone (expired, failed or deleted)")));
         }
+        if let Some((host, _)) = &rec.host
+            && state.meta.get(host).await?.is_some_and(|h| h.state == UploadState::Complete)
+        {
+            return Err(ApiError::bad(format!(
+                "partial upload {id} was already joined into a file and cannot be reused"
+            )));
+        }
         parts.push(rec);
     }
     Ok(parts)
+}
+
+/// Lets a new final upload hold its parts' bytes when every part is still empty, so its
+/// assembly needs no copy. Takes each part's lock (ending any in-flight PATCH, which then
+/// commits, making that part ineligible). Returns whether the parts were adopted.
+pub(crate) async fn adopt_parts(state: &AppState, final_id: &UploadId, ids: &[UploadId]) -> Result<bool, ApiError> {
+    let mut seen = std::collections::HashSet::new();
+    if !ids.iter().all(|i| seen.insert(i.clone())) {
+        return Ok(false); // a part listed twice cannot live in two places
+    }
+    let mut guards = Vec::with_capacity(ids.len());
+    for id in ids {
+        guards.push(state.locks.acquire(id, LOCK_WAIT).await.ok_or(ApiError::Locked)?);
+    }
+    let parts = load_parts(state, ids).await?;
+    if parts.iter().any(|p| p.state != UploadState::Active || p.offset != 0 || p.host.is_some() || p.length.is_none()) {
+        return Ok(false);
+    }
+    let mut base = 0;
+    let plan: Vec<(UploadId, u64)> = parts
+        .iter()
+        .map(|p| {
+            let here = base;
+            base += p.length.unwrap_or(0);
+            (p.id.clone(), here)
+        })
+        .collect();
+    state.staging.create_host(final_id, base)?;
+    if !state.meta.adopt(final_id, &plan).await? {
+        state.staging.remove(final_id)?;
+        return Ok(false);
+    }
+    for (id, _) in &plan {
+        state.staging.remove(id)?;
+    }
+    drop(guards);
+    Ok(true)
 }
 
 /// Assembles final upload `id` if all its parts are complete. Returns whether the final
@@ -56,15 +100,41 @@ pub(crate) async fn try_assemble(state: &AppState, id: &UploadId) -> Result<bool
         complete::fail(state, id, &reason).await?;
         return Err(ApiError::TooLarge(reason));
     }
-    let sources: Vec<_> = parts.iter().map(|p| state.staging.path_of(&p.id)).collect();
+    // Parts adopted by this final upload already sit in its file, in order: hash, no copy.
+    let mut expected_base = 0;
+    let in_place = parts.iter().all(|p| {
+        let ok = p.host.as_ref().is_some_and(|(h, base)| h == id && *base == expected_base);
+        expected_base += p.length.unwrap_or(0);
+        ok
+    });
+    let sources: Vec<_> = parts
+        .iter()
+        .map(|p| {
+            let (path, base) = state.staging.locate(&p.id, p.host.as_ref());
+            (path, base, p.length.unwrap_or(0))
+        })
+        .collect();
     let staging = state.staging.clone();
     let target = id.clone();
     let sha = tokio::task::spawn_blocking(move || -> io::Result<[u8; 32]> {
-        let mut out = staging.open_at(&target, 0)?;
         let mut sha = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        for src in sources {
+        let mut buf = vec![0u8; 4 << 20];
+        if in_place {
+            let mut f = File::open(staging.path_of(&target))?.take(length);
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                sha.update(&buf[..n]);
+            }
+            return Ok(sha.finalize().into());
+        }
+        let mut out = staging.open_at(&target, 0)?;
+        for (src, base, len) in sources {
             let mut f = File::open(src)?;
+            f.seek(SeekFrom::Start(base))?;
+            let mut f = f.take(len);
             loop {
                 let n = f.read(&mut buf)?;
                 if n == 0 {

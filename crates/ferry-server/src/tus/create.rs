@@ -108,7 +108,10 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
     out.insert(header::LOCATION, location(&state, &headers, &id)?);
     out.insert(UPLOAD_EXPIRES, http_date(expires_at));
 
-    if is_final {
+    if let Some(UploadConcat::Final(ids)) = &concat {
+        if concat::adopt_parts(&state, &id, ids).await? {
+            tracing::info!(upload = %id, parts = ids.len(), "final upload holds its parts in place");
+        }
         concat::try_assemble(&state, &id).await?;
         return Ok((StatusCode::CREATED, out).into_response());
     }

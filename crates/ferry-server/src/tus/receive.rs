@@ -84,10 +84,12 @@ pub(crate) async fn hasher_at(
     {
         return Ok(h.clone());
     }
-    let path = state.staging.path_of(&rec.id);
+    let (path, base) = state.staging.locate(&rec.id, rec.host.as_ref());
     let offset = rec.offset;
     let sha = blocking(move || -> io::Result<Sha256> {
-        let mut f = File::open(path)?.take(offset);
+        let mut f = File::open(path)?;
+        f.seek(SeekFrom::Start(base))?;
+        let mut f = f.take(offset);
         let mut sha = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {
@@ -123,13 +125,14 @@ pub(crate) async fn receive(
 
     let sha = hasher_at(state, guard, rec).await?;
     let staging = state.staging.clone();
-    let id = rec.id.clone();
-    let file = blocking(move || -> io::Result<File> {
-        let mut f = staging.open_at(&id, start)?;
-        f.seek(SeekFrom::Start(start))?;
-        Ok(f)
-    })
-    .await??;
+    let (id, host) = (rec.id.clone(), rec.host.clone());
+    let file = match blocking(move || staging.open_region(&id, host.as_ref(), start)).await? {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && rec.host.is_some() => {
+            return Err(ApiError::Gone("the final upload holding this part's bytes is gone".into()));
+        }
+        Err(e) => return Err(e.into()),
+    };
     // With a checksum trailer announced, the algorithm is only known at the end; crc32c (what
     // ferry's own client sends) is computed on the way in, anything else is re-read then.
     let check = match (&checksum, trailer_declared) {
@@ -225,9 +228,9 @@ pub(crate) async fn receive(
 
     let discard = |reason: ApiError| {
         let staging = state.staging.clone();
-        let id = rec.id.clone();
+        let (id, host) = (rec.id.clone(), rec.host.clone());
         async move {
-            blocking(move || staging.open_at(&id, committed).map(drop)).await??;
+            blocking(move || staging.open_region(&id, host.as_ref(), committed).map(drop)).await??;
             Err::<Received, ApiError>(reason)
         }
     };
@@ -289,8 +292,8 @@ pub(crate) async fn receive(
                 "an Upload-Checksum trailer must be announced with \"Trailer: Upload-Checksum\" for a body this large",
             ));
         }
-        let path = state.staging.path_of(&rec.id);
-        let (from, len) = (committed, start + s.written - committed);
+        let (path, base) = state.staging.locate(&rec.id, rec.host.as_ref());
+        let (from, len) = (base + committed, start + s.written - committed);
         let alg = trailer.algorithm;
         let streamed = match s.check.take() {
             Some(c @ Checksummer::Crc32c(_)) if alg == ChecksumAlgorithm::Crc32c && committed == start => {

@@ -177,7 +177,7 @@ pub(super) async fn patch(state: &AppState, id: &UploadId, req: Request) -> Resu
 pub(super) async fn delete(state: &AppState, id: &UploadId) -> Result<Response, ApiError> {
     let (_guard, rec) = take(state, id).await?;
     state.meta.finish(&rec.id, UploadState::Terminated, Some("deleted by the client")).await?;
-    state.staging.remove(&rec.id)?;
+    super::complete::release_bytes(state, &rec.id).await?;
     state.locks.forget(&rec.id);
     tracing::info!(upload = %rec.id, "upload terminated");
     Ok(StatusCode::NO_CONTENT.into_response())

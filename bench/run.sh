@@ -144,7 +144,7 @@ if [[ " $rows " == *" D2 "* ]]; then
 fi
 
 if [[ " $rows " == *" C1 "* ]]; then
-  ulimit -n 65536
+  ulimit -n "$(ulimit -Hn)"
   p=$(free_port); start_ferry "$work/fd5" "$p"; wait_port 127.0.0.1 "$p"
   errors=$(python3 "$here/slow_uploads.py" 127.0.0.1 "$p" 1000 65536 10)
   rss=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$ferry_pid/status")
@@ -157,7 +157,7 @@ if [[ " $rows " == *" R1 "* ]]; then
   p=$(free_port); start_ferry "$work/fd6" "$p"; wait_port 127.0.0.1 "$p"
   FERRY_STATE_DIR="$work/rstate" "$ferry" upload --parallel 1 --limit-rate 100M --server "http://127.0.0.1:$p" "$work/r1.bin" 2>/dev/null & up_pid=$!
   for _ in $(seq 200); do
-    s=$(stat -c %s "$work"/fd6/staging/*.part 2>/dev/null | head -1); [ "${s:-0}" -ge 268435456 ] && break; sleep 0.05
+    s=$(stat -c %s "$work"/fd6/staging/*.part 2>/dev/null | head -1 || true); [ "${s:-0}" -ge 268435456 ] && break; sleep 0.05
   done
   staged=$(stat -c %s "$work"/fd6/staging/*.part | head -1)
   kill -TERM "$up_pid"; wait "$up_pid" || true

@@ -36,7 +36,8 @@ const TUS: &str = "1.0.0";
 /// How an upload is sent.
 #[derive(Debug, Clone)]
 pub struct UploadOptions {
-    /// Number of partial uploads; `None` picks from the file size.
+    /// Number of partial uploads; `None` picks from the file size and the round-trip time
+    /// ([`default_parallel`]).
     pub parallel: Option<usize>,
     /// PATCH sizing.
     pub chunk: ChunkSize,
@@ -63,8 +64,13 @@ impl Default for UploadOptions {
     }
 }
 
-/// The part count `parallel: None` chooses: one connection for small files, more as they grow.
-pub fn default_parallel(size: u64) -> usize {
+/// The part count `parallel: None` chooses from the file size and the round-trip time to the
+/// server. Parallel connections pay off where one TCP stream cannot fill the path (long,
+/// lossy links); on a LAN or loopback the disk is the limit and more streams only add work.
+pub fn default_parallel(size: u64, rtt: Duration) -> usize {
+    if rtt < Duration::from_millis(5) {
+        return 1;
+    }
     match size {
         s if s < 256 << 20 => 1,
         s if s < 2 << 30 => 2,
@@ -247,7 +253,12 @@ impl Uploader {
                 vec![Arc::new(Part::new(0, size, Url::parse(&r.url).ok(), false))]
             }
             _ => {
-                let n = self.options.parallel.unwrap_or_else(|| default_parallel(size)).clamp(1, 64);
+                let n = match self.options.parallel {
+                    Some(n) => n,
+                    None if size < 256 << 20 => 1,
+                    None => default_parallel(size, self.measure_rtt().await),
+                }
+                .clamp(1, 64);
                 let n = if size < n as u64 { 1 } else { n };
                 if n == 1 {
                     vec![Arc::new(Part::new(0, size, None, false))]
@@ -306,6 +317,20 @@ impl Uploader {
             verified,
             deduplicated: false,
         })
+    }
+
+    /// The quickest of three OPTIONS round trips to the tus endpoint (a generous value if
+    /// the server does not answer: the upload itself will report why).
+    async fn measure_rtt(&self) -> Duration {
+        let mut best = Duration::from_secs(1);
+        for _ in 0..3 {
+            let started = Instant::now();
+            if self.http.request(reqwest::Method::OPTIONS, self.endpoint.clone()).send().await.is_ok() {
+                best = best.min(started.elapsed());
+            }
+        }
+        tracing::debug!(rtt_ms = best.as_millis() as u64, "round trip to the server");
+        best
     }
 
     pub(crate) fn report(&self, done: u64, total: u64) {

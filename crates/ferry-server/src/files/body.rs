@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -11,31 +11,34 @@ use bytes::Bytes;
 use ferry_core::ByteRange;
 use futures_util::stream::{self, BoxStream, StreamExt};
 
-/// Bytes read per step; at most this much of a file is in memory per response.
-const READ_CHUNK: u64 = 1 << 20;
+/// Bytes read per step; about this much of a file is in memory per response.
+const READ_CHUNK: u64 = 2 << 20;
 
-/// Streams `len` bytes of `file` from `start`.
+/// Streams `len` bytes of `file` from `start`: sequential reads on the response's own file
+/// handle into fresh, unzeroed buffers (`read_to_end` into spare capacity), off the async
+/// threads.
 pub fn region(file: Arc<File>, start: u64, len: u64) -> BoxStream<'static, io::Result<Bytes>> {
-    stream::try_unfold((file, start, len), |(file, pos, left)| async move {
+    stream::try_unfold((file, start, len, false), |(file, pos, left, positioned)| async move {
         if left == 0 {
             return Ok(None);
         }
-        let n = left.min(READ_CHUNK) as usize;
+        let n = left.min(READ_CHUNK);
         let f = file.clone();
         let buf = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
-            let mut buf = vec![0u8; n];
-            let mut filled = 0;
-            while filled < n {
-                match f.read_at(&mut buf[filled..], pos + filled as u64)? {
-                    0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent")),
-                    r => filled += r,
-                }
+            let mut reader = &*f;
+            if !positioned {
+                reader.seek(SeekFrom::Start(pos))?;
+            }
+            let mut buf = Vec::with_capacity(n as usize);
+            reader.take(n).read_to_end(&mut buf)?;
+            if (buf.len() as u64) < n {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent"));
             }
             Ok(buf)
         })
         .await
         .map_err(io::Error::other)??;
-        Ok(Some((Bytes::from(buf), (file, pos + n as u64, left - n as u64))))
+        Ok(Some((Bytes::from(buf), (file, pos + n, left - n, true))))
     })
     .boxed()
 }

@@ -151,6 +151,8 @@ pub(crate) async fn receive(
     let mut last_commit = Instant::now();
     let mut trailers: Option<HeaderMap> = None;
     let mut write_error: Option<io::Error> = None;
+    let mut accepted = 0u64;
+    let mut inflight: Option<tokio::task::JoinHandle<(Sink, io::Result<()>)>> = None;
     let stop: Option<Stop> = loop {
         let frame = tokio::select! {
             biased;
@@ -171,48 +173,60 @@ pub(crate) async fn receive(
                 continue;
             }
         };
-        let received = sink.as_ref().map_or(0, |s| s.written) + batch_len as u64;
-        if received + frame.len() as u64 > limit {
+        if accepted + frame.len() as u64 > limit {
             break Some(Stop::Overflow);
         }
+        accepted += frame.len() as u64;
         batch_len += frame.len();
         batch.push(frame);
         if batch_len >= BATCH_BYTES {
+            // Double buffering: the previous batch is written (and hashed) on a blocking
+            // thread while this one was received; wait for it, then hand this one over.
+            if let Some(h) = inflight.take() {
+                let (s, r) = h.await?;
+                sink = Some(s);
+                if let Err(e) = r {
+                    write_error = Some(e);
+                    break Some(Stop::Cut("write failed".into()));
+                }
+                let s = sink.as_ref().ok_or_else(|| ApiError::Internal("sink lost".into()))?;
+                // Keep the disk busy while the network delivers: flush in the background,
+                // and acknowledge (for unchecksummed bodies) what a finished flush made durable.
+                if let Err(e) = flusher.harvest().await {
+                    write_error = Some(e);
+                    break Some(Stop::Cut("write failed".into()));
+                }
+                flusher.maybe_start(&flush_file, start + s.written, &s.sha);
+                if !verified_whole
+                    && let Some((pos, _)) = &flusher.durable
+                    && (*pos - committed >= state.config.commit_every_bytes || last_commit.elapsed() >= COMMIT_EVERY)
+                    && let Some((pos, sha)) = flusher.durable.take()
+                {
+                    if !state.meta.commit_offset(&rec.id, committed, pos, Some(next_expiry(state))).await? {
+                        return Err(ApiError::Conflict("the upload changed under this request".into()));
+                    }
+                    guard.state.hasher = Some((pos, sha));
+                    committed = pos;
+                    last_commit = Instant::now();
+                }
+            }
             let mut s = sink.take().ok_or_else(|| ApiError::Internal("sink lost".into()))?;
             let pending = std::mem::take(&mut batch);
             batch_len = 0;
-            let (s, r) = blocking(move || {
+            inflight = Some(tokio::task::spawn_blocking(move || {
                 let r = s.write_batch(&pending);
                 (s, r)
-            })
-            .await?;
-            sink = Some(s);
-            if let Err(e) = r {
-                write_error = Some(e);
-                break Some(Stop::Cut("write failed".into()));
-            }
-            let s = sink.as_ref().ok_or_else(|| ApiError::Internal("sink lost".into()))?;
-            // Keep the disk busy while the network delivers: flush in the background, and
-            // acknowledge (for unchecksummed bodies) what a finished flush made durable.
-            if let Err(e) = flusher.harvest().await {
-                write_error = Some(e);
-                break Some(Stop::Cut("write failed".into()));
-            }
-            flusher.maybe_start(&flush_file, start + s.written, &s.sha);
-            if !verified_whole
-                && let Some((pos, _)) = &flusher.durable
-                && (*pos - committed >= state.config.commit_every_bytes || last_commit.elapsed() >= COMMIT_EVERY)
-                && let Some((pos, sha)) = flusher.durable.take()
-            {
-                if !state.meta.commit_offset(&rec.id, committed, pos, Some(next_expiry(state))).await? {
-                    return Err(ApiError::Conflict("the upload changed under this request".into()));
-                }
-                guard.state.hasher = Some((pos, sha));
-                committed = pos;
-                last_commit = Instant::now();
-            }
+            }));
         }
     };
+    // Collect the write still in flight.
+    if let Some(h) = inflight.take() {
+        let (s, r) = h.await?;
+        sink = Some(s);
+        if let Err(e) = r {
+            write_error.get_or_insert(e);
+        }
+    }
 
     // Write what is still batched (unless the request is being thrown away).
     if !batch.is_empty() && write_error.is_none() && !matches!(stop, Some(Stop::Overflow)) {

@@ -165,20 +165,7 @@ impl Downloader {
                     resumed_from.get_or_insert(if r { 0 } else { have.min(initial) });
                     sha.seek(&mut file, total).map_err(|e| ClientError::local(&partial, e))?;
                     let local = sha.digest();
-                    if let Some(expected) = server_sha
-                        && expected != local
-                    {
-                        let _ = fs::remove_file(&partial);
-                        let _ = fs::remove_file(&state_path);
-                        return Err(ClientError::Verification(format!(
-                            "downloaded bytes have SHA-256 {} but the server's Repr-Digest says {}; the partial file was deleted",
-                            to_hex(&local),
-                            to_hex(&expected)
-                        )));
-                    }
-                    file.sync_all().map_err(|e| ClientError::local(&partial, e))?;
-                    fs::rename(&partial, out).map_err(|e| ClientError::local(out, e))?;
-                    let _ = fs::remove_file(&state_path);
+                    publish(&file, &partial, &state_path, out, &local, server_sha)?;
                     return Ok(DownloadOutcome {
                         path: out.to_path_buf(),
                         size: total,
@@ -333,6 +320,33 @@ impl Downloader {
             _ => Ok(Round::Done { total: pos, server_sha, restarted }),
         }
     }
+}
+
+/// Checks the finished partial file against the server's digest (deleting it on a
+/// mismatch), makes it durable and renames it to `out`.
+pub(crate) fn publish(
+    file: &File,
+    partial: &Path,
+    state_path: &Path,
+    out: &Path,
+    local: &[u8; 32],
+    expected: Option<[u8; 32]>,
+) -> Result<(), ClientError> {
+    if let Some(expected) = expected
+        && expected != *local
+    {
+        let _ = fs::remove_file(partial);
+        let _ = fs::remove_file(state_path);
+        return Err(ClientError::Verification(format!(
+            "downloaded bytes have SHA-256 {} but the server's Repr-Digest says {}; the partial file was deleted",
+            to_hex(local),
+            to_hex(&expected)
+        )));
+    }
+    file.sync_all().map_err(|e| ClientError::local(partial, e))?;
+    fs::rename(partial, out).map_err(|e| ClientError::local(out, e))?;
+    let _ = fs::remove_file(state_path);
+    Ok(())
 }
 
 enum Round {

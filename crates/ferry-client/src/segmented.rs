@@ -23,7 +23,7 @@ use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::download::{Downloader, parse_content_range, side_paths};
+use crate::download::{Downloader, parse_content_range, publish, side_paths};
 use crate::error::{from_status, network};
 use crate::{ClientError, DownloadOutcome, Progress};
 
@@ -214,20 +214,7 @@ async fn attempt(d: &Downloader, url: &Url, out: &Path, p: &Probe) -> Result<Att
         return Err(ClientError::Unreachable("some ranges could not be fetched; run again to resume".into()));
     }
     let local = crate::hashing::sha256_of_file(file.clone(), p.size, &partial).await?;
-    if let Some(expected) = p.digest
-        && expected != local
-    {
-        let _ = fs::remove_file(&partial);
-        let _ = fs::remove_file(&state_path);
-        return Err(ClientError::Verification(format!(
-            "downloaded bytes have SHA-256 {} but the server's Repr-Digest says {}; the partial file was deleted",
-            to_hex(&local),
-            to_hex(&expected)
-        )));
-    }
-    file.sync_all().map_err(|e| ClientError::local(&partial, e))?;
-    fs::rename(&partial, out).map_err(|e| ClientError::local(out, e))?;
-    let _ = fs::remove_file(&state_path);
+    publish(&file, &partial, &state_path, out, &local, p.digest)?;
     if let Some(pf) = &d.progress {
         pf(Progress { done: p.size, total: Some(p.size) });
     }

@@ -351,36 +351,34 @@ impl Uploader {
         &self.cancel
     }
 
+    /// HEAD of an upload: `None` when it is gone (404, 410, 403).
     async fn head(&self, url: &Url) -> Result<Option<HeadStatus>, ClientError> {
-        let resp = self.http.head(url.clone()).header("Tus-Resumable", TUS).send().await.map_err(|e| network(&e))?;
-        match resp.status() {
-            s if s.is_success() => {
-                let num = |name: &str| {
-                    resp.headers().get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
-                };
-                let offset = num("upload-offset")
-                    .ok_or_else(|| ClientError::Protocol("HEAD answer without Upload-Offset".into()))?;
-                let sha =
-                    resp.headers().get("repr-digest").and_then(|v| v.to_str().ok()).and_then(parse_repr_digest_sha256);
-                Ok(Some(HeadStatus { offset, length: num("upload-length"), sha }))
-            }
-            StatusCode::NOT_FOUND | StatusCode::GONE | StatusCode::FORBIDDEN => Ok(None),
-            _ => Err(from_status(resp).await),
+        match self.head_any(url).await? {
+            Some((Some(offset), length, sha)) => Ok(Some(HeadStatus { offset, length, sha })),
+            Some((None, ..)) => Err(ClientError::Protocol("HEAD answer without Upload-Offset".into())),
+            None => Ok(None),
         }
     }
 
-    /// HEAD of a final upload: its offset is absent until the parts are joined (then 0 is
-    /// reported here, which never equals a positive length).
+    /// HEAD of a final upload: its offset is absent until the parts are joined (reported
+    /// here as 0, which never equals a positive length).
     async fn head_final(&self, url: &Url) -> Result<Option<HeadStatus>, ClientError> {
+        Ok(self.head_any(url).await?.map(|(offset, length, sha)| HeadStatus {
+            offset: offset.unwrap_or(0),
+            length,
+            sha,
+        }))
+    }
+
+    /// HEAD: `Upload-Offset`, `Upload-Length` and `Repr-Digest` as they come.
+    async fn head_any(&self, url: &Url) -> Result<Option<(Option<u64>, Option<u64>, Option<[u8; 32]>)>, ClientError> {
         let resp = self.http.head(url.clone()).header("Tus-Resumable", TUS).send().await.map_err(|e| network(&e))?;
         match resp.status() {
             s if s.is_success() => {
-                let num = |name: &str| {
-                    resp.headers().get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
-                };
-                let sha =
-                    resp.headers().get("repr-digest").and_then(|v| v.to_str().ok()).and_then(parse_repr_digest_sha256);
-                Ok(Some(HeadStatus { offset: num("upload-offset").unwrap_or(0), length: num("upload-length"), sha }))
+                let h = resp.headers();
+                let num = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+                let sha = h.get("repr-digest").and_then(|v| v.to_str().ok()).and_then(parse_repr_digest_sha256);
+                Ok(Some((num("upload-offset"), num("upload-length"), sha)))
             }
             StatusCode::NOT_FOUND | StatusCode::GONE | StatusCode::FORBIDDEN => Ok(None),
             _ => Err(from_status(resp).await),

@@ -45,7 +45,7 @@ wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && 
 start_ferry() { # data-dir port [ns]
   local ns=()
   [ -n "${3:-}" ] && ns=(ip netns exec "$3")
-  "${ns[@]}" "$ferry" serve --listen "${4:-127.0.0.1}:$2" --data "$1" > "$work/ferry-$2.log" 2>&1 &
+  "${ns[@]}" "$ferry" serve --no-auth --listen "${4:-127.0.0.1}:$2" --data "$1" > "$work/ferry-$2.log" 2>&1 &
   pids+=($!)
   ferry_pid=$!
 }

@@ -8,7 +8,7 @@ ferry="${1:-$here/../../target/debug/ferry}"
 work="$(mktemp -d)"
 trap 'kill "$server_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-"$ferry" serve --listen 127.0.0.1:0 --data "$work/data" > "$work/banner" 2> "$work/server.log" &
+"$ferry" serve --no-auth --listen 127.0.0.1:0 --data "$work/data" > "$work/banner" 2> "$work/server.log" &
 server_pid=$!
 for _ in $(seq 100); do grep -q http:// "$work/banner" 2>/dev/null && break; sleep 0.1; done
 url="$(grep -o 'http://[0-9.:]*' "$work/banner" | head -1)"

@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 mod chunking;
+mod credentials;
 mod dedup;
 mod download;
 mod error;
@@ -25,6 +26,7 @@ mod state_dir;
 mod upload;
 
 pub use chunking::ChunkSize;
+pub use credentials::Credentials;
 pub use download::{DownloadOutcome, Downloader};
 pub use error::ClientError;
 pub use progress::{Progress, ProgressFn};
@@ -35,9 +37,18 @@ pub use state_dir::StateDir;
 pub use upload::{UploadOptions, UploadOutcome, Uploader, default_parallel};
 
 /// The HTTP client ferry's commands use: HTTP/1.1, connect and read timeouts so a dead
-/// connection is noticed rather than waited on forever.
-pub fn http_client() -> Result<reqwest::Client, ClientError> {
+/// connection is noticed rather than waited on forever, and the API token (if any) on
+/// every request.
+pub fn http_client(token: Option<&str>) -> Result<reqwest::Client, ClientError> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+            .map_err(|_| ClientError::Protocol("the saved token is not valid header text".into()))?;
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
     reqwest::Client::builder()
+        .default_headers(headers)
         .connect_timeout(std::time::Duration::from_secs(10))
         .read_timeout(std::time::Duration::from_secs(60))
         .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))

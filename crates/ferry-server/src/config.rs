@@ -24,6 +24,8 @@ pub struct ServerConfig {
     /// While a long PATCH streams, make bytes durable and acknowledge them at least this
     /// often (bytes), so a cut loses little.
     pub commit_every_bytes: u64,
+    /// Require accounts on every route but the public ones (`--no-auth` turns it off).
+    pub auth: bool,
 }
 
 impl ServerConfig {
@@ -38,6 +40,7 @@ impl ServerConfig {
             network_timeout: Duration::from_secs(60),
             behind_proxy: false,
             commit_every_bytes: 64 << 20,
+            auth: true,
         }
     }
 

@@ -14,6 +14,9 @@ pub enum ApiError {
     /// 400: a malformed or contradictory request.
     #[error("{0}")]
     BadRequest(String),
+    /// 401: this route needs a logged-in user.
+    #[error("log in first: this needs an account (ferry login, or an Authorization header)")]
+    Unauthorized,
     /// 404: no such upload or file.
     #[error("{0}")]
     NotFound(String),
@@ -72,6 +75,7 @@ impl ApiError {
         match self {
             Self::TusVersion | Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Gone(_) => StatusCode::GONE,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod auth;
 mod config;
 mod error;
 pub mod files;
@@ -39,6 +40,7 @@ pub fn app(state: AppState) -> Router {
         .merge(files::router())
         .merge(api::router())
         .route("/healthz", get(|| async { "ok\n" }))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn(logging::log_request))
         .with_state(state)
 }

@@ -12,7 +12,9 @@ use tower::ServiceExt;
 
 async fn state() -> (tempfile::TempDir, AppState) {
     let tmp = tempfile::tempdir().unwrap();
-    let state = AppState::open(ServerConfig::new(tmp.path().join("data")), CancellationToken::new()).await.unwrap();
+    let mut config = ServerConfig::new(tmp.path().join("data"));
+    config.auth = false;
+    let state = AppState::open(config, CancellationToken::new()).await.unwrap();
     (tmp, state)
 }
 
@@ -68,4 +70,32 @@ async fn missing_tus_version_is_refused_with_the_supported_one() {
     assert_eq!(r.headers()["tus-version"], "1.0.0");
     let body = r.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body.iter().filter(|b| **b == b'\n').count(), 1, "one line");
+}
+
+#[tokio::test]
+async fn with_accounts_every_non_public_route_needs_a_login() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = AppState::open(ServerConfig::new(tmp.path().join("data")), CancellationToken::new()).await.unwrap();
+    for rule in ferry_server::auth::ROUTE_RULES {
+        let method = rule.methods.split('|').next().unwrap();
+        let path = rule
+            .path
+            .replace("{*path}", "x/y")
+            .replace("{id}", "0123456789abcdef0123456789abcdef")
+            .replace("{challenge}", "c");
+        let req = Request::builder()
+            .method(method)
+            .uri(&path)
+            .header("tus-resumable", "1.0.0")
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        let status = app(state.clone()).oneshot(req).await.unwrap().status();
+        match rule.access {
+            ferry_server::auth::Access::User => assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}"),
+            ferry_server::auth::Access::Public => assert_ne!(status, StatusCode::UNAUTHORIZED, "{method} {path}"),
+        }
+    }
+    let r = app(state).oneshot(Request::get("/no/rule/here").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "a route without a rule is closed");
 }

@@ -12,11 +12,13 @@
 //! DESIGN.md §4 will sit behind the same operations.
 #![deny(missing_docs)]
 
+mod accounts;
 mod error;
 mod meta;
 mod staging;
 mod tree;
 
+pub use accounts::{Grant, User};
 pub use error::StoreError;
 pub use meta::{ConcatKind, MetaStore, NewUpload, TreeFileRecord, UploadRecord, UploadState};
 pub use staging::StagingArea;

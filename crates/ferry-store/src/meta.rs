@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS uploads (
     placed      INTEGER NOT NULL DEFAULT 0,
     reason      TEXT,
     host        TEXT,
-    host_base   INTEGER
+    host_base   INTEGER,
+    owner       INTEGER
 );
 CREATE INDEX IF NOT EXISTS uploads_expiry ON uploads(state, expires_at);
 CREATE TABLE IF NOT EXISTS tree_files (
@@ -37,6 +38,26 @@ CREATE TABLE IF NOT EXISTS tree_files (
     sha256    BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tree_files_digest ON tree_files(sha256, size);
+CREATE TABLE IF NOT EXISTS users (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    pw_hash     TEXT NOT NULL,
+    admin       INTEGER NOT NULL DEFAULT 0,
+    quota       INTEGER,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    sha256      BLOB PRIMARY KEY,
+    user_id     INTEGER NOT NULL,
+    label       TEXT NOT NULL DEFAULT '',
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS grants (
+    user_id     INTEGER NOT NULL,
+    path        TEXT NOT NULL,
+    write       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, path)
+);
 "#;
 
 /// Where an upload is in its life.
@@ -130,13 +151,15 @@ pub struct UploadRecord {
     pub expires_at: Option<i64>,
     /// SHA-256 of the whole upload once complete.
     pub sha256: Option<[u8; 32]>,
-    /// Where the finished file went in the tree.
+    /// Where the finished file goes (decided at creation) or went in the tree.
     pub tree_path: Option<String>,
     /// Why it failed, for a failed upload.
     pub reason: Option<String>,
     /// For a partial upload adopted by a final one: the final upload whose staging file
     /// holds this part's bytes, and where they start in it.
     pub host: Option<(UploadId, u64)>,
+    /// The user who created it (`None` without accounts).
+    pub owner: Option<i64>,
 }
 
 impl UploadRecord {
@@ -159,6 +182,7 @@ impl UploadRecord {
                 (Some(h), Some(base)) => UploadId::parse(&h).map(|h| (h, base as u64)),
                 _ => None,
             },
+            owner: row.try_get("owner")?,
         })
     }
 }
@@ -176,6 +200,10 @@ pub struct NewUpload {
     pub concat: ConcatKind,
     /// Expiry (Unix seconds).
     pub expires_at: Option<i64>,
+    /// The user who created it (`None` without accounts).
+    pub owner: Option<i64>,
+    /// Where the finished file goes in the tree (decided and authorised at creation).
+    pub tree_path: Option<String>,
 }
 
 /// A file ferry placed in the tree, with the digest computed while it streamed. The digest
@@ -207,7 +235,11 @@ impl MetaStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
-        for add in ["ALTER TABLE uploads ADD COLUMN host TEXT", "ALTER TABLE uploads ADD COLUMN host_base INTEGER"] {
+        for add in [
+            "ALTER TABLE uploads ADD COLUMN host TEXT",
+            "ALTER TABLE uploads ADD COLUMN host_base INTEGER",
+            "ALTER TABLE uploads ADD COLUMN owner INTEGER",
+        ] {
             // Databases from before these columns lack them; adding one that exists fails harmlessly.
             let _ = sqlx::raw_sql(add).execute(&pool).await;
         }
@@ -217,8 +249,8 @@ impl MetaStore {
     /// Inserts a new upload in state `active` at offset 0.
     pub async fn create_upload(&self, new: &NewUpload, now: i64) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO uploads (id, length, \"offset\", metadata, concat, state, created_at, expires_at) \
-             VALUES (?, ?, 0, ?, ?, 'active', ?, ?)",
+            "INSERT INTO uploads (id, length, \"offset\", metadata, concat, state, created_at, expires_at, owner, tree_path) \
+             VALUES (?, ?, 0, ?, ?, 'active', ?, ?, ?, ?)",
         )
         .bind(new.id.as_str())
         .bind(new.length.map(|v| v as i64))
@@ -226,6 +258,8 @@ impl MetaStore {
         .bind(new.concat.to_db())
         .bind(now)
         .bind(new.expires_at)
+        .bind(new.owner)
+        .bind(new.tree_path.as_deref())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -434,6 +468,10 @@ impl MetaStore {
         Ok(rows.iter().filter_map(|r| r.try_get::<String, _>("path").ok()).collect())
     }
 
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Closes the pool, flushing the WAL.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -455,6 +493,8 @@ mod tests {
             metadata: String::new(),
             concat: ConcatKind::None,
             expires_at: None,
+            owner: None,
+            tree_path: None,
         };
         db.create_upload(&new, 1).await.unwrap();
         assert!(db.commit_offset(&id, 0, 4, None).await.unwrap());
@@ -478,12 +518,15 @@ mod tests {
                 metadata: "k dg==".into(),
                 concat: concat.clone(),
                 expires_at: Some(5),
+                owner: Some(7),
+                tree_path: None,
             },
             1,
         )
         .await
         .unwrap();
         assert_eq!(db.get(&f).await.unwrap().unwrap().concat, concat);
+        assert_eq!(db.get(&f).await.unwrap().unwrap().owner, Some(7));
         assert_eq!(db.finals_waiting_on(&a).await.unwrap().len(), 1);
         assert_eq!(db.expired(6, 10).await.unwrap(), vec![f.clone()]);
         let rec = TreeFileRecord { size: 3, mtime_ns: 7, sha256: [1; 32] };

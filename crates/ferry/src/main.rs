@@ -1,5 +1,6 @@
 //! `ferry`: one binary, server and client, for moving large files over unreliable networks.
 
+mod account_cmd;
 mod exit;
 mod progress_ui;
 mod serve_cmd;
@@ -30,6 +31,12 @@ enum Command {
     Upload(transfer_cmd::UploadArgs),
     /// Download a file (resumable, verified). Re-run the same command to resume.
     Download(transfer_cmd::DownloadArgs),
+    /// Log in to a server and save the API token (mode 0600) for later commands.
+    Login(account_cmd::LoginArgs),
+    /// Revoke the saved token on the server and forget it.
+    Logout(account_cmd::LogoutArgs),
+    /// Manage accounts (on the server machine, in its data directory).
+    User(account_cmd::UserArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +62,9 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve_cmd::run(args).await,
             Command::Upload(args) => transfer_cmd::upload(args).await,
             Command::Download(args) => transfer_cmd::download(args).await,
+            Command::Login(args) => account_cmd::login(args).await,
+            Command::Logout(args) => account_cmd::logout(args).await,
+            Command::User(args) => account_cmd::user(args).await,
         }
     });
     match result {

@@ -27,7 +27,7 @@ pub struct ServeArgs {
     #[arg(long, env = "FERRY_ROOT")]
     root: Option<PathBuf>,
     /// TOML config file (keys: listen, data, root, max_size, upload_ttl, sweep_interval,
-    /// network_timeout, behind_proxy, commit_every)
+    /// network_timeout, behind_proxy, commit_every, auth)
     #[arg(long, env = "FERRY_CONFIG")]
     config: Option<PathBuf>,
     /// Largest upload accepted, e.g. 50G [default: 1T]
@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// every SIZE (a server crash then loses at most this much progress) [default: 64M]
     #[arg(long, env = "FERRY_COMMIT_EVERY", value_parser = parse_size)]
     commit_every: Option<u64>,
+    /// No accounts: every route open to anyone who can connect (a trusted LAN only)
+    #[arg(long, env = "FERRY_NO_AUTH")]
+    no_auth: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,6 +66,7 @@ struct FileConfig {
     network_timeout: Option<String>,
     behind_proxy: Option<bool>,
     commit_every: Option<SizeValue>,
+    auth: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,6 +123,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.network_timeout = v;
     }
     config.behind_proxy = args.behind_proxy || file.behind_proxy.unwrap_or(false);
+    config.auth = !args.no_auth && file.auth.unwrap_or(true);
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
@@ -132,6 +137,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = writeln!(out, "  download: ferry download PATH --server http://{addr}");
     let _ = out.flush();
     drop(out);
+    if config.auth {
+        bootstrap_admin(&config.data_dir, addr).await?;
+    } else {
+        tracing::warn!("accounts are off (--no-auth): anyone who can connect may read and write everything");
+    }
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();
     tokio::spawn(async move {
@@ -140,6 +150,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         signals.cancel();
     });
     ferry_server::serve(config, listener, shutdown).await.context("server failed")?;
+    Ok(())
+}
+
+/// On the first start with accounts, creates `admin` with a random password and says how
+/// to log in, once.
+async fn bootstrap_admin(data: &std::path::Path, addr: SocketAddr) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    let db = ferry_store::MetaStore::open(&data.join("ferry.db")).await.context("cannot open the database")?;
+    if !db.has_users().await? {
+        let password = ferry_server::auth::new_token().0.trim_start_matches("fy_").chars().take(20).collect::<String>();
+        let hash = ferry_server::auth::hash_password(&password)?;
+        db.add_user("admin", &hash, true, None).await?;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "  first start: created user \"admin\" with password {password}  (shown once)");
+        let _ = writeln!(out, "  log in:   ferry login --server http://{addr} --user admin");
+        let _ = writeln!(out, "  add users: ferry user add NAME --data {}", data.display());
+        let _ = out.flush();
+    }
+    db.close().await;
     Ok(())
 }
 

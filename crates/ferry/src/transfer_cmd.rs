@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use ferry_client::{ChunkSize, ClientError, Downloader, RetryPolicy, UploadOptions, Uploader, Url, http_client};
+use ferry_client::{
+    ChunkSize, ClientError, Credentials, Downloader, RetryPolicy, UploadOptions, Uploader, Url, http_client,
+};
 use ferry_core::ChecksumAlgorithm;
 use indicatif::HumanBytes;
 use tokio_util::sync::CancellationToken;
@@ -106,6 +108,14 @@ pub struct DownloadArgs {
     limit_rate: Option<u64>,
 }
 
+/// The token to send to `server`: `$FERRY_TOKEN`, else the one `ferry login` saved.
+pub fn token_for(server: &str) -> Option<String> {
+    if let Ok(t) = std::env::var("FERRY_TOKEN") {
+        return Some(t);
+    }
+    Url::parse(server).ok().and_then(|u| Credentials::default_location().token_for(&u))
+}
+
 fn retry(max_attempts: u32) -> RetryPolicy {
     RetryPolicy { max_attempts, ..RetryPolicy::default() }
 }
@@ -139,7 +149,7 @@ fn ctrl_c_token() -> CancellationToken {
 /// be retried by running the command again, which skips nothing already done).
 pub async fn upload(args: UploadArgs) -> anyhow::Result<()> {
     let cancel = ctrl_c_token();
-    let http = http_client()?;
+    let http = http_client(token_for(&args.server).as_deref())?;
     for file in &args.files {
         let label =
             file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| file.display().to_string());
@@ -245,7 +255,7 @@ pub async fn download(args: DownloadArgs) -> anyhow::Result<()> {
     let cancel = ctrl_c_token();
     let label = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let (view, progress) = ProgressView::new(&label, args.json);
-    let mut downloader = Downloader::new(http_client()?)
+    let mut downloader = Downloader::new(http_client(token_for(url.as_str()).as_deref())?)
         .with_cancel(cancel)
         .with_retry(retry(args.retries))
         .with_connections(usize::from(args.connections));

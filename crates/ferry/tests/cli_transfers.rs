@@ -52,8 +52,11 @@ fn upload_resumes_after_ctrl_c_sending_only_the_rest() {
     let staged = s.staging_file(loc.trim_start_matches("/tus/"));
     wait_for(60, "12 MiB on the server", || std::fs::metadata(&staged).is_ok_and(|m| m.len() >= 12 << 20));
     signal(child.id(), "INT");
+    // Let what the client already handed to the (throttling) proxy reach the server.
+    proxy.rate.store(0, Ordering::Relaxed);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "Ctrl-C exit code; stderr: {}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(String::from_utf8_lossy(&out.stderr).contains("resume"), "tells the user how to go on");
     let kept = head_offset(&s.addr, &loc).unwrap();
     assert!(kept >= 12 << 20);

@@ -71,8 +71,11 @@ fn parallel_upload_resumes_and_recreates_only_the_lost_part() {
     });
     assert!(paths.iter().all(|id| !s.staging_file(id).exists()), "no per-part files: the final upload holds the bytes");
     signal(child.id(), "INT");
+    // Let what the client already handed to the (throttling) proxy reach the server.
+    proxy.rate.store(0, Ordering::Relaxed);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(Duration::from_millis(500));
 
     // Lose one part on the server; the others must be resumed, not re-sent.
     assert_eq!(tus(&s.addr, "DELETE", &format!("/tus/{}", paths[1]), &[], b"").status, 204);

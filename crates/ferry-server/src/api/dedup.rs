@@ -13,10 +13,10 @@ use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use ferry_core::digest::{parse_sha256_text, to_hex};
 use ferry_core::{TreePath, UploadId};
 use ferry_store::TreeFileRecord;
@@ -24,6 +24,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::auth::Identity;
 use crate::{ApiError, AppState};
 
 const CHALLENGE_RANGES: usize = 4;
@@ -80,19 +81,39 @@ struct Placed {
     sha256: String,
 }
 
-fn destination(filename: &str, dir: Option<&str>) -> Result<TreePath, ApiError> {
+/// Where the copy goes: like an upload, `dir` is relative to the caller's home unless it
+/// starts with `/`.
+fn destination(who: &Identity, filename: &str, dir: Option<&str>) -> Result<TreePath, ApiError> {
     let file = TreePath::parse(filename).map_err(|e| ApiError::bad(format!("filename: {e}")))?;
     if file.is_root() {
         return Err(ApiError::bad("filename is empty"));
     }
-    let dir = TreePath::parse(dir.unwrap_or("")).map_err(|e| ApiError::bad(format!("dir: {e}")))?;
-    Ok(dir.join(&file))
+    let (base, rel) = match dir.unwrap_or("").strip_prefix('/') {
+        Some(abs) => (TreePath::root(), abs),
+        None => (who.home(), dir.unwrap_or("")),
+    };
+    let dir = TreePath::parse(rel).map_err(|e| ApiError::bad(format!("dir: {e}")))?;
+    let dest = base.join(&dir).join(&file);
+    if !who.may_write(&dest) {
+        return Err(ApiError::Forbidden(format!("you may not write to /{}", dest.parent())));
+    }
+    Ok(dest)
 }
 
-pub(super) async fn begin(State(state): State<AppState>, Json(req): Json<BeginRequest>) -> Result<Response, ApiError> {
+pub(super) async fn begin(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Json(req): Json<BeginRequest>,
+) -> Result<Response, ApiError> {
     let sha = parse_sha256_text(&req.sha256).ok_or_else(|| ApiError::bad("sha256 must be 64 hex digits"))?;
-    let dest = destination(&req.filename, req.dir.as_deref())?;
+    let dest = destination(&who, &req.filename, req.dir.as_deref())?;
     state.tree.check_placeable(&dest)?;
+    if let Some((user, quota)) = who.quota() {
+        let used = state.meta.usage(user, &who.home().to_string()).await?;
+        if used.saturating_add(req.size) > quota {
+            return Err(ApiError::TooLarge(format!("quota exceeded: {used} of {quota} bytes used")));
+        }
+    }
     let Some(source) = find_copy(&state, &sha, req.size).await? else {
         return Err(ApiError::NotFound("the server has no file with this content; upload it".into()));
     };

@@ -1,9 +1,10 @@
 //! The JSON API under `/api/`.
 
 mod dedup;
+mod session;
 
 use axum::Router;
-use axum::routing::post;
+use axum::routing::{delete, get, post};
 
 use crate::AppState;
 
@@ -11,5 +12,10 @@ pub use dedup::ChallengeStore;
 
 /// The API routes.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/dedup", post(dedup::begin)).route("/api/dedup/{challenge}", post(dedup::prove))
+    Router::new()
+        .route("/api/login", post(session::login))
+        .route("/api/tokens/current", delete(session::logout))
+        .route("/api/me", get(session::me))
+        .route("/api/dedup", post(dedup::begin))
+        .route("/api/dedup/{challenge}", post(dedup::prove))
 }

@@ -14,6 +14,7 @@ use std::path::Path as FsPath;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -26,6 +27,7 @@ use ferry_store::StoreError;
 use serde::Serialize;
 
 use self::conditional::{Precondition, Validators, evaluate, if_range_allows};
+use crate::auth::Identity;
 use crate::{ApiError, AppState};
 
 /// The download routes.
@@ -33,16 +35,36 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/files", get(root)).route("/files/", get(root)).route("/files/{*path}", get(path))
 }
 
-async fn root(State(state): State<AppState>, method: Method, headers: HeaderMap) -> Response {
-    serve(&state, "", &method, &headers).await.unwrap_or_else(IntoResponse::into_response)
+async fn root(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    serve(&state, &who, "", &method, &headers).await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn path(State(state): State<AppState>, Path(path): Path<String>, method: Method, headers: HeaderMap) -> Response {
-    serve(&state, &path, &method, &headers).await.unwrap_or_else(IntoResponse::into_response)
+async fn path(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(path): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    serve(&state, &who, &path, &method, &headers).await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn serve(state: &AppState, raw: &str, method: &Method, headers: &HeaderMap) -> Result<Response, ApiError> {
+async fn serve(
+    state: &AppState,
+    who: &Identity,
+    raw: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let tree_path = TreePath::parse_url_path(raw).map_err(|e| ApiError::bad(e.to_string()))?;
+    if !who.may_read(&tree_path) {
+        return Err(ApiError::Forbidden(format!("you may not read /{tree_path}")));
+    }
     let not_found = || ApiError::NotFound(format!("no such file: /{tree_path}"));
     let real = match state.tree.resolve(&tree_path) {
         Ok(p) => p,
@@ -54,7 +76,7 @@ async fn serve(state: &AppState, raw: &str, method: &Method, headers: &HeaderMap
     };
     let meta = std::fs::metadata(&real)?;
     if meta.is_dir() {
-        return listing(state, &tree_path, &real).await;
+        return listing(state, who, &tree_path, &real).await;
     }
     let size = meta.len();
     let modified = meta.modified()?;
@@ -146,12 +168,15 @@ struct ListingEntry {
     sha256: Option<String>,
 }
 
-async fn listing(state: &AppState, dir: &TreePath, real: &FsPath) -> Result<Response, ApiError> {
+async fn listing(state: &AppState, who: &Identity, dir: &TreePath, real: &FsPath) -> Result<Response, ApiError> {
     let tree = state.tree.clone();
     let real = real.to_path_buf();
     let entries = tokio::task::spawn_blocking(move || tree.list(&real)).await??;
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
+        if !TreePath::parse(&e.name).is_ok_and(|c| who.may_read(&dir.join(&c))) {
+            continue; // another user's home, or a folder not shared with this one
+        }
         let mtime_ns = e.modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
         let sha256 = if e.is_dir {
             None

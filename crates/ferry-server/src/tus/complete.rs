@@ -16,8 +16,9 @@ use crate::locks::UploadGuard;
 use crate::{ApiError, AppState};
 
 /// Where a finished upload goes: `dir`/`filename` from its metadata (`name` is accepted
-/// for `filename`), or its id at the tree root when it has no name.
-pub(crate) fn destination(meta: &UploadMetadata, id: &UploadId) -> Result<TreePath, ApiError> {
+/// for `filename`), or its id when it has no name. `dir` is relative to `home` (the
+/// user's home, or the tree root without accounts) unless it starts with `/`.
+pub(crate) fn destination(meta: &UploadMetadata, id: &UploadId, home: &TreePath) -> Result<TreePath, ApiError> {
     let name = meta.get("filename").or_else(|| meta.get("name"));
     let name = match name {
         Some(raw) => std::str::from_utf8(raw).map_err(|_| ApiError::bad("metadata filename is not UTF-8"))?,
@@ -30,9 +31,13 @@ pub(crate) fn destination(meta: &UploadMetadata, id: &UploadId) -> Result<TreePa
     let dir = match meta.get("dir") {
         Some(raw) => {
             let dir = std::str::from_utf8(raw).map_err(|_| ApiError::bad("metadata dir is not UTF-8"))?;
-            TreePath::parse(dir).map_err(|e| ApiError::bad(format!("metadata dir: {e}")))?
+            let (base, rel) = match dir.strip_prefix('/') {
+                Some(abs) => (TreePath::root(), abs),
+                None => (home.clone(), dir),
+            };
+            base.join(&TreePath::parse(rel).map_err(|e| ApiError::bad(format!("metadata dir: {e}")))?)
         }
-        None => TreePath::root(),
+        None => home.clone(),
     };
     Ok(dir.join(&file))
 }
@@ -95,7 +100,10 @@ pub(crate) async fn finish_named(
         fail(state, &rec.id, &reason).await?;
         return Err(ApiError::ChecksumMismatch(reason));
     }
-    let dest = destination(&meta, &rec.id)?;
+    let dest = match &rec.tree_path {
+        Some(p) => TreePath::parse(p).map_err(|e| ApiError::Internal(e.to_string()))?,
+        None => destination(&meta, &rec.id, &TreePath::root())?,
+    };
     let dest_text = dest.to_string();
     if !state.meta.complete(&rec.id, expected, length, &sha, Some(&dest_text), None).await? {
         return Err(ApiError::Conflict("the upload changed under this request".into()));

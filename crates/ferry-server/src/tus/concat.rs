@@ -12,14 +12,22 @@ use ferry_store::{ConcatKind, UploadRecord, UploadState};
 use sha2::{Digest, Sha256};
 
 use super::{LOCK_WAIT, complete};
+use crate::auth::Identity;
 use crate::{ApiError, AppState};
 
 /// The partial uploads of a final upload, checked to exist and be partials.
-pub(crate) async fn load_parts(state: &AppState, ids: &[UploadId]) -> Result<Vec<UploadRecord>, ApiError> {
+pub(crate) async fn load_parts(
+    state: &AppState,
+    ids: &[UploadId],
+    who: &Identity,
+) -> Result<Vec<UploadRecord>, ApiError> {
     let mut parts = Vec::with_capacity(ids.len());
     for id in ids {
         let rec =
             state.meta.get(id).await?.ok_or_else(|| ApiError::bad(format!("partial upload {id} does not exist")))?;
+        if !who.owns(rec.owner) {
+            return Err(ApiError::Forbidden(format!("partial upload {id} belongs to another user")));
+        }
         if rec.concat != ConcatKind::Partial {
             return Err(ApiError::bad(format!("upload {id} is not a partial upload (Upload-Concat: partial)")));
         }
@@ -50,7 +58,7 @@ pub(crate) async fn adopt_parts(state: &AppState, final_id: &UploadId, ids: &[Up
     for id in ids {
         guards.push(state.locks.acquire(id, LOCK_WAIT).await.ok_or(ApiError::Locked)?);
     }
-    let parts = load_parts(state, ids).await?;
+    let parts = load_parts(state, ids, &Identity::Open).await?;
     if parts.iter().any(|p| p.state != UploadState::Active || p.offset != 0 || p.host.is_some() || p.length.is_none()) {
         return Ok(false);
     }
@@ -84,7 +92,7 @@ pub(crate) async fn try_assemble(state: &AppState, id: &UploadId) -> Result<bool
         return Ok(rec.state == UploadState::Complete);
     }
     let ConcatKind::Final(ids) = &rec.concat else { return Ok(false) };
-    let parts = match load_parts(state, ids).await {
+    let parts = match load_parts(state, ids, &Identity::Open).await {
         Ok(parts) => parts,
         Err(e) => {
             complete::fail(state, id, &e.to_string()).await?;

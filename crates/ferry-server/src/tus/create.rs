@@ -12,6 +12,7 @@ use super::{
     LOCK_WAIT, UPLOAD_EXPIRES, UPLOAD_OFFSET, concat, has_body, header_str, http_date, is_offset_stream, next_expiry,
     receive,
 };
+use crate::auth::Identity;
 use crate::{ApiError, AppState};
 
 /// Most partial uploads one final upload may name.
@@ -19,6 +20,7 @@ const MAX_PARTS: usize = 10_000;
 
 pub(super) async fn create(state: AppState, req: Request) -> Result<Response, ApiError> {
     let headers = req.headers().clone();
+    let who = req.extensions().get::<Identity>().cloned().unwrap_or(Identity::Anonymous);
     let concat = header_str(&headers, "upload-concat")?
         .map(UploadConcat::parse)
         .transpose()
@@ -71,9 +73,23 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
         .map_err(|e| ApiError::bad(e.to_string()))?;
 
     let id = UploadId::random();
-    if !matches!(concat, Some(UploadConcat::Partial)) {
-        let dest = destination(&metadata, &id)?;
+    let tree_path = if matches!(concat, Some(UploadConcat::Partial)) {
+        None
+    } else {
+        let dest = destination(&metadata, &id, &who.home())?;
+        if !who.may_write(&dest) {
+            return Err(ApiError::Forbidden(format!("you may not write to /{}", dest.parent())));
+        }
         state.tree.check_placeable(&dest)?;
+        Some(dest.to_string())
+    };
+    if let (Some((user, quota)), Some(len)) = (who.quota(), length) {
+        let used = state.meta.usage(user, &who.home().to_string()).await?;
+        if used.saturating_add(len) > quota {
+            return Err(ApiError::TooLarge(format!(
+                "quota exceeded: {used} of {quota} bytes used, this upload needs {len} more"
+            )));
+        }
     }
     let (concat_kind, final_length) = match &concat {
         None => (ConcatKind::None, length),
@@ -82,7 +98,7 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
             if ids.len() > MAX_PARTS {
                 return Err(ApiError::bad(format!("a final upload may have at most {MAX_PARTS} parts")));
             }
-            let parts = concat::load_parts(&state, ids).await?;
+            let parts = concat::load_parts(&state, ids, &who).await?;
             let sum = parts.iter().map(|p| p.length).try_fold(0u64, |acc, l| l.map(|l| acc.saturating_add(l)));
             if sum.is_some_and(|s| s > state.config.max_size) {
                 return Err(ApiError::TooLarge("the parts add up to more than the server's maximum".into()));
@@ -97,6 +113,8 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
         metadata: metadata.raw().to_owned(),
         concat: concat_kind,
         expires_at: Some(expires_at),
+        owner: who.user_id(),
+        tree_path,
     };
     if !is_final {
         state.staging.create(&id)?;

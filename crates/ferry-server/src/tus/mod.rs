@@ -24,6 +24,7 @@ use ferry_core::UploadId;
 use ferry_core::checksum::SUPPORTED_ALGORITHMS;
 use ferry_core::tus::{TUS_EXTENSIONS, TUS_VERSION};
 
+use crate::auth::Identity;
 use crate::{ApiError, AppState};
 
 pub(crate) use complete::{place, release_bytes};
@@ -81,10 +82,11 @@ async fn upload_resource(State(state): State<AppState>, Path(id): Path<String>, 
     let Some(id) = UploadId::parse(&id) else {
         return ApiError::NotFound("no such upload".into()).into_response();
     };
+    let who = req.extensions().get::<Identity>().cloned().unwrap_or(Identity::Anonymous);
     let result = match method {
-        Method::HEAD => upload::head(&state, &id).await,
-        Method::PATCH => upload::patch(&state, &id, req).await,
-        Method::DELETE => upload::delete(&state, &id).await,
+        Method::HEAD => upload::head(&state, &id, &who).await,
+        Method::PATCH => upload::patch(&state, &id, &who, req).await,
+        Method::DELETE => upload::delete(&state, &id, &who).await,
         _ => Err(ApiError::MethodNotAllowed),
     };
     result.unwrap_or_else(IntoResponse::into_response)

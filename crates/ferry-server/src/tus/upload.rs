@@ -13,12 +13,18 @@ use super::{
     LOCK_WAIT, UPLOAD_EXPIRES, UPLOAD_OFFSET, content_length, has_body, header_str, http_date, is_offset_stream,
     receive,
 };
+use crate::auth::Identity;
 use crate::locks::UploadGuard;
 use crate::{ApiError, AppState};
 
 /// Takes the upload (ending an older request on it) and loads its record, refusing
 /// uploads that are gone.
-async fn take(state: &AppState, id: &UploadId) -> Result<(UploadGuard, UploadRecord), ApiError> {
+async fn take(state: &AppState, id: &UploadId, who: &Identity) -> Result<(UploadGuard, UploadRecord), ApiError> {
+    // Ownership first, without the lock, so nobody can interrupt someone else's PATCH.
+    let rec = state.meta.get(id).await?.ok_or_else(|| ApiError::NotFound("no such upload".into()))?;
+    if !who.owns(rec.owner) {
+        return Err(ApiError::Forbidden("this upload belongs to another user".into()));
+    }
     let guard = state.locks.acquire(id, LOCK_WAIT).await.ok_or(ApiError::Locked)?;
     let rec = state.meta.get(id).await?.ok_or_else(|| ApiError::NotFound("no such upload".into()))?;
     match rec.state {
@@ -42,8 +48,8 @@ fn concat_header(rec: &UploadRecord) -> Option<HeaderValue> {
     }
 }
 
-pub(super) async fn head(state: &AppState, id: &UploadId) -> Result<Response, ApiError> {
-    let (_guard, rec) = take(state, id).await?;
+pub(super) async fn head(state: &AppState, id: &UploadId, who: &Identity) -> Result<Response, ApiError> {
+    let (_guard, rec) = take(state, id, who).await?;
     let mut h = HeaderMap::new();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     let final_pending = matches!(rec.concat, ConcatKind::Final(_)) && rec.state != UploadState::Complete;
@@ -80,7 +86,7 @@ pub(super) async fn head(state: &AppState, id: &UploadId) -> Result<Response, Ap
     Ok((StatusCode::OK, h).into_response())
 }
 
-pub(super) async fn patch(state: &AppState, id: &UploadId, req: Request) -> Result<Response, ApiError> {
+pub(super) async fn patch(state: &AppState, id: &UploadId, who: &Identity, req: Request) -> Result<Response, ApiError> {
     let headers = req.headers().clone();
     if !is_offset_stream(&headers) {
         return Err(ApiError::UnsupportedMediaType);
@@ -102,7 +108,7 @@ pub(super) async fn patch(state: &AppState, id: &UploadId, req: Request) -> Resu
         })
         .transpose()?;
 
-    let (mut guard, mut rec) = take(state, id).await?;
+    let (mut guard, mut rec) = take(state, id, who).await?;
     if matches!(rec.concat, ConcatKind::Final(_)) {
         return Err(ApiError::Forbidden("a final upload cannot be patched; it is made of its parts".into()));
     }
@@ -174,8 +180,8 @@ pub(super) async fn patch(state: &AppState, id: &UploadId, req: Request) -> Resu
     Ok((StatusCode::NO_CONTENT, out).into_response())
 }
 
-pub(super) async fn delete(state: &AppState, id: &UploadId) -> Result<Response, ApiError> {
-    let (_guard, rec) = take(state, id).await?;
+pub(super) async fn delete(state: &AppState, id: &UploadId, who: &Identity) -> Result<Response, ApiError> {
+    let (_guard, rec) = take(state, id, who).await?;
     state.meta.finish(&rec.id, UploadState::Terminated, Some("deleted by the client")).await?;
     super::complete::release_bytes(state, &rec.id).await?;
     state.locks.forget(&rec.id);

@@ -28,15 +28,21 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server on a free port with data in `data`.
+    /// Starts a server without accounts (`--no-auth`) on a free port with data in `data`.
     pub fn start(data: &Path, extra: &[&str]) -> Server {
-        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut args: Vec<String> = vec!["--no-auth".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
         Self::spawn(data, args)
+    }
+
+    /// Starts a server with accounts on (the default of `ferry serve`).
+    pub fn start_auth(data: &Path, extra: &[&str]) -> Server {
+        Self::spawn(data, extra.iter().map(|s| s.to_string()).collect())
     }
 
     /// Starts a server on a fixed address (to restart "the same server" under a client).
     pub fn start_on(listen: &str, data: &Path, extra: &[&str]) -> Server {
-        let mut args: Vec<String> = vec!["--listen".into(), listen.into()];
+        let mut args: Vec<String> = vec!["--no-auth".into(), "--listen".into(), listen.into()];
         args.extend(extra.iter().map(|s| s.to_string()));
         Self::spawn(data, args)
     }

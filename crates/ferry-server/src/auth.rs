@@ -1,0 +1,286 @@
+//! Accounts on every route: who is asking, and what they may touch.
+//!
+//! [`ROUTE_RULES`] gives every route an explicit access rule; the [`authenticate`]
+//! middleware refuses any request whose route has no rule (fail closed), lets public routes
+//! through, and for the rest requires `Authorization: Bearer <token>` (or HTTP Basic with a
+//! password or a token, for curl and aria2). The resulting [`Identity`] travels in the
+//! request's extensions; handlers ask it whether a tree path may be read or written and
+//! whether an upload is the caller's own.
+//!
+//! Tree layout with accounts: each user's home is the top-level folder `~name`; other
+//! top-level folders are shared folders, readable (and, with a write grant, writable) by the
+//! users they are granted to. Admins may touch everything. `ferry serve --no-auth` turns all
+//! of this off for a trusted LAN: every request is [`Identity::Open`].
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ferry_core::TreePath;
+use ferry_store::{Grant, User};
+use sha2::{Digest, Sha256};
+
+use crate::{ApiError, AppState};
+
+/// Who may use a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone.
+    Public,
+    /// A logged-in user (ownership and tree permissions are checked by the handler).
+    User,
+}
+
+/// One route: methods (`*` for any), a path pattern (`{x}` one segment, `{*x}` the rest)
+/// and its rule.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteRule {
+    /// Methods, `|`-separated, or `*`.
+    pub methods: &'static str,
+    /// Path pattern.
+    pub path: &'static str,
+    /// Access rule.
+    pub access: Access,
+}
+
+const fn rule(methods: &'static str, path: &'static str, access: Access) -> RouteRule {
+    RouteRule { methods, path, access }
+}
+
+/// Every route the server answers, with its access rule. A request matching none is
+/// refused with 404, so a route added without a rule cannot be reached.
+pub const ROUTE_RULES: &[RouteRule] = &[
+    rule("GET|HEAD", "/healthz", Access::Public),
+    rule("POST", "/api/login", Access::Public),
+    rule("GET", "/api/me", Access::User),
+    rule("DELETE", "/api/tokens/current", Access::User),
+    rule("POST", "/api/dedup", Access::User),
+    rule("POST", "/api/dedup/{challenge}", Access::User),
+    rule("OPTIONS", "/tus", Access::Public),
+    rule("OPTIONS", "/tus/", Access::Public),
+    rule("OPTIONS", "/tus/{id}", Access::Public),
+    rule("POST", "/tus", Access::User),
+    rule("POST", "/tus/", Access::User),
+    rule("HEAD|PATCH|DELETE|POST|GET|PUT", "/tus/{id}", Access::User),
+    rule("GET|HEAD", "/files", Access::User),
+    rule("GET|HEAD", "/files/", Access::User),
+    rule("GET|HEAD", "/files/{*path}", Access::User),
+];
+
+impl RouteRule {
+    fn matches(&self, method: &Method, path: &str) -> bool {
+        let method_ok = self.methods == "*" || self.methods.split('|').any(|m| m == method.as_str());
+        method_ok && path_matches(self.path, path)
+    }
+}
+
+fn path_matches(pattern: &str, path: &str) -> bool {
+    if let Some(prefix) = pattern.split("{*").next().filter(|_| pattern.contains("{*")) {
+        return path.starts_with(prefix) && path.len() > prefix.len();
+    }
+    let (p, q): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    p.len() == q.len() && p.iter().zip(&q).all(|(a, b)| (a.starts_with('{') && !b.is_empty()) || a == b)
+}
+
+/// The rule for a request, if any.
+pub fn rule_for(method: &Method, path: &str) -> Option<&'static RouteRule> {
+    ROUTE_RULES.iter().find(|r| r.matches(method, path))
+}
+
+/// Who is asking.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// Accounts are off (`--no-auth`): everything is allowed.
+    Open,
+    /// Nobody logged in, on a public route.
+    Anonymous,
+    /// A user, with their shared-folder grants.
+    User(User, Vec<Grant>),
+}
+
+impl Identity {
+    /// The user's id, for ownership.
+    pub fn user_id(&self) -> Option<i64> {
+        match self {
+            Self::User(u, _) => Some(u.id),
+            _ => None,
+        }
+    }
+
+    fn is_admin(&self) -> bool {
+        matches!(self, Self::Open) || matches!(self, Self::User(u, _) if u.admin)
+    }
+
+    /// Where the user's relative paths start: `~name`, or the tree root without accounts.
+    pub fn home(&self) -> TreePath {
+        match self {
+            Self::User(u, _) => TreePath::parse(&format!("~{}", u.name)).unwrap_or_default(),
+            _ => TreePath::root(),
+        }
+    }
+
+    fn allowed(&self, path: &TreePath, write: bool) -> bool {
+        if self.is_admin() {
+            return true;
+        }
+        let Self::User(u, grants) = self else { return false };
+        let mut parts = path.components();
+        let Some(top) = parts.next() else { return !write };
+        if top == format!("~{}", u.name) {
+            return true;
+        }
+        let text = path.to_string();
+        grants.iter().any(|g| (text == g.path || text.starts_with(&format!("{}/", g.path))) && (g.write || !write))
+    }
+
+    /// May this identity read `path` (the tree root lists only what it may read)?
+    pub fn may_read(&self, path: &TreePath) -> bool {
+        self.allowed(path, false)
+    }
+
+    /// May it write `path`?
+    pub fn may_write(&self, path: &TreePath) -> bool {
+        self.allowed(path, true)
+    }
+
+    /// May it act on an upload created by `owner`?
+    pub fn owns(&self, owner: Option<i64>) -> bool {
+        self.is_admin() || (owner.is_some() && owner == self.user_id())
+    }
+
+    /// The user's quota, if limited.
+    pub fn quota(&self) -> Option<(i64, u64)> {
+        match self {
+            Self::User(u, _) if !u.admin => u.quota.map(|q| (u.id, q)),
+            _ => None,
+        }
+    }
+}
+
+/// An argon2id hash of a password, as a PHC string.
+pub fn hash_password(password: &str) -> Result<String, ApiError> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Whether `password` matches a stored PHC hash.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// A fresh API token and the SHA-256 the server stores.
+pub fn new_token() -> (String, [u8; 32]) {
+    let token = format!("fy_{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()));
+    let sha = Sha256::digest(token.as_bytes()).into();
+    (token, sha)
+}
+
+/// The SHA-256 of a presented token.
+pub fn token_sha(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The bearer token of a request, if it carries one.
+pub fn bearer(req: &Request) -> Option<&str> {
+    req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
+async fn identify(state: &AppState, auth: Option<String>) -> Result<Option<User>, ApiError> {
+    let Some(auth) = auth else { return Ok(None) };
+    if let Some(token) = auth.strip_prefix("Bearer ") {
+        return Ok(state.meta.user_by_token(&token_sha(token.trim())).await?);
+    }
+    if let Some(b64) = auth.strip_prefix("Basic ") {
+        let Some((name, secret)) = STANDARD
+            .decode(b64.trim())
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|s| s.split_once(':').map(|(a, b)| (a.to_owned(), b.to_owned())))
+        else {
+            return Ok(None);
+        };
+        if secret.starts_with("fy_") {
+            return Ok(state.meta.user_by_token(&token_sha(&secret)).await?.filter(|u| u.name == name));
+        }
+        let Some((user, hash)) = state.meta.user_by_name(&name).await? else { return Ok(None) };
+        let ok = tokio::task::spawn_blocking(move || verify_password(&secret, &hash)).await?;
+        return Ok(ok.then_some(user));
+    }
+    Ok(None)
+}
+
+/// Applies [`ROUTE_RULES`] and attaches the caller's [`Identity`].
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(rule) = rule_for(req.method(), req.uri().path()) else {
+        return ApiError::NotFound("no such route".into()).into_response();
+    };
+    let identity = if !state.config.auth {
+        Identity::Open
+    } else {
+        let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        match identify(&state, auth).await {
+            Err(e) => return e.into_response(),
+            Ok(Some(user)) => match state.meta.grants(user.id).await {
+                Ok(grants) => Identity::User(user, grants),
+                Err(e) => return ApiError::from(e).into_response(),
+            },
+            Ok(None) if rule.access == Access::Public => Identity::Anonymous,
+            Ok(None) => {
+                let mut resp = ApiError::Unauthorized.into_response();
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"ferry\", Basic realm=\"ferry\""),
+                );
+                return resp;
+            }
+        }
+    };
+    req.extensions_mut().insert(identity);
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        assert!(path_matches("/tus/{id}", "/tus/abc"));
+        assert!(!path_matches("/tus/{id}", "/tus/abc/def"));
+        assert!(!path_matches("/tus/{id}", "/tus/"));
+        assert!(path_matches("/files/{*path}", "/files/a/b"));
+        assert!(!path_matches("/files/{*path}", "/files/"));
+        assert_eq!(rule_for(&Method::GET, "/healthz").map(|r| r.access), Some(Access::Public));
+        assert_eq!(rule_for(&Method::PATCH, "/tus/x").map(|r| r.access), Some(Access::User));
+        assert!(rule_for(&Method::GET, "/secret").is_none(), "unlisted routes have no rule");
+    }
+
+    #[test]
+    fn tree_permissions() {
+        let alice = User { id: 1, name: "alice".into(), admin: false, quota: None };
+        let id = Identity::User(alice, vec![Grant { path: "team".into(), write: false }]);
+        let p = |s: &str| TreePath::parse(s).unwrap();
+        assert!(id.may_write(&p("~alice/x")));
+        assert!(!id.may_read(&p("~bob/x")));
+        assert!(id.may_read(&p("team/doc")) && !id.may_write(&p("team/doc")));
+        assert!(!id.may_read(&p("teammate/doc")), "a grant covers its folder, not a name prefix");
+        assert!(id.owns(Some(1)) && !id.owns(Some(2)) && !id.owns(None));
+        assert!(Identity::Open.may_write(&p("anything")));
+    }
+
+    #[test]
+    fn passwords_and_tokens() {
+        let h = hash_password("s3cret").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("s3cret", &h) && !verify_password("nope", &h));
+        let (t, sha) = new_token();
+        assert!(t.starts_with("fy_") && token_sha(&t) == sha);
+    }
+}

@@ -1,0 +1,213 @@
+//! Users, API tokens and shared-folder grants.
+//!
+//! Passwords are stored as argon2id PHC strings; tokens only as their SHA-256, so the
+//! database never holds a secret that works as a credential.
+
+use sqlx::Row;
+
+use crate::{MetaStore, StoreError, unix_now};
+
+/// An account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Row id.
+    pub id: i64,
+    /// Login name.
+    pub name: String,
+    /// May manage users and read and write the whole tree.
+    pub admin: bool,
+    /// Bytes the user may keep in their home, `None` for no limit.
+    pub quota: Option<u64>,
+}
+
+impl User {
+    fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: r.try_get("id")?,
+            name: r.try_get("name")?,
+            admin: r.try_get::<i64, _>("admin")? != 0,
+            quota: r.try_get::<Option<i64>, _>("quota")?.map(|q| q as u64),
+        })
+    }
+}
+
+/// A folder (tree path prefix) shared with a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Tree path of the folder, without leading or trailing `/`.
+    pub path: String,
+    /// Whether the user may write there (reading is always granted).
+    pub write: bool,
+}
+
+impl MetaStore {
+    /// Creates a user with an argon2id `pw_hash`; false if the name is taken.
+    pub async fn add_user(
+        &self,
+        name: &str,
+        pw_hash: &str,
+        admin: bool,
+        quota: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query("INSERT INTO users (name, pw_hash, admin, quota, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO NOTHING")
+            .bind(name)
+            .bind(pw_hash)
+            .bind(admin as i64)
+            .bind(quota.map(|q| q as i64))
+            .bind(unix_now())
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// All users, by name.
+    pub async fn users(&self) -> Result<Vec<User>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, admin, quota FROM users ORDER BY name").fetch_all(self.pool()).await?;
+        Ok(rows.iter().map(User::from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// A user and their password hash, by name.
+    pub async fn user_by_name(&self, name: &str) -> Result<Option<(User, String)>, StoreError> {
+        let row = sqlx::query("SELECT id, name, admin, quota, pw_hash FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(match row {
+            Some(r) => Some((User::from_row(&r)?, r.try_get("pw_hash")?)),
+            None => None,
+        })
+    }
+
+    /// Replaces a user's password hash and revokes their tokens; false for an unknown user.
+    pub async fn set_password(&self, name: &str, pw_hash: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let r = sqlx::query("UPDATE users SET pw_hash = ? WHERE name = ?")
+            .bind(pw_hash)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM tokens WHERE user_id = (SELECT id FROM users WHERE name = ?)")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Removes a user, their tokens and grants; false for an unknown user.
+    pub async fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        for q in [
+            "DELETE FROM tokens WHERE user_id = (SELECT id FROM users WHERE name = ?)",
+            "DELETE FROM grants WHERE user_id = (SELECT id FROM users WHERE name = ?)",
+        ] {
+            sqlx::query(q).bind(name).execute(&mut *tx).await?;
+        }
+        let r = sqlx::query("DELETE FROM users WHERE name = ?").bind(name).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Whether any user exists.
+    pub async fn has_users(&self) -> Result<bool, StoreError> {
+        Ok(sqlx::query("SELECT 1 FROM users LIMIT 1").fetch_optional(self.pool()).await?.is_some())
+    }
+
+    /// Stores a token (by its SHA-256) for a user.
+    pub async fn add_token(&self, token_sha: &[u8; 32], user_id: i64, label: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO tokens (sha256, user_id, label, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&token_sha[..])
+            .bind(user_id)
+            .bind(label)
+            .bind(unix_now())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The user a token belongs to.
+    pub async fn user_by_token(&self, token_sha: &[u8; 32]) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(
+            "SELECT u.id, u.name, u.admin, u.quota FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.sha256 = ?",
+        )
+        .bind(&token_sha[..])
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.as_ref().map(User::from_row).transpose()?)
+    }
+
+    /// Revokes a token; false if it did not exist.
+    pub async fn revoke_token(&self, token_sha: &[u8; 32]) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM tokens WHERE sha256 = ?").bind(&token_sha[..]).execute(self.pool()).await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Shares the folder `path` with a user (replacing an earlier grant of it).
+    pub async fn grant(&self, user_id: i64, path: &str, write: bool) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO grants (user_id, path, write) VALUES (?, ?, ?) ON CONFLICT(user_id, path) DO UPDATE SET write = excluded.write")
+            .bind(user_id)
+            .bind(path)
+            .bind(write as i64)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// A user's grants.
+    pub async fn grants(&self, user_id: i64) -> Result<Vec<Grant>, StoreError> {
+        let rows = sqlx::query("SELECT path, write FROM grants WHERE user_id = ? ORDER BY path")
+            .bind(user_id)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok(Grant { path: r.try_get("path")?, write: r.try_get::<i64, _>("write")? != 0 }))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Bytes a user has in the tree under `home` plus the declared lengths of their
+    /// unfinished uploads.
+    pub async fn usage(&self, user_id: i64, home: &str) -> Result<u64, StoreError> {
+        let files: Option<i64> = sqlx::query("SELECT SUM(size) AS s FROM tree_files WHERE path LIKE ? ESCAPE '\\'")
+            .bind(format!("{}/%", home.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")))
+            .fetch_one(self.pool())
+            .await?
+            .try_get("s")?;
+        let uploads: Option<i64> =
+            sqlx::query("SELECT SUM(length) AS s FROM uploads WHERE owner = ? AND state = 'active'")
+                .bind(user_id)
+                .fetch_one(self.pool())
+                .await?
+                .try_get("s")?;
+        Ok(files.unwrap_or(0).max(0) as u64 + uploads.unwrap_or(0).max(0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn users_tokens_grants_and_usage() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = MetaStore::open(&tmp.path().join("t.db")).await.unwrap();
+        assert!(!db.has_users().await.unwrap());
+        assert!(db.add_user("alice", "h1", false, Some(100)).await.unwrap());
+        assert!(!db.add_user("alice", "h2", true, None).await.unwrap(), "names are unique");
+        let (alice, hash) = db.user_by_name("alice").await.unwrap().unwrap();
+        assert_eq!((alice.name.as_str(), hash.as_str(), alice.quota), ("alice", "h1", Some(100)));
+        db.add_token(&[9; 32], alice.id, "cli").await.unwrap();
+        assert_eq!(db.user_by_token(&[9; 32]).await.unwrap(), Some(alice.clone()));
+        assert!(db.set_password("alice", "h3").await.unwrap());
+        assert_eq!(db.user_by_token(&[9; 32]).await.unwrap(), None, "a new password revokes tokens");
+        db.grant(alice.id, "team", false).await.unwrap();
+        db.grant(alice.id, "team", true).await.unwrap();
+        assert_eq!(db.grants(alice.id).await.unwrap(), vec![Grant { path: "team".into(), write: true }]);
+        let rec = crate::TreeFileRecord { size: 40, mtime_ns: 1, sha256: [0; 32] };
+        db.record_tree_file("~alice/a", &rec).await.unwrap();
+        db.record_tree_file("~alice_b/x", &rec).await.unwrap();
+        assert_eq!(db.usage(alice.id, "~alice").await.unwrap(), 40, "another home with the same prefix does not count");
+        assert!(db.remove_user("alice").await.unwrap());
+        assert!(db.grants(alice.id).await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,228 @@
+//! Accounts: `ferry login`, `ferry logout` (client side) and `ferry user …` (run on the
+//! server machine, against its data directory).
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use ferry_client::{ClientError, Credentials, Url, http_client};
+use ferry_store::MetaStore;
+
+use crate::units::parse_size;
+
+const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+/// Flags of `ferry login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Server URL
+    #[arg(long, env = "FERRY_SERVER", default_value = DEFAULT_SERVER)]
+    server: String,
+    /// User name (asked for when missing)
+    #[arg(long, short)]
+    user: Option<String>,
+    /// Read the password from standard input instead of asking
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+/// Flags of `ferry logout`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// Server URL
+    #[arg(long, env = "FERRY_SERVER", default_value = DEFAULT_SERVER)]
+    server: String,
+}
+
+/// `ferry user …`: manage accounts in a server's data directory.
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    /// The server's data directory
+    #[arg(long, env = "FERRY_DATA", default_value = "ferry-data", global = true)]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: UserCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user (asks for the password)
+    Add {
+        /// Login name (letters, digits, . _ -)
+        name: String,
+        /// May manage users and read and write the whole tree
+        #[arg(long)]
+        admin: bool,
+        /// Most bytes the user may keep in their home, e.g. 50G
+        #[arg(long, value_parser = parse_size)]
+        quota: Option<u64>,
+        /// Read the password from standard input instead of asking
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users
+    List,
+    /// Remove a user (their files stay in the tree)
+    Remove {
+        /// Login name
+        name: String,
+    },
+    /// Set a new password (and revoke the user's tokens)
+    Passwd {
+        /// Login name
+        name: String,
+        /// Read the password from standard input instead of asking
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Share a top-level folder of the tree with a user
+    Grant {
+        /// Login name
+        name: String,
+        /// Folder in the tree, e.g. team
+        path: String,
+        /// Let the user write there too
+        #[arg(long)]
+        write: bool,
+    },
+}
+
+fn read_password(from_stdin: bool, prompt: &str) -> anyhow::Result<String> {
+    let pw = if from_stdin || !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        rpassword::prompt_password(prompt)?
+    };
+    if pw.is_empty() {
+        bail!("the password is empty");
+    }
+    Ok(pw)
+}
+
+/// Logs in and saves the token for the server.
+pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
+    let url = Url::parse(&args.server).with_context(|| format!("bad server URL {:?}", args.server))?;
+    let user = match args.user {
+        Some(u) => u,
+        None => {
+            eprint!("user: ");
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            line.trim().to_owned()
+        }
+    };
+    let password = read_password(args.password_stdin, "password: ")?;
+    let http = http_client(None)?;
+    let host = std::env::var("HOSTNAME").unwrap_or_default();
+    let body = serde_json::json!({ "user": user, "password": password, "label": format!("ferry cli {host}") });
+    let resp = http
+        .post(url.join("api/login")?)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+    if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+        return Err(ClientError::Rejected { status: 401, reason: "wrong user name or password".into() }.into());
+    }
+    if !resp.status().is_success() {
+        let status = resp.status().as_u16();
+        let reason = resp.text().await.unwrap_or_default().trim().to_owned();
+        return Err(ClientError::Rejected { status, reason }.into());
+    }
+    let v: serde_json::Value = resp.json().await.context("the server's answer is not JSON")?;
+    let token = v["token"].as_str().context("the server sent no token")?;
+    let creds = Credentials::default_location();
+    creds.save(&url, token).with_context(|| format!("cannot save the token in {}", creds.path().display()))?;
+    eprintln!(
+        "logged in to {} as {user}; token saved in {}",
+        url.origin().ascii_serialization(),
+        creds.path().display()
+    );
+    Ok(())
+}
+
+/// Revokes the saved token on the server and forgets it.
+pub async fn logout(args: LogoutArgs) -> anyhow::Result<()> {
+    let url = Url::parse(&args.server).with_context(|| format!("bad server URL {:?}", args.server))?;
+    let creds = Credentials::default_location();
+    let Some(token) = creds.forget(&url)? else {
+        eprintln!("not logged in to {}", url.origin().ascii_serialization());
+        return Ok(());
+    };
+    let resp = http_client(Some(&token))?.delete(url.join("api/tokens/current")?).send().await;
+    match resp {
+        Ok(r) if r.status().is_success() || r.status() == reqwest::StatusCode::UNAUTHORIZED => {
+            eprintln!("logged out of {}", url.origin().ascii_serialization());
+            Ok(())
+        }
+        Ok(r) => {
+            Err(ClientError::Rejected { status: r.status().as_u16(), reason: "could not revoke the token".into() }
+                .into())
+        }
+        Err(e) => {
+            Err(ClientError::Unreachable(format!("{e}; the token was forgotten here but not revoked on the server"))
+                .into())
+        }
+    }
+}
+
+fn valid_name(name: &str) -> anyhow::Result<()> {
+    let ok =
+        !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !ok {
+        bail!("user names are 1-64 letters, digits, '.', '_' or '-'");
+    }
+    Ok(())
+}
+
+/// `ferry user …`.
+pub async fn user(args: UserArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("cannot use data directory {}", args.data.display()))?;
+    let db = MetaStore::open(&args.data.join("ferry.db")).await.context("cannot open the server's database")?;
+    match args.command {
+        UserCommand::Add { name, admin, quota, password_stdin } => {
+            valid_name(&name)?;
+            let pw = read_password(password_stdin, &format!("password for {name}: "))?;
+            let hash = tokio::task::spawn_blocking(move || ferry_server::auth::hash_password(&pw)).await??;
+            if !db.add_user(&name, &hash, admin, quota).await? {
+                bail!("user {name} already exists");
+            }
+            eprintln!("added {}{name}", if admin { "admin " } else { "" });
+        }
+        UserCommand::List => {
+            for u in db.users().await? {
+                let quota = u.quota.map(|q| format!(" quota {}", indicatif::HumanBytes(q))).unwrap_or_default();
+                println!("{}{}{quota}", u.name, if u.admin { " (admin)" } else { "" });
+            }
+        }
+        UserCommand::Remove { name } => {
+            if !db.remove_user(&name).await? {
+                bail!("no user {name}");
+            }
+            eprintln!("removed {name} (their files stay in the tree)");
+        }
+        UserCommand::Passwd { name, password_stdin } => {
+            let pw = read_password(password_stdin, &format!("new password for {name}: "))?;
+            let hash = tokio::task::spawn_blocking(move || ferry_server::auth::hash_password(&pw)).await??;
+            if !db.set_password(&name, &hash).await? {
+                bail!("no user {name}");
+            }
+            eprintln!("password of {name} changed; their tokens were revoked");
+        }
+        UserCommand::Grant { name, path, write } => {
+            let (user, _) = db.user_by_name(&name).await?.with_context(|| format!("no user {name}"))?;
+            let folder = ferry_core::TreePath::parse(path.trim_matches('/')).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if folder.is_root() || folder.components().next().is_some_and(|c| c.starts_with('~')) {
+                bail!("share a folder of the tree, not the root or a home");
+            }
+            db.grant(user.id, &folder.to_string(), write).await?;
+            eprintln!("{name} may now {} /{folder}", if write { "read and write" } else { "read" });
+        }
+    }
+    db.close().await;
+    Ok(())
+}

@@ -49,6 +49,9 @@ pub struct UploadOptions {
     pub stall_timeout: Duration,
     /// Ask the server for the content first and skip the transfer if it has it.
     pub dedup: bool,
+    /// Send through the offline-file relay to these users (comma-separated) instead of
+    /// into the tree.
+    pub relay_to: Option<String>,
 }
 
 impl Default for UploadOptions {
@@ -60,6 +63,7 @@ impl Default for UploadOptions {
             limit_rate: None,
             stall_timeout: Duration::from_secs(60),
             dedup: false,
+            relay_to: None,
         }
     }
 }
@@ -231,12 +235,17 @@ impl Uploader {
         let size = meta.len();
         let mtime_ns = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
         let abs = std::fs::canonicalize(path).map_err(|e| ClientError::local(path, e))?;
-        let fingerprint = to_hex(&Sha256::digest(format!("{}\0{size}\0{mtime_ns}\0{}", abs.display(), self.endpoint)));
+        let fingerprint = to_hex(&Sha256::digest(format!(
+            "{}\0{size}\0{mtime_ns}\0{}\0{}",
+            abs.display(),
+            self.endpoint,
+            self.options.relay_to.as_deref().unwrap_or("")
+        )));
         let file = Arc::new(File::open(path).map_err(|e| ClientError::local(path, e))?);
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "upload".into());
         let remote_dir = remote_dir.map(|d| d.trim_matches('/')).filter(|d| !d.is_empty());
 
-        if self.options.dedup {
+        if self.options.dedup && self.options.relay_to.is_none() {
             let sha = hash_file(file.clone(), size, path).await?;
             if let Some(outcome) = crate::dedup::try_dedup(self, path, &name, remote_dir, size, &sha).await? {
                 self.report(size, size);
@@ -404,8 +413,16 @@ impl Uploader {
 }
 
 /// `Upload-Metadata` naming where the file goes.
-pub(crate) fn file_metadata(name: &str, remote_dir: Option<&str>, sha: Option<&[u8; 32]>) -> String {
+pub(crate) fn file_metadata(
+    name: &str,
+    remote_dir: Option<&str>,
+    sha: Option<&[u8; 32]>,
+    relay_to: Option<&str>,
+) -> String {
     let mut md = format!("filename {}", STANDARD.encode(name.as_bytes()));
+    if let Some(to) = relay_to {
+        md.push_str(&format!(",relay_to {}", STANDARD.encode(to.as_bytes())));
+    }
     if let Some(dir) = remote_dir {
         md.push_str(&format!(",dir {}", STANDARD.encode(dir.as_bytes())));
     }
@@ -519,7 +536,10 @@ impl Ctx<'_> {
         if final_url.is_none() {
             let headers = [
                 ("Upload-Concat", concat.clone()),
-                ("Upload-Metadata", file_metadata(self.name, self.remote_dir, None)),
+                (
+                    "Upload-Metadata",
+                    file_metadata(self.name, self.remote_dir, None, self.up.options.relay_to.as_deref()),
+                ),
             ];
             match self.with_retries(|| self.up.post(&headers)).await {
                 Ok(u) => final_url = Some(u),
@@ -567,7 +587,10 @@ impl Ctx<'_> {
                 );
                 let headers = [
                     ("Upload-Concat", concat),
-                    ("Upload-Metadata", file_metadata(self.name, self.remote_dir, Some(&sha))),
+                    (
+                        "Upload-Metadata",
+                        file_metadata(self.name, self.remote_dir, Some(&sha), self.up.options.relay_to.as_deref()),
+                    ),
                 ];
                 self.with_retries(|| self.up.post(&headers)).await?
             }
@@ -630,7 +653,10 @@ impl Ctx<'_> {
         if part.concat_partial {
             headers.push(("Upload-Concat", "partial".to_owned()));
         } else {
-            headers.push(("Upload-Metadata", file_metadata(self.name, self.remote_dir, None)));
+            headers.push((
+                "Upload-Metadata",
+                file_metadata(self.name, self.remote_dir, None, self.up.options.relay_to.as_deref()),
+            ));
         }
         let url = self.up.post(&headers).await?;
         *part.url.lock().unwrap_or_else(|p| p.into_inner()) = Some(url.clone());

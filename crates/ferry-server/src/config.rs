@@ -26,6 +26,8 @@ pub struct ServerConfig {
     pub commit_every_bytes: u64,
     /// Require accounts on every route but the public ones (`--no-auth` turns it off).
     pub auth: bool,
+    /// How long a relayed file waits for its recipients.
+    pub relay_ttl: Duration,
 }
 
 impl ServerConfig {
@@ -41,6 +43,7 @@ impl ServerConfig {
             behind_proxy: false,
             commit_every_bytes: 64 << 20,
             auth: true,
+            relay_ttl: Duration::from_secs(7 * 24 * 3600),
         }
     }
 

@@ -14,6 +14,7 @@ pub mod api;
 pub mod auth;
 mod config;
 mod error;
+pub mod events;
 pub mod files;
 mod locks;
 mod logging;

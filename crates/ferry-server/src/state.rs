@@ -21,6 +21,8 @@ pub struct AppState {
     pub tree: Tree,
     pub(crate) locks: Arc<UploadLocks>,
     pub(crate) challenges: Arc<crate::api::ChallengeStore>,
+    /// Push to online users.
+    pub events: Arc<crate::events::Events>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }
@@ -39,6 +41,7 @@ impl AppState {
             tree,
             locks: Arc::default(),
             challenges: Arc::default(),
+            events: Arc::default(),
             shutdown,
         })
     }

@@ -27,6 +27,15 @@ pub(crate) fn spawn(state: AppState) -> JoinHandle<()> {
 /// One pass; returns how many uploads expired.
 pub(crate) async fn sweep(state: &AppState) -> Result<usize, crate::ApiError> {
     let mut n = 0;
+    for item in state.meta.expire_relay_items(unix_now()).await? {
+        if let Ok(Some(sender)) = state.meta.relay_sender(&item).await
+            && let Ok(Some((u, _))) = state.meta.user_by_name(&sender).await
+        {
+            state.events.notify(u.id, "delivery", serde_json::json!({ "id": item, "state": "expired" }));
+        }
+        crate::api::relay::release_if_done(state, &item).await?;
+        n += 1;
+    }
     for id in state.meta.expired(unix_now(), 1000).await? {
         // An upload some request is working on is not idle; leave it for the next pass.
         let Some(_guard) = state.locks.try_acquire(&id) else { continue };

@@ -15,12 +15,14 @@
 mod accounts;
 mod error;
 mod meta;
+mod relay;
 mod staging;
 mod tree;
 
 pub use accounts::{Grant, User};
 pub use error::StoreError;
 pub use meta::{ConcatKind, MetaStore, NewUpload, TreeFileRecord, UploadRecord, UploadState};
+pub use relay::{Delivery, DeliveryState, RelayItem};
 pub use staging::StagingArea;
 pub use tree::{DirEntry, Tree};
 

@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS uploads (
     reason      TEXT,
     host        TEXT,
     host_base   INTEGER,
-    owner       INTEGER
+    owner       INTEGER,
+    relay_to    TEXT
 );
 CREATE INDEX IF NOT EXISTS uploads_expiry ON uploads(state, expires_at);
 CREATE TABLE IF NOT EXISTS tree_files (
@@ -51,6 +52,22 @@ CREATE TABLE IF NOT EXISTS tokens (
     user_id     INTEGER NOT NULL,
     label       TEXT NOT NULL DEFAULT '',
     created_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS relay_items (
+    id          TEXT PRIMARY KEY,
+    sender_id   INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    sha256      BLOB NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS relay_deliveries (
+    item_id       TEXT NOT NULL,
+    recipient_id  INTEGER NOT NULL,
+    state         TEXT NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    PRIMARY KEY (item_id, recipient_id)
 );
 CREATE TABLE IF NOT EXISTS grants (
     user_id     INTEGER NOT NULL,
@@ -160,6 +177,8 @@ pub struct UploadRecord {
     pub host: Option<(UploadId, u64)>,
     /// The user who created it (`None` without accounts).
     pub owner: Option<i64>,
+    /// For a file sent through the relay: the recipients' user ids, comma-separated.
+    pub relay_to: Option<String>,
 }
 
 impl UploadRecord {
@@ -183,6 +202,7 @@ impl UploadRecord {
                 _ => None,
             },
             owner: row.try_get("owner")?,
+            relay_to: row.try_get("relay_to")?,
         })
     }
 }
@@ -204,6 +224,8 @@ pub struct NewUpload {
     pub owner: Option<i64>,
     /// Where the finished file goes in the tree (decided and authorised at creation).
     pub tree_path: Option<String>,
+    /// For a file sent through the relay: the recipients' user ids, comma-separated.
+    pub relay_to: Option<String>,
 }
 
 /// A file ferry placed in the tree, with the digest computed while it streamed. The digest
@@ -239,6 +261,7 @@ impl MetaStore {
             "ALTER TABLE uploads ADD COLUMN host TEXT",
             "ALTER TABLE uploads ADD COLUMN host_base INTEGER",
             "ALTER TABLE uploads ADD COLUMN owner INTEGER",
+            "ALTER TABLE uploads ADD COLUMN relay_to TEXT",
         ] {
             // Databases from before these columns lack them; adding one that exists fails harmlessly.
             let _ = sqlx::raw_sql(add).execute(&pool).await;
@@ -249,8 +272,8 @@ impl MetaStore {
     /// Inserts a new upload in state `active` at offset 0.
     pub async fn create_upload(&self, new: &NewUpload, now: i64) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO uploads (id, length, \"offset\", metadata, concat, state, created_at, expires_at, owner, tree_path) \
-             VALUES (?, ?, 0, ?, ?, 'active', ?, ?, ?, ?)",
+            "INSERT INTO uploads (id, length, \"offset\", metadata, concat, state, created_at, expires_at, owner, tree_path, relay_to) \
+             VALUES (?, ?, 0, ?, ?, 'active', ?, ?, ?, ?, ?)",
         )
         .bind(new.id.as_str())
         .bind(new.length.map(|v| v as i64))
@@ -260,6 +283,7 @@ impl MetaStore {
         .bind(new.expires_at)
         .bind(new.owner)
         .bind(new.tree_path.as_deref())
+        .bind(new.relay_to.as_deref())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -495,6 +519,7 @@ mod tests {
             expires_at: None,
             owner: None,
             tree_path: None,
+            relay_to: None,
         };
         db.create_upload(&new, 1).await.unwrap();
         assert!(db.commit_offset(&id, 0, 4, None).await.unwrap());
@@ -520,6 +545,7 @@ mod tests {
                 expires_at: Some(5),
                 owner: Some(7),
                 tree_path: None,
+                relay_to: None,
             },
             1,
         )

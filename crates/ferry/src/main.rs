@@ -3,6 +3,7 @@
 mod account_cmd;
 mod exit;
 mod progress_ui;
+mod relay_cmd;
 mod serve_cmd;
 mod transfer_cmd;
 mod units;
@@ -37,6 +38,16 @@ enum Command {
     Logout(account_cmd::LogoutArgs),
     /// Manage accounts (on the server machine, in its data directory).
     User(account_cmd::UserArgs),
+    /// Send files to users who may be offline; they get them when they come online.
+    Send(relay_cmd::SendArgs),
+    /// List files waiting for you (--watch: as they arrive).
+    Inbox(relay_cmd::InboxArgs),
+    /// Download waiting files (resumable, verified) and confirm the verified copy.
+    Receive(relay_cmd::ReceiveArgs),
+    /// Refuse waiting files.
+    Decline(relay_cmd::DeclineArgs),
+    /// What you sent, and where each recipient's copy stands.
+    Outbox(relay_cmd::OutboxArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +76,11 @@ fn main() -> ExitCode {
             Command::Login(args) => account_cmd::login(args).await,
             Command::Logout(args) => account_cmd::logout(args).await,
             Command::User(args) => account_cmd::user(args).await,
+            Command::Send(args) => relay_cmd::send(args).await,
+            Command::Inbox(args) => relay_cmd::inbox(args).await,
+            Command::Receive(args) => relay_cmd::receive(args).await,
+            Command::Decline(args) => relay_cmd::decline(args).await,
+            Command::Outbox(args) => relay_cmd::outbox(args).await,
         }
     });
     match result {

@@ -27,7 +27,8 @@ pub struct ServeArgs {
     #[arg(long, env = "FERRY_ROOT")]
     root: Option<PathBuf>,
     /// TOML config file (keys: listen, data, root, max_size, upload_ttl, sweep_interval,
-    /// network_timeout, behind_proxy, commit_every, auth)
+    /// network_timeout, behind_proxy, commit_every, auth,
+    /// relay_ttl)
     #[arg(long, env = "FERRY_CONFIG")]
     config: Option<PathBuf>,
     /// Largest upload accepted, e.g. 50G [default: 1T]
@@ -49,6 +50,9 @@ pub struct ServeArgs {
     /// every SIZE (a server crash then loses at most this much progress) [default: 64M]
     #[arg(long, env = "FERRY_COMMIT_EVERY", value_parser = parse_size)]
     commit_every: Option<u64>,
+    /// How long a file sent through the relay waits for its recipients [default: 7d]
+    #[arg(long, env = "FERRY_RELAY_TTL", value_parser = parse_duration)]
+    relay_ttl: Option<std::time::Duration>,
     /// No accounts: every route open to anyone who can connect (a trusted LAN only)
     #[arg(long, env = "FERRY_NO_AUTH")]
     no_auth: bool,
@@ -67,6 +71,7 @@ struct FileConfig {
     behind_proxy: Option<bool>,
     commit_every: Option<SizeValue>,
     auth: Option<bool>,
+    relay_ttl: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +129,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.behind_proxy = args.behind_proxy || file.behind_proxy.unwrap_or(false);
     config.auth = !args.no_auth && file.auth.unwrap_or(true);
+    if let Some(v) = args.relay_ttl.or(file_duration(file.relay_ttl, "relay_ttl")?) {
+        config.relay_ttl = v;
+    }
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;

@@ -161,6 +161,7 @@ pub async fn upload(args: UploadArgs) -> anyhow::Result<()> {
             limit_rate: args.limit_rate,
             stall_timeout: args.stall_timeout,
             dedup: args.dedup,
+            relay_to: None,
         };
         let mut uploader = Uploader::new(http.clone(), &args.server)?
             .with_cancel(cancel.clone())

@@ -1,6 +1,7 @@
 //! The JSON API under `/api/`.
 
 mod dedup;
+pub(crate) mod relay;
 mod session;
 
 use axum::Router;
@@ -16,6 +17,12 @@ pub fn router() -> Router<AppState> {
         .route("/api/login", post(session::login))
         .route("/api/tokens/current", delete(session::logout))
         .route("/api/me", get(session::me))
+        .route("/api/events", get(crate::events::events))
+        .route("/api/relay/inbox", get(relay::inbox))
+        .route("/api/relay/outbox", get(relay::outbox))
+        .route("/api/relay/items/{id}/content", get(relay::content))
+        .route("/api/relay/items/{id}/ack", post(relay::ack))
+        .route("/api/relay/items/{id}/decline", post(relay::decline))
         .route("/api/dedup", post(dedup::begin))
         .route("/api/dedup/{challenge}", post(dedup::prove))
 }

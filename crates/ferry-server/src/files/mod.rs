@@ -78,10 +78,24 @@ async fn serve(
     if meta.is_dir() {
         return listing(state, who, &tree_path, &real).await;
     }
-    let size = meta.len();
     let modified = meta.modified()?;
     let mtime_ns = modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
-    let sha = state.meta.tree_file_digest(&tree_path.to_string(), size, mtime_ns).await?;
+    let sha = state.meta.tree_file_digest(&tree_path.to_string(), meta.len(), mtime_ns).await?;
+    send_file(&real, &meta, tree_path.file_name().unwrap_or("download"), sha, method, headers)
+}
+
+/// Answers GET/HEAD for one file on disk: validators, conditionals, ranges, `Repr-Digest`
+/// when the SHA-256 is known.
+pub(crate) fn send_file(
+    real: &FsPath,
+    meta: &std::fs::Metadata,
+    name: &str,
+    sha: Option<[u8; 32]>,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let size = meta.len();
+    let modified = meta.modified()?;
     let v = Validators::new(size, modified, sha.as_ref());
 
     let mut h = HeaderMap::new();
@@ -96,14 +110,14 @@ async fn serve(
         Precondition::NotModified => return Ok((StatusCode::NOT_MODIFIED, h).into_response()),
         Precondition::Failed => return Err(ApiError::PreconditionFailed),
     }
-    h.insert(header::CONTENT_DISPOSITION, value(&content_disposition(tree_path.file_name().unwrap_or("download")))?);
+    h.insert(header::CONTENT_DISPOSITION, value(&content_disposition(name))?);
 
     let ranges = match headers.get(header::RANGE).and_then(|r| r.to_str().ok()) {
         Some(r) if if_range_allows(headers, &v) => RangeRequest::parse(r, size),
         _ => RangeRequest::Full,
     };
     let head_only = method == Method::HEAD;
-    let file = Arc::new(File::open(&real)?);
+    let file = Arc::new(File::open(real)?);
     match ranges {
         RangeRequest::Unsatisfiable => Err(ApiError::RangeNotSatisfiable(size)),
         RangeRequest::Full => {

@@ -100,6 +100,9 @@ pub(crate) async fn finish_named(
         fail(state, &rec.id, &reason).await?;
         return Err(ApiError::ChecksumMismatch(reason));
     }
+    if let Some(recipients) = &rec.relay_to {
+        return finish_relay(state, rec, &meta, recipients, expected, length, sha).await;
+    }
     let dest = match &rec.tree_path {
         Some(p) => TreePath::parse(p).map_err(|e| ApiError::Internal(e.to_string()))?,
         None => destination(&meta, &rec.id, &TreePath::root())?,
@@ -113,6 +116,44 @@ pub(crate) async fn finish_named(
         return Err(e);
     }
     state.locks.forget(&rec.id);
+    Ok(())
+}
+
+/// A relay upload is complete: it becomes an item for its recipients, in the same
+/// transaction; its bytes stay where they are (the staging file) until every delivery ends.
+async fn finish_relay(
+    state: &AppState,
+    rec: &UploadRecord,
+    meta: &UploadMetadata,
+    recipients: &str,
+    expected: u64,
+    length: u64,
+    sha: [u8; 32],
+) -> Result<(), ApiError> {
+    let sender = rec.owner.ok_or_else(|| ApiError::bad("the relay needs accounts"))?;
+    let ids: Vec<i64> = recipients.split(',').filter_map(|r| r.parse().ok()).collect();
+    let name = meta.get_str("filename").or_else(|| meta.get_str("name")).unwrap_or(rec.id.as_str());
+    let name =
+        TreePath::parse(name).ok().and_then(|p| p.file_name().map(str::to_owned)).unwrap_or_else(|| rec.id.to_string());
+    let now = ferry_store::unix_now();
+    let item = ferry_store::RelayItem {
+        id: rec.id.to_string(),
+        sender: String::new(),
+        name,
+        size: length,
+        sha256: sha,
+        created_at: now,
+        expires_at: now + state.config.relay_ttl.as_secs() as i64,
+    };
+    if !state.meta.complete_relay(&rec.id, expected, &item, sender, &ids).await? {
+        return Err(ApiError::Conflict("the upload changed under this request".into()));
+    }
+    state.locks.forget(&rec.id);
+    let json = serde_json::json!({ "id": item.id, "name": item.name, "size": item.size, "sha256": to_hex(&sha) });
+    for r in &ids {
+        state.events.notify(*r, "item", json.clone());
+    }
+    tracing::info!(item = %rec.id, recipients = ids.len(), bytes = length, "relay item ready");
     Ok(())
 }
 

@@ -15,6 +15,31 @@ use super::{
 use crate::auth::Identity;
 use crate::{ApiError, AppState};
 
+/// For a file sent through the relay (`relay_to` metadata: user names, comma-separated),
+/// the recipients' ids, each checked to exist.
+async fn relay_recipients(state: &AppState, who: &Identity, meta: &UploadMetadata) -> Result<Option<String>, ApiError> {
+    let Some(raw) = meta.get("relay_to") else { return Ok(None) };
+    if who.user_id().is_none() {
+        return Err(ApiError::bad("the relay needs accounts; this server runs with --no-auth"));
+    }
+    let names = std::str::from_utf8(raw).map_err(|_| ApiError::bad("relay_to is not UTF-8"))?;
+    let mut ids = Vec::new();
+    for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let (user, _) =
+            state.meta.user_by_name(name).await?.ok_or_else(|| ApiError::bad(format!("unknown recipient {name:?}")))?;
+        if !ids.contains(&user.id) {
+            ids.push(user.id);
+        }
+    }
+    if ids.is_empty() {
+        return Err(ApiError::bad("relay_to names no recipient"));
+    }
+    if ids.len() > 100 {
+        return Err(ApiError::bad("at most 100 recipients per item"));
+    }
+    Ok(Some(ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")))
+}
+
 /// Most partial uploads one final upload may name.
 const MAX_PARTS: usize = 10_000;
 
@@ -73,7 +98,8 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
         .map_err(|e| ApiError::bad(e.to_string()))?;
 
     let id = UploadId::random();
-    let tree_path = if matches!(concat, Some(UploadConcat::Partial)) {
+    let relay_to = relay_recipients(&state, &who, &metadata).await?;
+    let tree_path = if matches!(concat, Some(UploadConcat::Partial)) || relay_to.is_some() {
         None
     } else {
         let dest = destination(&metadata, &id, &who.home())?;
@@ -115,6 +141,7 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
         expires_at: Some(expires_at),
         owner: who.user_id(),
         tree_path,
+        relay_to,
     };
     if !is_final {
         state.staging.create(&id)?;

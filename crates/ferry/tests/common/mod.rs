@@ -35,6 +35,11 @@ impl Server {
         Self::spawn(data, args)
     }
 
+    /// Starts a server with accounts on a fixed address.
+    pub fn start_on_auth(listen: &str, data: &Path) -> Server {
+        Self::spawn(data, vec!["--listen".into(), listen.into()])
+    }
+
     /// Starts a server with accounts on (the default of `ferry serve`).
     pub fn start_auth(data: &Path, extra: &[&str]) -> Server {
         Self::spawn(data, extra.iter().map(|s| s.to_string()).collect())

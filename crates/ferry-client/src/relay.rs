@@ -1,0 +1,163 @@
+//! Client side of the offline-file relay: list what waits (inbox) or what was sent
+//! (outbox), fetch an item (resumable, verified), acknowledge or decline it, and watch the
+//! server's event stream.
+
+use futures_util::StreamExt;
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+
+use crate::ClientError;
+use crate::error::{from_status, network};
+
+/// A relayed file as the server lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RelayItem {
+    /// Item id.
+    pub id: String,
+    /// Sender.
+    pub from: String,
+    /// File name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 (hex).
+    pub sha256: String,
+    /// My delivery's state (inbox).
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Every recipient's state (outbox).
+    #[serde(default)]
+    pub recipients: Vec<RecipientState>,
+    /// Created (Unix seconds).
+    pub created: i64,
+    /// Expires (Unix seconds).
+    pub expires: i64,
+}
+
+/// One recipient's delivery, as the sender sees it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RecipientState {
+    /// The recipient.
+    pub user: String,
+    /// waiting, downloading, delivered, declined or expired.
+    pub state: String,
+    /// When it last changed (Unix seconds).
+    pub updated: i64,
+}
+
+#[derive(Deserialize)]
+struct Items {
+    items: Vec<RelayItem>,
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+pub struct ServerEvent {
+    /// Its kind (`item`, `delivery`, `hello`).
+    pub kind: String,
+    /// Its JSON data.
+    pub data: serde_json::Value,
+}
+
+/// A relay client for one server.
+#[derive(Debug, Clone)]
+pub struct RelayClient {
+    http: reqwest::Client,
+    base: Url,
+}
+
+impl RelayClient {
+    /// A client for the server at `server`.
+    pub fn new(http: reqwest::Client, server: &str) -> Result<Self, ClientError> {
+        let base = Url::parse(server)
+            .map_err(|e| ClientError::Rejected { status: 0, reason: format!("bad server URL {server:?}: {e}") })?;
+        Ok(Self { http, base })
+    }
+
+    fn url(&self, path: &str) -> Result<Url, ClientError> {
+        self.base.join(path).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    async fn items(&self, path: &str) -> Result<Vec<RelayItem>, ClientError> {
+        let resp = self.http.get(self.url(path)?).send().await.map_err(|e| network(&e))?;
+        if !resp.status().is_success() {
+            return Err(from_status(resp).await);
+        }
+        Ok(resp.json::<Items>().await.map_err(|e| ClientError::Protocol(e.to_string()))?.items)
+    }
+
+    /// Items waiting for me.
+    pub async fn inbox(&self) -> Result<Vec<RelayItem>, ClientError> {
+        self.items("api/relay/inbox").await
+    }
+
+    /// Items I sent, with each recipient's state.
+    pub async fn outbox(&self) -> Result<Vec<RelayItem>, ClientError> {
+        self.items("api/relay/outbox").await
+    }
+
+    /// Where an item's bytes are (Range and `Repr-Digest` supported).
+    pub fn content_url(&self, id: &str) -> Result<Url, ClientError> {
+        self.url(&format!("api/relay/items/{id}/content"))
+    }
+
+    async fn post(&self, path: &str, body: serde_json::Value) -> Result<(), ClientError> {
+        let resp = self.http.post(self.url(path)?).json(&body).send().await.map_err(|e| network(&e))?;
+        if resp.status() != StatusCode::NO_CONTENT && !resp.status().is_success() {
+            return Err(from_status(resp).await);
+        }
+        Ok(())
+    }
+
+    /// Tells the server I hold a verified copy (the server checks the hash).
+    pub async fn ack(&self, id: &str, sha256: &str) -> Result<(), ClientError> {
+        self.post(&format!("api/relay/items/{id}/ack"), serde_json::json!({ "sha256": sha256 })).await
+    }
+
+    /// Declines an item.
+    pub async fn decline(&self, id: &str) -> Result<(), ClientError> {
+        self.post(&format!("api/relay/items/{id}/decline"), serde_json::json!({})).await
+    }
+
+    /// Follows the event stream, calling `on_event` for each event until it returns false
+    /// or the stream ends (the caller reconnects).
+    pub async fn watch(&self, mut on_event: impl FnMut(ServerEvent) -> bool) -> Result<(), ClientError> {
+        let resp = self
+            .http
+            .get(self.url("api/events")?)
+            .header("Accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| network(&e))?;
+        if !resp.status().is_success() {
+            return Err(from_status(resp).await);
+        }
+        let mut stream = resp.bytes_stream();
+        let mut buf = String::new();
+        let (mut kind, mut data) = (String::new(), String::new());
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| network(&e))?;
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(nl) = buf.find('\n') {
+                let line = buf[..nl].trim_end_matches('\r').to_owned();
+                buf.drain(..=nl);
+                if line.is_empty() {
+                    if !kind.is_empty() || !data.is_empty() {
+                        let ev = ServerEvent {
+                            kind: std::mem::take(&mut kind),
+                            data: serde_json::from_str(&std::mem::take(&mut data)).unwrap_or(serde_json::Value::Null),
+                        };
+                        if !on_event(ev) {
+                            return Ok(());
+                        }
+                    }
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    kind = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,286 @@
+//! The offline-file relay: items sent to users, and each recipient's delivery state.
+//!
+//! One stored copy serves every recipient. A delivery ends only as `delivered` (the
+//! recipient acknowledged a verified copy), `declined` or `expired`; the bytes may go once
+//! every delivery of an item has ended.
+
+use sqlx::Row;
+
+use crate::{MetaStore, StoreError, unix_now};
+
+/// Where one recipient's copy stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Not fetched yet.
+    Waiting,
+    /// The recipient has started fetching.
+    Downloading,
+    /// The recipient acknowledged a verified copy.
+    Delivered,
+    /// The recipient declined it.
+    Declined,
+    /// It expired before delivery.
+    Expired,
+}
+
+impl DeliveryState {
+    /// The state's name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Downloading => "downloading",
+            Self::Delivered => "delivered",
+            Self::Declined => "declined",
+            Self::Expired => "expired",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "downloading" => Self::Downloading,
+            "delivered" => Self::Delivered,
+            "declined" => Self::Declined,
+            "expired" => Self::Expired,
+            _ => Self::Waiting,
+        }
+    }
+
+    /// Whether the delivery has ended.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Delivered | Self::Declined | Self::Expired)
+    }
+}
+
+/// A relayed file.
+#[derive(Debug, Clone)]
+pub struct RelayItem {
+    /// Its id (32 hex digits).
+    pub id: String,
+    /// Who sent it.
+    pub sender: String,
+    /// File name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the content.
+    pub sha256: [u8; 32],
+    /// Created (Unix seconds).
+    pub created_at: i64,
+    /// Expires (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// One recipient's delivery.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The recipient.
+    pub recipient: String,
+    /// Its state.
+    pub state: DeliveryState,
+    /// When it last changed (Unix seconds).
+    pub updated_at: i64,
+}
+
+fn item_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RelayItem, sqlx::Error> {
+    let sha: Vec<u8> = r.try_get("sha256")?;
+    Ok(RelayItem {
+        id: r.try_get("id")?,
+        sender: r.try_get("sender")?,
+        name: r.try_get("name")?,
+        size: r.try_get::<i64, _>("size")? as u64,
+        sha256: sha.try_into().map_err(|_| sqlx::Error::Decode("bad sha256".into()))?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+    })
+}
+
+macro_rules! item_columns {
+    () => {
+        "i.id, s.name AS sender, i.name, i.size, i.sha256, i.created_at, i.expires_at"
+    };
+}
+
+impl MetaStore {
+    /// Completes relay upload `upload` (active at offset `expected`) and records its item
+    /// and deliveries, all in one transaction: either the file is an item for its
+    /// recipients, or it is still an unfinished upload. False (nothing changed) if the
+    /// upload was not active at `expected`.
+    pub async fn complete_relay(
+        &self,
+        upload: &ferry_core::UploadId,
+        expected: u64,
+        item: &RelayItem,
+        sender_id: i64,
+        recipient_ids: &[i64],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let done = sqlx::query(
+            "UPDATE uploads SET state = 'complete', length = ?, \"offset\" = ?, sha256 = ?, placed = 1 \
+             WHERE id = ? AND state = 'active' AND \"offset\" = ?",
+        )
+        .bind(item.size as i64)
+        .bind(item.size as i64)
+        .bind(&item.sha256[..])
+        .bind(upload.as_str())
+        .bind(expected as i64)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO relay_items (id, sender_id, name, size, sha256, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(&item.id)
+            .bind(sender_id)
+            .bind(&item.name)
+            .bind(item.size as i64)
+            .bind(&item.sha256[..])
+            .bind(item.created_at)
+            .bind(item.expires_at)
+            .execute(&mut *tx)
+            .await?;
+        for r in recipient_ids {
+            sqlx::query("INSERT OR IGNORE INTO relay_deliveries (item_id, recipient_id, state, updated_at) VALUES (?, ?, 'waiting', ?)")
+                .bind(&item.id)
+                .bind(r)
+                .bind(item.created_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// An item, if `user_id` is its sender or one of its recipients.
+    pub async fn relay_item_for(&self, id: &str, user_id: i64) -> Result<Option<RelayItem>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            item_columns!(),
+            " FROM relay_items i JOIN users s ON s.id = i.sender_id WHERE i.id = ? AND \
+             (i.sender_id = ? OR EXISTS (SELECT 1 FROM relay_deliveries d WHERE d.item_id = i.id AND d.recipient_id = ?))"
+        ))
+        .bind(id)
+        .bind(user_id)
+        .bind(user_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.as_ref().map(item_from_row).transpose()?)
+    }
+
+    /// Items waiting for `user_id` (not yet delivered, declined or expired), oldest first.
+    pub async fn relay_inbox(&self, user_id: i64) -> Result<Vec<(RelayItem, DeliveryState)>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            item_columns!(),
+            ", d.state FROM relay_items i JOIN users s ON s.id = i.sender_id \
+             JOIN relay_deliveries d ON d.item_id = i.id \
+             WHERE d.recipient_id = ? AND d.state IN ('waiting', 'downloading') ORDER BY i.created_at, i.id"
+        ))
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((item_from_row(r)?, DeliveryState::parse(&r.try_get::<String, _>("state")?))))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Items `user_id` sent, newest first, with every recipient's delivery.
+    pub async fn relay_outbox(&self, user_id: i64) -> Result<Vec<(RelayItem, Vec<Delivery>)>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            item_columns!(),
+            " FROM relay_items i JOIN users s ON s.id = i.sender_id WHERE i.sender_id = ? \
+             ORDER BY i.created_at DESC, i.id LIMIT 500"
+        ))
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let item = item_from_row(r)?;
+            let deliveries = self.relay_deliveries(&item.id).await?;
+            out.push((item, deliveries));
+        }
+        Ok(out)
+    }
+
+    /// The deliveries of an item.
+    pub async fn relay_deliveries(&self, item_id: &str) -> Result<Vec<Delivery>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT u.name, d.state, d.updated_at FROM relay_deliveries d JOIN users u ON u.id = d.recipient_id \
+             WHERE d.item_id = ? ORDER BY u.name",
+        )
+        .bind(item_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Delivery {
+                    recipient: r.try_get("name")?,
+                    state: DeliveryState::parse(&r.try_get::<String, _>("state")?),
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Moves `recipient_id`'s delivery of an item to `to`, only from a state that has not
+    /// ended. Returns whether it changed.
+    pub async fn set_delivery(&self, item_id: &str, recipient_id: i64, to: DeliveryState) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE relay_deliveries SET state = ?, updated_at = ? WHERE item_id = ? AND recipient_id = ? \
+             AND state IN ('waiting', 'downloading') AND state != ?",
+        )
+        .bind(to.as_str())
+        .bind(unix_now())
+        .bind(item_id)
+        .bind(recipient_id)
+        .bind(to.as_str())
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Whether every delivery of an item has ended (so its bytes may go).
+    pub async fn relay_item_done(&self, item_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM relay_deliveries WHERE item_id = ? AND state IN ('waiting', 'downloading') LIMIT 1",
+        )
+        .bind(item_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.is_none())
+    }
+
+    /// Items past their expiry that still have open deliveries; their open deliveries are
+    /// marked expired. Returns the item ids.
+    pub async fn expire_relay_items(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT i.id FROM relay_items i JOIN relay_deliveries d ON d.item_id = i.id \
+             WHERE i.expires_at < ? AND d.state IN ('waiting', 'downloading')",
+        )
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        let ids: Vec<String> = rows.iter().filter_map(|r| r.try_get("id").ok()).collect();
+        for id in &ids {
+            sqlx::query("UPDATE relay_deliveries SET state = 'expired', updated_at = ? WHERE item_id = ? AND state IN ('waiting', 'downloading')")
+                .bind(now)
+                .bind(id)
+                .execute(self.pool())
+                .await?;
+        }
+        Ok(ids)
+    }
+
+    /// The sender's name of an item.
+    pub async fn relay_sender(&self, item_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT s.name FROM relay_items i JOIN users s ON s.id = i.sender_id WHERE i.id = ?")
+            .bind(item_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.and_then(|r| r.try_get("name").ok()))
+    }
+}

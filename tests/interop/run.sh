@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Interop with real peers: tus-js-client 4.x (Node, incl. parallelUploads: 4), tuspy 1.1
-# (with upload_checksum), curl and aria2c (ranges and resume) against `ferry serve`.
+# (with upload_checksum), curl and aria2c (ranges and resume) against `ferry serve`, and the
+# served OpenAPI document checked by openapi-spec-validator.
 # Needs node/npm, python3, curl and aria2c (.ci/run installs them). Usage: run.sh [FERRY_BIN]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -21,8 +22,12 @@ node "$here/tus_js_client.mjs" "$url"
 # --- tuspy ---
 venv="$here/../../target/interop-venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q 'tuspy==1.1.0'
+"$venv/bin/pip" install -q 'tuspy==1.1.0' 'openapi-spec-validator==0.9.0'
 "$venv/bin/python" "$here/tuspy_client.py" "$url"
+
+# --- the OpenAPI document validates against the OpenAPI 3.1 schema ---
+curl -sf "$url/api/openapi.json" -o "$work/openapi.json"
+"$venv/bin/openapi-spec-validator" "$work/openapi.json" && echo "ok   /api/openapi.json is a valid OpenAPI 3.1 document"
 
 # --- curl and aria2c downloads with ranges and resume ---
 head -c 30000000 /dev/urandom > "$work/dl.bin"

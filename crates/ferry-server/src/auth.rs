@@ -45,36 +45,59 @@ pub struct RouteRule {
     pub path: &'static str,
     /// Access rule.
     pub access: Access,
+    /// What it does (the OpenAPI summary).
+    pub summary: &'static str,
 }
 
-const fn rule(methods: &'static str, path: &'static str, access: Access) -> RouteRule {
-    RouteRule { methods, path, access }
+const fn rule(methods: &'static str, path: &'static str, access: Access, summary: &'static str) -> RouteRule {
+    RouteRule { methods, path, access, summary }
 }
 
 /// Every route the server answers, with its access rule. A request matching none is
 /// refused with 404, so a route added without a rule cannot be reached.
 pub const ROUTE_RULES: &[RouteRule] = &[
-    rule("GET|HEAD", "/healthz", Access::Public),
-    rule("POST", "/api/login", Access::Public),
-    rule("GET", "/api/me", Access::User),
-    rule("DELETE", "/api/tokens/current", Access::User),
-    rule("GET", "/api/events", Access::User),
-    rule("GET", "/api/relay/inbox", Access::User),
-    rule("GET", "/api/relay/outbox", Access::User),
-    rule("GET|HEAD", "/api/relay/items/{id}/content", Access::User),
-    rule("POST", "/api/relay/items/{id}/ack", Access::User),
-    rule("POST", "/api/relay/items/{id}/decline", Access::User),
-    rule("POST", "/api/dedup", Access::User),
-    rule("POST", "/api/dedup/{challenge}", Access::User),
-    rule("OPTIONS", "/tus", Access::Public),
-    rule("OPTIONS", "/tus/", Access::Public),
-    rule("OPTIONS", "/tus/{id}", Access::Public),
-    rule("POST", "/tus", Access::User),
-    rule("POST", "/tus/", Access::User),
-    rule("HEAD|PATCH|DELETE|POST|GET|PUT", "/tus/{id}", Access::User),
-    rule("GET|HEAD", "/files", Access::User),
-    rule("GET|HEAD", "/files/", Access::User),
-    rule("GET|HEAD", "/files/{*path}", Access::User),
+    rule("GET|HEAD", "/healthz", Access::Public, "Liveness"),
+    rule("POST", "/api/login", Access::Public, "Log in with a password; returns an API token"),
+    rule("GET", "/api/openapi.json", Access::Public, "This document"),
+    rule("GET", "/api/me", Access::User, "The caller: name, home, quota, usage, shared folders"),
+    rule("DELETE", "/api/tokens/current", Access::User, "Revoke the token this request carries (log out)"),
+    rule(
+        "GET",
+        "/api/events",
+        Access::User,
+        "Server-Sent Events for the caller (new relay items, delivery changes), with heartbeats",
+    ),
+    rule("GET", "/api/relay/inbox", Access::User, "Relay items waiting for the caller"),
+    rule("GET", "/api/relay/outbox", Access::User, "Relay items the caller sent, with every recipient's state"),
+    rule(
+        "GET|HEAD",
+        "/api/relay/items/{id}/content",
+        Access::User,
+        "A relay item's bytes (Range, If-Range, Repr-Digest)",
+    ),
+    rule("POST", "/api/relay/items/{id}/ack", Access::User, "Acknowledge a verified copy by its SHA-256"),
+    rule("POST", "/api/relay/items/{id}/decline", Access::User, "Decline a relay item"),
+    rule("POST", "/api/dedup", Access::User, "Instant upload: ask for a proof-of-possession challenge"),
+    rule(
+        "POST",
+        "/api/dedup/{challenge}",
+        Access::User,
+        "Instant upload: answer the challenge; the server places its copy",
+    ),
+    rule("OPTIONS", "/tus", Access::Public, "tus capabilities"),
+    rule("OPTIONS", "/tus/", Access::Public, "tus capabilities"),
+    rule("OPTIONS", "/tus/{id}", Access::Public, "tus capabilities"),
+    rule("POST", "/tus", Access::User, "tus: create an upload (creation, creation-with-upload, concatenation)"),
+    rule("POST", "/tus/", Access::User, "tus: create an upload (creation, creation-with-upload, concatenation)"),
+    rule(
+        "HEAD|PATCH|DELETE|POST|GET|PUT",
+        "/tus/{id}",
+        Access::User,
+        "tus: offset (HEAD), append (PATCH), terminate (DELETE); POST with X-HTTP-Method-Override",
+    ),
+    rule("GET|HEAD", "/files", Access::User, "The tree root (JSON listing)"),
+    rule("GET|HEAD", "/files/", Access::User, "The tree root (JSON listing)"),
+    rule("GET|HEAD", "/files/{*path}", Access::User, "Download a file (Range, If-Range, Repr-Digest) or list a folder"),
 ];
 
 impl RouteRule {

@@ -99,3 +99,22 @@ async fn with_accounts_every_non_public_route_needs_a_login() {
     let r = app(state).oneshot(Request::get("/no/rule/here").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "a route without a rule is closed");
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_with_its_rule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = AppState::open(ServerConfig::new(tmp.path().join("data")), CancellationToken::new()).await.unwrap();
+    let r = app(state).oneshot(Request::get("/api/openapi.json").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "public even with accounts on");
+    let doc: serde_json::Value = serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for rule in ferry_server::auth::ROUTE_RULES {
+        let path = rule.path.replace("{*", "{");
+        for method in rule.methods.split('|') {
+            let op = &doc["paths"][&path][method.to_lowercase()];
+            assert!(op.is_object(), "{method} {path} missing from the document");
+            let public = op.get("security").is_some_and(|s| s.as_array().is_some_and(Vec::is_empty));
+            assert_eq!(public, rule.access == ferry_server::auth::Access::Public, "{method} {path}");
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The JSON API under `/api/`.
 
 mod dedup;
+pub mod openapi;
 pub(crate) mod relay;
 mod session;
 
@@ -14,6 +15,7 @@ pub use dedup::ChallengeStore;
 /// The API routes.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/api/openapi.json", get(openapi::openapi))
         .route("/api/login", post(session::login))
         .route("/api/tokens/current", delete(session::logout))
         .route("/api/me", get(session::me))

@@ -17,6 +17,7 @@ mod dedup;
 mod download;
 mod error;
 mod hashing;
+mod parts;
 mod patch_body;
 mod progress;
 mod rate;

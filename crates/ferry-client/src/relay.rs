@@ -43,6 +43,9 @@ pub struct RecipientState {
     pub state: String,
     /// When it last changed (Unix seconds).
     pub updated: i64,
+    /// Bytes that have reached the recipient (while downloading; the size once delivered).
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +67,7 @@ pub struct ServerEvent {
 pub struct RelayClient {
     http: reqwest::Client,
     base: Url,
+    silence_limit: std::time::Duration,
 }
 
 impl RelayClient {
@@ -71,7 +75,14 @@ impl RelayClient {
     pub fn new(http: reqwest::Client, server: &str) -> Result<Self, ClientError> {
         let base = Url::parse(server)
             .map_err(|e| ClientError::Rejected { status: 0, reason: format!("bad server URL {server:?}: {e}") })?;
-        Ok(Self { http, base })
+        Ok(Self { http, base, silence_limit: std::time::Duration::from_secs(30) })
+    }
+
+    /// How long the event stream may stay silent before it counts as dead (three missed
+    /// heartbeats by default).
+    pub fn with_silence_limit(mut self, limit: std::time::Duration) -> Self {
+        self.silence_limit = limit;
+        self
     }
 
     fn url(&self, path: &str) -> Result<Url, ClientError> {
@@ -135,7 +146,13 @@ impl RelayClient {
         let mut stream = resp.bytes_stream();
         let mut buf = String::new();
         let (mut kind, mut data) = (String::new(), String::new());
-        while let Some(chunk) = stream.next().await {
+        loop {
+            // The server sends a heartbeat every 10 s: three missed ones mean the
+            // connection (or the server) is gone, even if TCP has not noticed.
+            let next = tokio::time::timeout(self.silence_limit, stream.next()).await.map_err(|_| {
+                ClientError::Unreachable(format!("no heartbeat for {} s", self.silence_limit.as_secs()))
+            })?;
+            let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| network(&e))?;
             buf.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(nl) = buf.find('\n') {
@@ -159,5 +176,44 @@ impl RelayClient {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A stand-in event stream that sends one event and then falls silent, like a server
+    /// behind a connection that died without closing.
+    fn silent_server() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\nevent: hello\ndata: {}\n\n");
+            std::thread::sleep(std::time::Duration::from_secs(5));
+        });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn a_silent_event_stream_counts_as_dead() {
+        let client = RelayClient::new(reqwest::Client::new(), &silent_server())
+            .unwrap()
+            .with_silence_limit(std::time::Duration::from_millis(500));
+        let mut kinds = Vec::new();
+        let started = std::time::Instant::now();
+        let r = client
+            .watch(|ev| {
+                kinds.push(ev.kind);
+                true
+            })
+            .await;
+        assert_eq!(kinds, vec!["hello".to_owned()]);
+        assert!(matches!(r, Err(ClientError::Unreachable(m)) if m.contains("no heartbeat")));
+        assert!(started.elapsed() < std::time::Duration::from_secs(4), "gave up long before the server spoke again");
     }
 }

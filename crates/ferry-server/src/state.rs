@@ -23,6 +23,9 @@ pub struct AppState {
     pub(crate) challenges: Arc<crate::api::ChallengeStore>,
     /// Push to online users.
     pub events: Arc<crate::events::Events>,
+    /// Bytes of each relay item (id, recipient) that have reached the recipient, as far as
+    /// this process has seen (for the sender's outbox).
+    pub(crate) relay_progress: Arc<std::sync::Mutex<std::collections::HashMap<(String, i64), u64>>>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }
@@ -42,6 +45,7 @@ impl AppState {
             locks: Arc::default(),
             challenges: Arc::default(),
             events: Arc::default(),
+            relay_progress: Arc::default(),
             shutdown,
         })
     }

@@ -75,6 +75,8 @@ pub struct RelayItem {
 pub struct Delivery {
     /// The recipient.
     pub recipient: String,
+    /// The recipient's user id.
+    pub recipient_id: i64,
     /// Its state.
     pub state: DeliveryState,
     /// When it last changed (Unix seconds).
@@ -208,7 +210,7 @@ impl MetaStore {
     /// The deliveries of an item.
     pub async fn relay_deliveries(&self, item_id: &str) -> Result<Vec<Delivery>, StoreError> {
         let rows = sqlx::query(
-            "SELECT u.name, d.state, d.updated_at FROM relay_deliveries d JOIN users u ON u.id = d.recipient_id \
+            "SELECT u.name, d.recipient_id, d.state, d.updated_at FROM relay_deliveries d JOIN users u ON u.id = d.recipient_id \
              WHERE d.item_id = ? ORDER BY u.name",
         )
         .bind(item_id)
@@ -218,6 +220,7 @@ impl MetaStore {
             .map(|r| {
                 Ok(Delivery {
                     recipient: r.try_get("name")?,
+                    recipient_id: r.try_get("recipient_id")?,
                     state: DeliveryState::parse(&r.try_get::<String, _>("state")?),
                     updated_at: r.try_get("updated_at")?,
                 })

@@ -47,6 +47,10 @@ pub struct InboxArgs {
     /// Print JSON (one object per line with --watch)
     #[arg(long)]
     json: bool,
+    /// With --watch: how long the event stream may stay silent (the server sends a
+    /// heartbeat every 10 s) before reconnecting
+    #[arg(long, default_value = "30s", value_parser = crate::units::parse_duration, requires = "watch")]
+    silence_limit: std::time::Duration,
 }
 
 /// Flags of `ferry receive`.
@@ -153,7 +157,7 @@ fn show_item(i: &RelayItem, json: bool) {
 
 /// Lists waiting items, or watches for new ones.
 pub async fn inbox(args: InboxArgs) -> anyhow::Result<()> {
-    let client = relay(&args.server)?;
+    let client = relay(&args.server)?.with_silence_limit(args.silence_limit);
     if !args.watch {
         for i in client.inbox().await? {
             show_item(&i, args.json);
@@ -276,11 +280,20 @@ pub async fn outbox(args: OutboxArgs) -> anyhow::Result<()> {
             let recipients: Vec<_> = i
                 .recipients
                 .iter()
-                .map(|r| serde_json::json!({ "user": r.user, "state": r.state, "updated": r.updated }))
+                .map(
+                    |r| serde_json::json!({ "user": r.user, "state": r.state, "updated": r.updated, "bytes": r.bytes }),
+                )
                 .collect();
             println!("{}", serde_json::json!({ "id": i.id, "name": i.name, "size": i.size, "recipients": recipients }));
         } else {
-            let states: Vec<String> = i.recipients.iter().map(|r| format!("{}: {}", r.user, r.state)).collect();
+            let states: Vec<String> = i
+                .recipients
+                .iter()
+                .map(|r| match r.state.as_str() {
+                    "downloading" if i.size > 0 => format!("{}: downloading {}%", r.user, r.bytes * 100 / i.size),
+                    _ => format!("{}: {}", r.user, r.state),
+                })
+                .collect();
             println!("{}  {:>10}  {}  [{}]", i.id, HumanBytes(i.size).to_string(), i.name, states.join(", "));
         }
     }

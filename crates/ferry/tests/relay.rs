@@ -129,7 +129,9 @@ fn offline_delivery_survives_a_restart_and_an_interrupted_download() {
         c.args(["outbox", "--json"]);
         c
     });
-    assert_eq!(json_lines(&out)[0]["recipients"][0]["state"], "downloading");
+    let rec = &json_lines(&out)[0]["recipients"][0];
+    assert_eq!(rec["state"], "downloading");
+    assert!(rec["bytes"].as_u64().unwrap() >= 4 << 20, "the sender sees the recipient's progress: {rec}");
 
     proxy.rate.store(0, Ordering::Relaxed);
     let (ok, out, err) = run({

@@ -71,9 +71,19 @@ pub(super) async fn outbox(
         .iter()
         .map(|(i, ds)| {
             let mut v = item_json(i);
+            let progress = state.relay_progress.lock().unwrap_or_else(|p| p.into_inner());
             v["recipients"] = ds
                 .iter()
-                .map(|d| json!({ "user": d.recipient, "state": d.state.as_str(), "updated": d.updated_at }))
+                .map(|d| {
+                    let bytes = match d.state {
+                        DeliveryState::Downloading => {
+                            progress.get(&(i.id.clone(), d.recipient_id)).copied().unwrap_or(0)
+                        }
+                        DeliveryState::Delivered => i.size,
+                        _ => 0,
+                    };
+                    json!({ "user": d.recipient, "state": d.state.as_str(), "updated": d.updated_at, "bytes": bytes })
+                })
                 .collect();
             v
         })
@@ -119,7 +129,33 @@ pub(super) async fn content(
     if method == Method::GET && state.meta.set_delivery(&item.id, me, DeliveryState::Downloading).await? {
         notify_sender(&state, &item, &who_name(&who), DeliveryState::Downloading).await;
     }
-    crate::files::send_file(&path, &meta, &item.name, Some(item.sha256), &method, &headers)
+    let resp = crate::files::send_file(&path, &meta, &item.name, Some(item.sha256), &method, &headers)?;
+    if method != Method::GET || resp.status() != StatusCode::OK && resp.status() != StatusCode::PARTIAL_CONTENT {
+        return Ok(resp);
+    }
+    // Count what reaches the recipient, so the sender's outbox can show progress.
+    let start = headers
+        .get(axum::http::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split('-').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .filter(|_| resp.status() == StatusCode::PARTIAL_CONTENT)
+        .unwrap_or(0);
+    let progress = state.relay_progress.clone();
+    let key = (item.id.clone(), me);
+    let mut sent = start;
+    Ok(resp.map(move |body| {
+        let counted = futures_util::StreamExt::inspect(body.into_data_stream(), move |chunk| {
+            if let Ok(c) = chunk {
+                sent += c.len() as u64;
+                let mut map = progress.lock().unwrap_or_else(|p| p.into_inner());
+                let e = map.entry(key.clone()).or_default();
+                *e = (*e).max(sent);
+            }
+        });
+        axum::body::Body::from_stream(counted)
+    }))
 }
 
 fn who_name(who: &Identity) -> String {

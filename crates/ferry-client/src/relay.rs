@@ -62,12 +62,21 @@ pub struct ServerEvent {
     pub data: serde_json::Value,
 }
 
+/// Stops the presence reporter when the watch ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A relay client for one server.
 #[derive(Debug, Clone)]
 pub struct RelayClient {
     http: reqwest::Client,
     base: Url,
-    silence_limit: std::time::Duration,
+    silence_limit: Option<std::time::Duration>,
 }
 
 impl RelayClient {
@@ -75,13 +84,13 @@ impl RelayClient {
     pub fn new(http: reqwest::Client, server: &str) -> Result<Self, ClientError> {
         let base = Url::parse(server)
             .map_err(|e| ClientError::Rejected { status: 0, reason: format!("bad server URL {server:?}: {e}") })?;
-        Ok(Self { http, base, silence_limit: std::time::Duration::from_secs(30) })
+        Ok(Self { http, base, silence_limit: None })
     }
 
-    /// How long the event stream may stay silent before it counts as dead (three missed
-    /// heartbeats by default).
+    /// How long the event stream may stay silent before it counts as dead (by default three
+    /// of the heartbeats the server announces).
     pub fn with_silence_limit(mut self, limit: std::time::Duration) -> Self {
-        self.silence_limit = limit;
+        self.silence_limit = Some(limit);
         self
     }
 
@@ -146,12 +155,14 @@ impl RelayClient {
         let mut stream = resp.bytes_stream();
         let mut buf = String::new();
         let (mut kind, mut data) = (String::new(), String::new());
+        let mut limit = self.silence_limit.unwrap_or(std::time::Duration::from_secs(30));
+        let mut reporter: Option<AbortOnDrop> = None;
         loop {
-            // The server sends a heartbeat every 10 s: three missed ones mean the
-            // connection (or the server) is gone, even if TCP has not noticed.
-            let next = tokio::time::timeout(self.silence_limit, stream.next()).await.map_err(|_| {
-                ClientError::Unreachable(format!("no heartbeat for {} s", self.silence_limit.as_secs()))
-            })?;
+            // Three missed heartbeats mean the connection (or the server) is gone, even if
+            // TCP has not noticed.
+            let next = tokio::time::timeout(limit, stream.next())
+                .await
+                .map_err(|_| ClientError::Unreachable(format!("no heartbeat for {:.0} s", limit.as_secs_f64())))?;
             let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| network(&e))?;
             buf.push_str(&String::from_utf8_lossy(&chunk));
@@ -164,6 +175,25 @@ impl RelayClient {
                             kind: std::mem::take(&mut kind),
                             data: serde_json::from_str(&std::mem::take(&mut data)).unwrap_or(serde_json::Value::Null),
                         };
+                        // The server names its heartbeat: report presence at that pace, and
+                        // give up on the stream after three silent intervals.
+                        if ev.kind == "hello"
+                            && let Some(beat) = ev.data["heartbeat"].as_f64().filter(|b| *b > 0.0)
+                        {
+                            let beat = std::time::Duration::from_secs_f64(beat);
+                            if self.silence_limit.is_none() {
+                                limit = beat * 3;
+                            }
+                            if reporter.is_none() {
+                                let (http, url) = (self.http.clone(), self.url("api/presence")?);
+                                reporter = Some(AbortOnDrop(tokio::spawn(async move {
+                                    loop {
+                                        let _ = http.post(url.clone()).send().await;
+                                        tokio::time::sleep(beat).await;
+                                    }
+                                })));
+                            }
+                        }
                         if !on_event(ev) {
                             return Ok(());
                         }
@@ -204,6 +234,7 @@ mod tests {
         let client = RelayClient::new(reqwest::Client::new(), &silent_server())
             .unwrap()
             .with_silence_limit(std::time::Duration::from_millis(500));
+        assert!(client.silence_limit.is_some());
         let mut kinds = Vec::new();
         let started = std::time::Instant::now();
         let r = client

@@ -67,6 +67,8 @@ pub const ROUTE_RULES: &[RouteRule] = &[
         Access::User,
         "Server-Sent Events for the caller (new relay items, delivery changes), with heartbeats",
     ),
+    rule("POST", "/api/presence", Access::User, "Report that the caller is online (every heartbeat while watching)"),
+    rule("GET", "/api/presence/{user}", Access::User, "Whether a user is online (reported within three heartbeats)"),
     rule("GET", "/api/relay/inbox", Access::User, "Relay items waiting for the caller"),
     rule("GET", "/api/relay/outbox", Access::User, "Relay items the caller sent, with every recipient's state"),
     rule(

@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub auth: bool,
     /// How long a relayed file waits for its recipients.
     pub relay_ttl: Duration,
+    /// Event-stream heartbeat and presence-report interval (offline after three missed).
+    pub heartbeat: Duration,
 }
 
 impl ServerConfig {
@@ -44,6 +46,7 @@ impl ServerConfig {
             commit_every_bytes: 64 << 20,
             auth: true,
             relay_ttl: Duration::from_secs(7 * 24 * 3600),
+            heartbeat: Duration::from_secs(10),
         }
     }
 

@@ -1,36 +1,38 @@
-//! Push to online users: `GET /api/events` is a Server-Sent Events stream per logged-in
-//! user, with a heartbeat comment every [`HEARTBEAT`]; the hub also knows who is online
-//! (has at least one open stream).
+//! Push and presence.
+//!
+//! `GET /api/events` is a Server-Sent Events stream per logged-in user: a `hello` event
+//! naming the heartbeat interval, then `item` and `delivery` events, with a heartbeat
+//! comment whenever the stream is idle for one interval. A watching client reports
+//! itself with `POST /api/presence` every interval; a user counts as online while the last
+//! report (or stream opening) is under three intervals old, so an offline peer is noticed
+//! within three missed heartbeats even when its TCP connection never closed.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use axum::Extension;
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use futures_util::stream::{self, Stream};
 use tokio::sync::broadcast;
 
 use crate::auth::Identity;
 use crate::{ApiError, AppState};
 
-/// How often an idle stream carries a heartbeat; a client that misses three may assume the
-/// connection is dead and reconnect.
-pub const HEARTBEAT: Duration = Duration::from_secs(10);
-
 /// The event hub.
 #[derive(Debug)]
 pub struct Events {
     tx: broadcast::Sender<(i64, &'static str, String)>,
-    online: Arc<Mutex<HashMap<i64, usize>>>,
+    last_seen: Mutex<HashMap<i64, Instant>>,
 }
 
 impl Default for Events {
     fn default() -> Self {
-        Self { tx: broadcast::channel(1024).0, online: Arc::default() }
+        Self { tx: broadcast::channel(1024).0, last_seen: Mutex::default() }
     }
 }
 
@@ -40,39 +42,30 @@ impl Events {
         let _ = self.tx.send((user, kind, data.to_string()));
     }
 
-    /// Whether `user` has an open event stream.
-    pub fn is_online(&self, user: i64) -> bool {
-        self.online.lock().unwrap_or_else(|p| p.into_inner()).get(&user).is_some_and(|n| *n > 0)
+    fn seen(&self, user: i64) {
+        self.last_seen.lock().unwrap_or_else(|p| p.into_inner()).insert(user, Instant::now());
+    }
+
+    /// How long ago `user` last reported, if ever.
+    pub fn last_seen(&self, user: i64) -> Option<Duration> {
+        self.last_seen.lock().unwrap_or_else(|p| p.into_inner()).get(&user).map(Instant::elapsed)
     }
 }
 
-/// Counts a stream as "online" for as long as it lives.
-struct Presence {
+fn stream_for(
+    events: &Events,
     user: i64,
-    online: Arc<Mutex<HashMap<i64, usize>>>,
-}
-
-impl Drop for Presence {
-    fn drop(&mut self) {
-        let mut map = self.online.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.user) {
-            *n = n.saturating_sub(1);
-        }
-    }
-}
-
-fn stream_for(events: &Events, user: i64) -> impl Stream<Item = Result<Event, Infallible>> + use<> {
-    *events.online.lock().unwrap_or_else(|p| p.into_inner()).entry(user).or_default() += 1;
-    let presence = Presence { user, online: events.online.clone() };
-    let hello = Event::default().event("hello").data("{}");
+    heartbeat: Duration,
+) -> impl Stream<Item = Result<Event, Infallible>> + use<> {
+    events.seen(user);
+    let hello =
+        Event::default().event("hello").data(serde_json::json!({ "heartbeat": heartbeat.as_secs_f64() }).to_string());
     let rx = events.tx.subscribe();
     let first = stream::once(async move { Ok(hello) });
-    let rest = stream::unfold((rx, presence), |(mut rx, presence)| async move {
+    let rest = stream::unfold(rx, move |mut rx| async move {
         loop {
             match rx.recv().await {
-                Ok((u, kind, data)) if u == presence.user => {
-                    return Some((Ok(Event::default().event(kind).data(data)), (rx, presence)));
-                }
+                Ok((u, kind, data)) if u == user => return Some((Ok(Event::default().event(kind).data(data)), rx)),
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
@@ -81,11 +74,36 @@ fn stream_for(events: &Events, user: i64) -> impl Stream<Item = Result<Event, In
     futures_util::StreamExt::chain(first, rest)
 }
 
+fn user(who: &Identity) -> Result<i64, ApiError> {
+    who.user_id().ok_or_else(|| ApiError::bad("events need an account (the server runs without accounts)"))
+}
+
 /// `GET /api/events`.
 pub async fn events(State(state): State<AppState>, Extension(who): Extension<Identity>) -> Result<Response, ApiError> {
-    let user =
-        who.user_id().ok_or_else(|| ApiError::bad("events need an account (the server runs without accounts)"))?;
-    Ok(Sse::new(stream_for(state.events.as_ref(), user))
-        .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
+    let me = user(&who)?;
+    let beat = state.config.heartbeat;
+    Ok(Sse::new(stream_for(state.events.as_ref(), me, beat))
+        .keep_alive(KeepAlive::new().interval(beat).text("heartbeat"))
+        .into_response())
+}
+
+/// `POST /api/presence`: "I am still here".
+pub async fn report(State(state): State<AppState>, Extension(who): Extension<Identity>) -> Result<Response, ApiError> {
+    state.events.seen(user(&who)?);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /api/presence/{user}`: whether a user is online (reported within three heartbeats).
+pub async fn presence(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    user(&who)?;
+    let (u, _) =
+        state.meta.user_by_name(&name).await?.ok_or_else(|| ApiError::NotFound(format!("no user {name:?}")))?;
+    let ago = state.events.last_seen(u.id);
+    let online = ago.is_some_and(|a| a < state.config.heartbeat * 3);
+    Ok(Json(serde_json::json!({ "user": u.name, "online": online, "last_seen_secs": ago.map(|a| a.as_secs()) }))
         .into_response())
 }

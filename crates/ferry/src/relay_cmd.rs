@@ -47,10 +47,10 @@ pub struct InboxArgs {
     /// Print JSON (one object per line with --watch)
     #[arg(long)]
     json: bool,
-    /// With --watch: how long the event stream may stay silent (the server sends a
-    /// heartbeat every 10 s) before reconnecting
-    #[arg(long, default_value = "30s", value_parser = crate::units::parse_duration, requires = "watch")]
-    silence_limit: std::time::Duration,
+    /// With --watch: how long the event stream may stay silent before reconnecting
+    /// [default: three of the server's heartbeats]
+    #[arg(long, value_parser = crate::units::parse_duration, requires = "watch")]
+    silence_limit: Option<std::time::Duration>,
 }
 
 /// Flags of `ferry receive`.
@@ -157,7 +157,10 @@ fn show_item(i: &RelayItem, json: bool) {
 
 /// Lists waiting items, or watches for new ones.
 pub async fn inbox(args: InboxArgs) -> anyhow::Result<()> {
-    let client = relay(&args.server)?.with_silence_limit(args.silence_limit);
+    let mut client = relay(&args.server)?;
+    if let Some(limit) = args.silence_limit {
+        client = client.with_silence_limit(limit);
+    }
     if !args.watch {
         for i in client.inbox().await? {
             show_item(&i, args.json);

@@ -28,7 +28,7 @@ pub struct ServeArgs {
     root: Option<PathBuf>,
     /// TOML config file (keys: listen, data, root, max_size, upload_ttl, sweep_interval,
     /// network_timeout, behind_proxy, commit_every, auth,
-    /// relay_ttl)
+    /// relay_ttl, heartbeat)
     #[arg(long, env = "FERRY_CONFIG")]
     config: Option<PathBuf>,
     /// Largest upload accepted, e.g. 50G [default: 1T]
@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// How long a file sent through the relay waits for its recipients [default: 7d]
     #[arg(long, env = "FERRY_RELAY_TTL", value_parser = parse_duration)]
     relay_ttl: Option<std::time::Duration>,
+    /// Event-stream heartbeat; a watching client that misses three reports counts as
+    /// offline [default: 10s]
+    #[arg(long, env = "FERRY_HEARTBEAT", value_parser = parse_duration)]
+    heartbeat: Option<std::time::Duration>,
     /// No accounts: every route open to anyone who can connect (a trusted LAN only)
     #[arg(long, env = "FERRY_NO_AUTH")]
     no_auth: bool,
@@ -72,6 +76,7 @@ struct FileConfig {
     commit_every: Option<SizeValue>,
     auth: Option<bool>,
     relay_ttl: Option<String>,
+    heartbeat: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,6 +136,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.auth = !args.no_auth && file.auth.unwrap_or(true);
     if let Some(v) = args.relay_ttl.or(file_duration(file.relay_ttl, "relay_ttl")?) {
         config.relay_ttl = v;
+    }
+    if let Some(v) = args.heartbeat.or(file_duration(file.heartbeat, "heartbeat")?) {
+        config.heartbeat = v;
     }
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;

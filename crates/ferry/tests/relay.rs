@@ -281,3 +281,33 @@ fn group_send_decline_expiry_and_bad_input() {
     let item = json_lines(&out).into_iter().find(|v| v["id"] == id2.as_str()).unwrap();
     assert_eq!(item["recipients"][0]["state"], "expired");
 }
+
+#[test]
+fn presence_follows_the_watcher_and_notices_it_gone_within_three_heartbeats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    Users::add(&data, &["alice", "bob"]);
+    let s = Server::start_auth(&data, &["--heartbeat", "1s"]);
+    let u = Users { dir: tmp.path().to_path_buf() };
+    u.login("alice", &s.url());
+    u.login("bob", &s.url());
+    let body = r#"{"user":"alice","password":"alice-pw"}"#;
+    let r = request(&s.addr, "POST", "/api/login", &[("Content-Type", "application/json")], body.as_bytes());
+    let alice =
+        format!("Bearer {}", serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["token"].as_str().unwrap());
+    let online = || {
+        let r = request(&s.addr, "GET", "/api/presence/bob", &[("Authorization", &alice)], b"");
+        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["online"].as_bool().unwrap()
+    };
+    assert!(!online(), "bob has never been online");
+    let mut watcher =
+        u.cli("bob", &s.url()).args(["inbox", "--watch"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for(10, "bob online", online);
+    std::thread::sleep(Duration::from_millis(3500));
+    assert!(online(), "a watching client keeps reporting");
+    watcher.kill().unwrap(); // SIGKILL: no goodbye
+    let _ = watcher.wait();
+    let gone = Instant::now();
+    wait_for(10, "bob offline", || !online());
+    assert!(gone.elapsed() < Duration::from_secs(5), "noticed within three 1 s heartbeats (plus polling)");
+}

@@ -20,6 +20,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/tokens/current", delete(session::logout))
         .route("/api/me", get(session::me))
         .route("/api/events", get(crate::events::events))
+        .route("/api/presence", post(crate::events::report))
+        .route("/api/presence/{user}", get(crate::events::presence))
         .route("/api/relay/inbox", get(relay::inbox))
         .route("/api/relay/outbox", get(relay::outbox))
         .route("/api/relay/items/{id}/content", get(relay::content))

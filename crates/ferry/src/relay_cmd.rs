@@ -11,7 +11,7 @@ use indicatif::HumanBytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::progress_ui::ProgressView;
-use crate::transfer_cmd::token_for;
+use crate::transfer_cmd::{ctrl_c_token as ctrl_c, token_for};
 
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
@@ -96,16 +96,6 @@ pub struct OutboxArgs {
 
 fn relay(server: &str) -> anyhow::Result<RelayClient> {
     Ok(RelayClient::new(http_client(token_for(server).as_deref())?, server)?)
-}
-
-fn ctrl_c() -> CancellationToken {
-    let t = CancellationToken::new();
-    let c = t.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        c.cancel();
-    });
-    t
 }
 
 /// Uploads each file into the relay for the recipients.

@@ -122,7 +122,7 @@ fn retry(max_attempts: u32) -> RetryPolicy {
 
 /// A token cancelled by Ctrl-C (SIGINT) or SIGTERM, so transfers pause cleanly and a
 /// re-run resumes them.
-fn ctrl_c_token() -> CancellationToken {
+pub fn ctrl_c_token() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {

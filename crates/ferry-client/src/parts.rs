@@ -332,7 +332,7 @@ impl Ctx<'_> {
         part: &Part,
         sha: Option<Arc<Mutex<RewindableSha>>>,
     ) -> Result<PartDone, ClientError> {
-        let mut chunker = Chunker::new(self.up.options.chunk);
+        let mut chunker = Chunker::new(self.up.options.chunk, self.parts.len());
         let mut attempts = 0u32;
         let mut last_offset = None;
         loop {
@@ -353,7 +353,7 @@ impl Ctx<'_> {
                     let delivered =
                         part.activity.lock().ok().and_then(|a| a.as_ref().map(|a| a.sent.load(Ordering::Relaxed)));
                     chunker.failed(delivered.unwrap_or(0));
-                    tracing::debug!(next_chunk = chunker.next_len(u64::MAX), "chunk failed");
+                    tracing::debug!(next = ?chunker.plan(u64::MAX), "chunk failed");
                     self.backoff(attempts, &e).await?;
                 }
                 Err(ClientError::Unreachable(msg)) => {
@@ -394,7 +394,8 @@ impl Ctx<'_> {
             let mut f = File::open(self.path).map_err(|e| ClientError::local(self.path, e))?;
             h.seek(&mut f, part.start + offset).map_err(|e| ClientError::local(self.path, e))?;
         }
-        let len = chunker.next_len(part.len() - offset);
+        let plan = chunker.plan(part.len() - offset);
+        let len = plan.len;
         let activity = Activity::new();
         *part.activity.lock().unwrap_or_else(|p| p.into_inner()) = Some(activity.clone());
         let body = PatchBody::new(
@@ -405,7 +406,8 @@ impl Ctx<'_> {
             sha.as_ref().map(|s| (s.clone(), part.end)),
             self.limiter.clone(),
             activity.clone(),
-        );
+        )
+        .with_soft_end(plan.soft_end);
         let mut req = self
             .up
             .http
@@ -456,12 +458,10 @@ impl Ctx<'_> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or_else(|| ClientError::Protocol("PATCH answer without Upload-Offset".into()))?;
-        let elapsed = started.elapsed();
-        chunker.succeeded(new_offset.saturating_sub(offset), elapsed);
+        chunker.succeeded();
         tracing::debug!(
             bytes = new_offset.saturating_sub(offset),
-            elapsed_ms = elapsed.as_millis() as u64,
-            next_chunk = chunker.next_len(u64::MAX),
+            elapsed_ms = started.elapsed().as_millis() as u64,
             "chunk sent"
         );
         part.confirmed.store(new_offset, Ordering::Relaxed);

@@ -74,6 +74,9 @@ pub(crate) struct PatchBody {
     /// Whole-file hash, fed in order; a Repr-Digest trailer is sent when it reaches `file_len`.
     sha: Option<(Arc<Mutex<RewindableSha>>, u64)>,
     activity: Arc<Activity>,
+    /// End at the next block once this long has passed and this many bytes were sent.
+    soft_end: Option<(std::time::Duration, u64)>,
+    started: Option<Instant>,
     done: bool,
 }
 
@@ -97,7 +100,28 @@ impl PatchBody {
             crc: checksum.map(Checksummer::new),
             sha,
             activity,
+            soft_end: None,
+            started: None,
             done: false,
+        }
+    }
+
+    /// Ends the body cleanly at the first block boundary after `after` has passed, once at
+    /// least `min_bytes` were sent (see [`crate::chunking`]).
+    pub fn with_soft_end(mut self, soft_end: Option<(std::time::Duration, u64)>) -> Self {
+        self.soft_end = soft_end;
+        self
+    }
+
+    fn due(&self) -> bool {
+        if self.activity.stop.load(Ordering::Relaxed) {
+            return true;
+        }
+        match (self.soft_end, self.started) {
+            (Some((after, min_bytes)), Some(t)) => {
+                self.activity.sent.load(Ordering::Relaxed) >= min_bytes && t.elapsed() >= after
+            }
+            _ => false,
         }
     }
 
@@ -144,8 +168,9 @@ impl Body for PatchBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = &mut *self;
+        this.started.get_or_insert_with(Instant::now);
         loop {
-            if this.pending.is_none() && this.activity.stop.load(Ordering::Relaxed) {
+            if this.pending.is_none() && this.pos < this.end && this.due() {
                 this.end = this.pos;
                 this.pause = None;
             }

@@ -54,7 +54,7 @@ impl Default for UploadOptions {
     fn default() -> Self {
         Self {
             parallel: None,
-            chunk: ChunkSize::Max,
+            chunk: ChunkSize::Auto,
             checksum: Some(ChecksumAlgorithm::Crc32c),
             limit_rate: None,
             stall_timeout: Duration::from_secs(60),

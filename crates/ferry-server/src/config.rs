@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub relay_ttl: Duration,
     /// Event-stream heartbeat and presence-report interval (offline after three missed).
     pub heartbeat: Duration,
+    /// On shutdown, how long in-flight requests may run on to their end before they are
+    /// stopped (keeping what is durable and verified).
+    pub shutdown_grace: Duration,
 }
 
 impl ServerConfig {
@@ -47,6 +50,7 @@ impl ServerConfig {
             auth: true,
             relay_ttl: Duration::from_secs(7 * 24 * 3600),
             heartbeat: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 

@@ -82,9 +82,12 @@ fn user(who: &Identity) -> Result<i64, ApiError> {
 pub async fn events(State(state): State<AppState>, Extension(who): Extension<Identity>) -> Result<Response, ApiError> {
     let me = user(&who)?;
     let beat = state.config.heartbeat;
-    Ok(Sse::new(stream_for(state.events.as_ref(), me, beat))
-        .keep_alive(KeepAlive::new().interval(beat).text("heartbeat"))
-        .into_response())
+    // A draining server ends the stream so the watcher reconnects to its successor.
+    let stream = futures_util::StreamExt::take_until(
+        stream_for(state.events.as_ref(), me, beat),
+        state.draining.clone().cancelled_owned(),
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(beat).text("heartbeat")).into_response())
 }
 
 /// `POST /api/presence`: "I am still here".

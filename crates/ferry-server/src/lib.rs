@@ -23,6 +23,7 @@ mod state;
 mod sweeper;
 pub mod tus;
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use axum::Router;
@@ -46,11 +47,19 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Runs the server on `listener` until `shutdown` is cancelled. In-flight PATCHes then
-/// commit what is durable and answer; the call returns once connections are closed
-/// (or after a grace period).
+/// Runs the server on `listener` until `shutdown` is cancelled, then drains: the listener
+/// closes, idle connections close, event streams end, and in-flight requests run on to
+/// their end for up to `shutdown_grace` (ferry's client bounds a PATCH to a few seconds,
+/// so it finishes and is verified and acknowledged whole). Requests still running then are
+/// stopped: they keep what is durable (and verified) and answer 503. The call returns when
+/// every connection is closed.
 pub async fn serve(config: ServerConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), ApiError> {
-    let state = AppState::open(config, shutdown.clone()).await?;
+    let grace = config.shutdown_grace;
+    let hard_stop = CancellationToken::new();
+    std::fs::create_dir_all(&config.data_dir)?;
+    let _lock = state::DataLock::take(&config.data_dir)?;
+    let mut state = AppState::open(config, hard_stop.clone()).await?;
+    state.draining = shutdown.clone();
     recovery::recover(&state).await?;
     let sweeper = sweeper::spawn(state.clone());
     let router = app(state.clone());
@@ -58,18 +67,27 @@ pub async fn serve(config: ServerConfig, listener: TcpListener, shutdown: Cancel
         let shutdown = shutdown.clone();
         async move { shutdown.cancelled().await }
     };
-    let server = axum::serve(listener, router).with_graceful_shutdown(graceful);
+    let server = axum::serve(listener, router).with_graceful_shutdown(graceful).into_future();
+    let mut server = std::pin::pin!(server);
     let result = tokio::select! {
-        r = server => r.map_err(|e| ApiError::Internal(format!("server failed: {e}"))),
+        r = &mut server => r,
         () = async {
             shutdown.cancelled().await;
-            tokio::time::sleep(Duration::from_secs(10)).await;
+            tokio::time::sleep(grace).await;
         } => {
-            tracing::warn!("connections still open 10 s after shutdown; closing them");
-            Ok(())
+            tracing::warn!(grace_s = grace.as_secs_f64(), "requests still running after the grace period; stopping them");
+            hard_stop.cancel();
+            match tokio::time::timeout(Duration::from_secs(5), &mut server).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!("connections still open 5 s after stopping requests; closing them");
+                    Ok(())
+                }
+            }
         }
     };
+    hard_stop.cancel();
     sweeper.abort();
     state.meta.close().await;
-    result
+    result.map_err(|e| ApiError::Internal(format!("server failed: {e}")))
 }

@@ -26,12 +26,17 @@ pub struct AppState {
     /// Bytes of each relay item (id, recipient) that have reached the recipient, as far as
     /// this process has seen (for the sender's outbox).
     pub(crate) relay_progress: Arc<std::sync::Mutex<std::collections::HashMap<(String, i64), u64>>>,
-    /// Cancelled when the server shuts down.
+    /// Cancelled when the server starts draining (SIGTERM): no new connections, event
+    /// streams end, in-flight requests run on.
+    pub draining: CancellationToken,
+    /// Cancelled when the drain's grace period is over: in-flight PATCHes stop at once,
+    /// keep what is durable (and verified), and answer.
     pub shutdown: CancellationToken,
 }
 
 impl AppState {
-    /// Opens the data directory: database, staging area and tree.
+    /// Opens the data directory: database, staging area and tree. `shutdown` is the hard
+    /// stop (see [`AppState::shutdown`]).
     pub async fn open(config: ServerConfig, shutdown: CancellationToken) -> Result<Self, ApiError> {
         std::fs::create_dir_all(&config.data_dir)?;
         let meta = MetaStore::open(&config.data_dir.join("ferry.db")).await?;
@@ -46,7 +51,30 @@ impl AppState {
             challenges: Arc::default(),
             events: Arc::default(),
             relay_progress: Arc::default(),
+            draining: CancellationToken::new(),
             shutdown,
         })
+    }
+}
+
+/// Exclusive use of a data directory by one server process (`DATA/ferry.lock`, an `flock`
+/// released when the process exits, even by `kill -9`).
+#[derive(Debug)]
+pub(crate) struct DataLock(#[allow(dead_code)] std::fs::File);
+
+impl DataLock {
+    /// Takes the lock, or explains who has it.
+    pub(crate) fn take(data_dir: &std::path::Path) -> Result<Self, ApiError> {
+        let path = data_dir.join("ferry.lock");
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(ApiError::Conflict(format!(
+                "another ferry serve is already using the data directory {} (it holds {}); stop it first or pass another --data",
+                data_dir.display(),
+                path.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! ferry-store: where ferry keeps bytes and facts.
 //!
-//! - [`StagingArea`]: uploads in progress, one file per upload, written at an offset and
-//!   made durable with `sync_data` before any offset is acknowledged.
+//! - [`StagingArea`]: uploads in progress, one file per upload, written through one
+//!   [`StagingWriter`] per request (write, flush, then commit what is durable or discard);
+//!   `sync_data` comes before any offset is acknowledged, and a failed sync is final.
 //! - [`Tree`]: the served tree; a finished upload enters it by one atomic rename, and every
 //!   client-supplied path is confined to it (symlinks out of the tree included).
 //! - [`MetaStore`]: upload records and known file digests in SQLite (WAL, `synchronous=FULL`).
@@ -17,6 +18,7 @@ mod error;
 mod meta;
 mod relay;
 mod staging;
+mod staging_writer;
 mod tree;
 
 pub use accounts::{Grant, User};
@@ -24,6 +26,7 @@ pub use error::StoreError;
 pub use meta::{ConcatKind, MetaStore, NewUpload, TreeFileRecord, UploadRecord, UploadState};
 pub use relay::{Delivery, DeliveryState, RelayItem};
 pub use staging::StagingArea;
+pub use staging_writer::{FaultPlan, FlushJob, StagingWriter};
 pub use tree::{DirEntry, Tree};
 
 /// Seconds since the Unix epoch.

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use ferry_core::UploadId;
 
+use crate::staging_writer::{FaultPlan, StagingWriter};
+
 /// The directory holding the bytes of unfinished uploads.
 ///
 /// A staging file may hold more bytes than the upload's committed offset (written but not
@@ -14,6 +16,7 @@ use ferry_core::UploadId;
 #[derive(Debug, Clone)]
 pub struct StagingArea {
     dir: PathBuf,
+    faults: Option<std::sync::Arc<FaultPlan>>,
 }
 
 impl StagingArea {
@@ -21,7 +24,25 @@ impl StagingArea {
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<Self> {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
-        Ok(Self { dir })
+        Ok(Self { dir, faults: None })
+    }
+
+    /// Makes this area's writers fail as `faults` says (tests of the data path).
+    pub fn with_faults(mut self, faults: std::sync::Arc<FaultPlan>) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
+    /// The writer for one request's bytes, positioned at the acknowledged `offset`: an own
+    /// file is cut to `offset` first (see [`StagingArea::open_at`]); a region of a final
+    /// upload's file is left as it is (the bytes past `offset` are this part's own).
+    pub fn writer(&self, id: &UploadId, host: Option<&(UploadId, u64)>, offset: u64) -> io::Result<StagingWriter> {
+        let file = match host {
+            None => self.open_at(id, offset)?,
+            Some((h, _)) => OpenOptions::new().read(true).write(true).open(self.path_of(h))?,
+        };
+        let (_, base) = self.locate(id, host);
+        Ok(StagingWriter::new(file, base, host.is_none(), offset, self.faults.clone()))
     }
 
     /// The directory.
@@ -66,20 +87,6 @@ impl StagingArea {
             Some((h, base)) => (self.path_of(h), *base),
             None => (self.path_of(id), 0),
         }
-    }
-
-    /// Opens an upload's bytes for writing at `offset`, positioned there. An own file is
-    /// cut to `offset` (see [`StagingArea::open_at`]); a region of a host file is left as
-    /// it is (the bytes past `offset` are this part's own and will be overwritten).
-    pub fn open_region(&self, id: &UploadId, host: Option<&(UploadId, u64)>, offset: u64) -> io::Result<File> {
-        use std::io::{Seek, SeekFrom};
-        let mut f = match host {
-            None => self.open_at(id, offset)?,
-            Some((h, _)) => OpenOptions::new().read(true).write(true).open(self.path_of(h))?,
-        };
-        let (_, base) = self.locate(id, host);
-        f.seek(SeekFrom::Start(base + offset))?;
-        Ok(f)
     }
 
     /// Creates a final upload's file at its full length (sparse) to host its parts.

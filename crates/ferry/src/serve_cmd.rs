@@ -28,7 +28,7 @@ pub struct ServeArgs {
     root: Option<PathBuf>,
     /// TOML config file (keys: listen, data, root, max_size, upload_ttl, sweep_interval,
     /// network_timeout, behind_proxy, commit_every, auth,
-    /// relay_ttl, heartbeat)
+    /// relay_ttl, heartbeat, shutdown_grace)
     #[arg(long, env = "FERRY_CONFIG")]
     config: Option<PathBuf>,
     /// Largest upload accepted, e.g. 50G [default: 1T]
@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// offline [default: 10s]
     #[arg(long, env = "FERRY_HEARTBEAT", value_parser = parse_duration)]
     heartbeat: Option<std::time::Duration>,
+    /// On SIGTERM/SIGINT, let in-flight uploads run this long to their next verified
+    /// boundary before stopping them [default: 10s]
+    #[arg(long, env = "FERRY_SHUTDOWN_GRACE", value_parser = parse_duration)]
+    shutdown_grace: Option<std::time::Duration>,
     /// No accounts: every route open to anyone who can connect (a trusted LAN only)
     #[arg(long, env = "FERRY_NO_AUTH")]
     no_auth: bool,
@@ -77,6 +81,7 @@ struct FileConfig {
     auth: Option<bool>,
     relay_ttl: Option<String>,
     heartbeat: Option<String>,
+    shutdown_grace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +145,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(v) = args.heartbeat.or(file_duration(file.heartbeat, "heartbeat")?) {
         config.heartbeat = v;
     }
+    if let Some(v) = args.shutdown_grace.or(file_duration(file.shutdown_grace, "shutdown_grace")?) {
+        config.shutdown_grace = v;
+    }
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
@@ -162,7 +170,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let signals = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutting down: finishing in-flight requests");
+        tracing::info!("shutting down: draining in-flight requests");
         signals.cancel();
     });
     ferry_server::serve(config, listener, shutdown).await.context("server failed")?;

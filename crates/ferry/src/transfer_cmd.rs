@@ -38,9 +38,10 @@ pub struct UploadArgs {
     /// 256 MiB, 2 below 2 GiB, else 4]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     parallel: Option<u16>,
-    /// Bytes per PATCH: "max" (as few as possible, adaptive after a drop), "auto" (sized
-    /// from the measured throughput, a few seconds each), or a size such as 8M
-    #[arg(long, value_name = "max|auto|SIZE", default_value = "max", value_parser = parse_chunk_size)]
+    /// Bytes per PATCH: "auto" (each PATCH ends after ~1.5 s and at least 32 MiB shared by
+    /// the parts, so a server crash or restart costs at most that much; smaller after
+    /// failures), or a fixed size such as 8M
+    #[arg(long, value_name = "auto|SIZE", default_value = "auto", value_parser = parse_chunk_size)]
     chunk_size: ChunkSize,
     /// Checksum sent with every PATCH: crc32c, sha1, sha256, md5 or none
     #[arg(long, default_value = "crc32c", value_parser = parse_checksum)]
@@ -59,7 +60,6 @@ pub struct UploadArgs {
 
 fn parse_chunk_size(s: &str) -> Result<ChunkSize, String> {
     match s {
-        "max" => Ok(ChunkSize::Max),
         "auto" => Ok(ChunkSize::Auto),
         other => crate::units::parse_size(other).and_then(|n| {
             if n == 0 { Err("the chunk size must be at least 1 byte".into()) } else { Ok(ChunkSize::Fixed(n)) }

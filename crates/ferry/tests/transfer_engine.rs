@@ -98,39 +98,36 @@ fn parallel_upload_resumes_and_recreates_only_the_lost_part() {
 }
 
 #[test]
-fn auto_chunks_shrink_on_a_slow_link_and_grow_on_a_fast_one() {
+fn default_patches_are_bounded_in_time_so_a_server_fault_costs_little() {
     let tmp = tempfile::tempdir().unwrap();
     let s = Server::start(&tmp.path().join("data"), &[]);
-    let proxy = Proxy::start(&s.addr, 1 << 20);
-    let data = test_data(40 << 20, 32);
-    let file = tmp.path().join("adapt.bin");
+    let data = test_data(160 << 20, 32);
+    let file = tmp.path().join("bounded.bin");
     std::fs::write(&file, &data).unwrap();
     let state = tmp.path().join("state");
     let log = tmp.path().join("client.log");
-    let mut child = client(&state)
-        .args(["upload", "--json", "--chunk-size", "auto", "--server", &proxy.url()])
+    let rate = 40u64 << 20;
+    let out = client(&state)
+        .args(["upload", "--json", "--limit-rate", &rate.to_string(), "--server", &s.url()])
         .arg(&file)
         .env("RUST_LOG", "ferry_client=debug")
-        .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
+        .output()
         .unwrap();
-    let sizes = |log: &Path| -> Vec<u64> {
-        std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("chunk sent"))
-            .filter_map(|l| l.split("next_chunk=").nth(1)?.split_whitespace().next()?.parse().ok())
-            .collect()
-    };
-    wait_for(30, "a chunk over the 1 MB/s link", || !sizes(&log).is_empty());
-    proxy.rate.store(0, Ordering::Relaxed);
-    assert!(child.wait().unwrap().success());
-    let sizes = sizes(&log);
-    let first = sizes[0];
-    assert!(first < 4 << 20, "a 4 MiB chunk taking ~4 s at 1 MB/s shrinks toward 3 s worth: {sizes:?}");
-    assert!(sizes.iter().any(|&n| n > 4 * first), "on the fast link the chunks grow: {sizes:?}");
-    assert_eq!(std::fs::read(s.tree_file("adapt.bin")).unwrap(), data);
+    assert!(out.status.success());
+    let sizes: Vec<u64> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("chunk sent"))
+        .filter_map(|l| l.split("bytes=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(sizes.iter().sum::<u64>(), data.len() as u64, "{sizes:?}");
+    assert!(sizes.len() >= 3, "a 4 s upload is sent as several ~1.5 s PATCHes: {sizes:?}");
+    for &n in &sizes[..sizes.len() - 1] {
+        assert!(n >= 32 << 20, "a PATCH ends only after the 32 MiB floor: {sizes:?}");
+        assert!(n <= 2 * rate, "no PATCH carries more than ~2 s of transfer: {sizes:?}");
+    }
+    assert_eq!(std::fs::read(s.tree_file("bounded.bin")).unwrap(), data);
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod complete;
 mod concat;
 mod create;
 mod receive;
+mod sink;
 mod upload;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,14 +1,13 @@
-//! The data path: a request body streamed into an upload's staging file.
+//! The data path: a request body streamed into an upload's staging bytes.
 //!
-//! Bytes go to disk in batches of up to [`BATCH_BYTES`] (the `Bytes` frames hyper hands
-//! us, written without copying), hashed for the whole-file SHA-256 in the same pass.
-//! The durability rule: `sync_data` first, then the compare-and-set offset commit; nothing
-//! is acknowledged that is not on stable storage. A body that stops early keeps what
-//! arrived, except a checksummed body, which is verified or discarded whole.
+//! socket → [`Pipeline`] (batches written and hashed off the async threads, background
+//! flushes) → verify → `sync_data` → compare-and-set offset commit. Nothing is
+//! acknowledged that is not on stable storage. A body that stops early keeps what arrived,
+//! except a checksummed body, which is verified or discarded whole; a write or sync error
+//! discards everything unacknowledged (a failed sync is never retried and trusted).
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::sync::Arc;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -20,13 +19,14 @@ use ferry_store::UploadRecord;
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 
+use super::sink::{Pipeline, Sink};
 use super::{complete, header_str, next_expiry};
 use crate::locks::UploadGuard;
 use crate::{ApiError, AppState};
 
 /// Bytes gathered before one blocking write.
 const BATCH_BYTES: usize = 4 << 20;
-/// While streaming, commit at least this often.
+/// While an unchecksummed body streams, commit at least this often.
 const COMMIT_EVERY: Duration = Duration::from_secs(5);
 
 /// What a receive achieved.
@@ -40,31 +40,44 @@ pub(crate) struct Received {
 
 /// Why the body stopped before its end.
 enum Stop {
+    /// The connection broke or went silent.
     Cut(String),
+    /// A newer request for this upload took over.
     Interrupted,
+    /// The server's grace period for draining ran out.
     Shutdown,
-    Overflow,
+    /// More bytes than the upload can take.
+    Overflow(u64),
+    /// The disk refused the bytes.
+    Io(io::Error),
+    /// The commit failed or found the upload changed.
+    Api(ApiError),
 }
 
-/// The open staging file and the running hashes, moved into blocking tasks and back.
-struct Sink {
-    file: File,
-    sha: Sha256,
-    check: Option<Checksummer>,
-    written: u64,
-}
-
-impl Sink {
-    fn write_batch(&mut self, batch: &[Bytes]) -> io::Result<()> {
-        for buf in batch {
-            self.file.write_all(buf)?;
-            self.sha.update(buf);
-            if let Some(c) = &mut self.check {
-                c.update(buf);
-            }
-            self.written += buf.len() as u64;
+impl Stop {
+    fn into_error(self) -> ApiError {
+        match self {
+            Stop::Cut(reason) => ApiError::bad(reason),
+            Stop::Interrupted => ApiError::Conflict(
+                "upload interrupted: a newer request for this upload took over; resume from HEAD".into(),
+            ),
+            Stop::Shutdown => ApiError::Unavailable("server is shutting down; resume the upload later".into()),
+            Stop::Overflow(limit) => ApiError::TooLarge(format!(
+                "body is longer than the {limit} bytes this upload can still take; its unacknowledged bytes were discarded"
+            )),
+            Stop::Io(e) => io_failure(e),
+            Stop::Api(e) => e,
         }
-        Ok(())
+    }
+}
+
+/// A write or sync failure as the client sees it: 507 for a full disk, else 500.
+fn io_failure(e: io::Error) -> ApiError {
+    match ApiError::from(e) {
+        ApiError::InsufficientStorage => ApiError::InsufficientStorage,
+        other => ApiError::Internal(format!(
+            "{other}; the bytes of this request that were not acknowledged were discarded, resume from HEAD"
+        )),
     }
 }
 
@@ -106,9 +119,34 @@ pub(crate) async fn hasher_at(
     Ok(sha)
 }
 
+/// How the request's bytes are verified before any of them is acknowledged.
+enum Verify {
+    /// Not at all: acknowledge what is durable, also periodically while streaming.
+    Nothing,
+    /// `Upload-Checksum` header: the whole body, at its end.
+    Header(UploadChecksum),
+    /// `Trailer: Upload-Checksum` announced: the whole body, against the trailer.
+    Trailer,
+}
+
+impl Verify {
+    fn whole(&self) -> bool {
+        !matches!(self, Verify::Nothing)
+    }
+
+    /// The checksum computed on the way in. With a trailer the algorithm is only known
+    /// at the end: crc32c (what ferry's own client sends) is computed, others re-read.
+    fn checksummer(&self) -> Option<Checksummer> {
+        match self {
+            Verify::Nothing => None,
+            Verify::Header(c) => Some(Checksummer::new(c.algorithm)),
+            Verify::Trailer => Some(Checksummer::new(ChecksumAlgorithm::Crc32c)),
+        }
+    }
+}
+
 /// Streams `body` into upload `rec` (active, its offset already checked against the
-/// request) and commits what may be committed. `limit` is how many bytes the upload can
-/// still take.
+/// request) and commits what may be committed.
 pub(crate) async fn receive(
     state: &AppState,
     guard: &mut UploadGuard,
@@ -117,43 +155,112 @@ pub(crate) async fn receive(
     body: Body,
     checksum: Option<UploadChecksum>,
 ) -> Result<Received, ApiError> {
-    let start = rec.offset;
-    let limit = rec.length.unwrap_or(state.config.max_size).saturating_sub(start);
     let trailer_declared =
         header_str(headers, "trailer")?.is_some_and(|t| t.to_ascii_lowercase().contains("upload-checksum"));
-    let verified_whole = checksum.is_some() || trailer_declared;
-
+    let verify = match checksum {
+        Some(c) => Verify::Header(c),
+        None if trailer_declared => Verify::Trailer,
+        None => Verify::Nothing,
+    };
     let sha = hasher_at(state, guard, rec).await?;
     let staging = state.staging.clone();
-    let (id, host) = (rec.id.clone(), rec.host.clone());
-    let file = match blocking(move || staging.open_region(&id, host.as_ref(), start)).await? {
-        Ok(f) => f,
+    let (id, host, start) = (rec.id.clone(), rec.host.clone(), rec.offset);
+    let writer = match blocking(move || staging.writer(&id, host.as_ref(), start)).await? {
+        Ok(w) => w,
         Err(e) if e.kind() == io::ErrorKind::NotFound && rec.host.is_some() => {
             return Err(ApiError::Gone("the final upload holding this part's bytes is gone".into()));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(io_failure(e)),
     };
-    // With a checksum trailer announced, the algorithm is only known at the end; crc32c (what
-    // ferry's own client sends) is computed on the way in, anything else is re-read then.
-    let check = match (&checksum, trailer_declared) {
-        (Some(c), _) => Some(Checksummer::new(c.algorithm)),
-        (None, true) => Some(Checksummer::new(ChecksumAlgorithm::Crc32c)),
-        (None, false) => None,
-    };
-    let flush_file = Arc::new(file.try_clone()?);
-    let mut sink = Some(Sink { file, sha, check, written: 0 });
-    let mut flusher = Flusher::default();
+    let mut pipe = Pipeline::new(Sink { writer, sha, check: verify.checksummer() });
 
-    let mut body = body;
+    let trailers = match pump(state, guard, rec, &mut pipe, body, &verify).await {
+        Ok(trailers) => trailers,
+        Err(stop @ (Stop::Overflow(_) | Stop::Io(_) | Stop::Api(_))) => {
+            discard(pipe).await;
+            return Err(stop.into_error());
+        }
+        Err(stop) if verify.whole() => {
+            discard(pipe).await;
+            return Err(stop.into_error());
+        }
+        Err(stop) => {
+            // Keep what arrived: make it durable and acknowledge it.
+            if let Err(e) = commit(state, guard, rec, &mut pipe).await {
+                discard(pipe).await;
+                return Err(e);
+            }
+            return Err(stop.into_error());
+        }
+    };
+
+    // The body ended normally: verify the request's checksum, if any.
+    if let Err(e) = check_request(state, rec, &mut pipe, &verify, trailers.as_ref()).await {
+        discard(pipe).await;
+        return Err(e);
+    }
+    let end = match pipe.ready().await {
+        Ok(s) => s.writer.written(),
+        Err(e) => {
+            discard(pipe).await;
+            return Err(io_failure(e));
+        }
+    };
+    if rec.length != Some(end) {
+        return match commit(state, guard, rec, &mut pipe).await {
+            Ok(offset) => Ok(Received { offset, completed: None }),
+            Err(e) => {
+                discard(pipe).await;
+                Err(e)
+            }
+        };
+    }
+    // The last byte arrived: make it durable, check a declared digest, complete.
+    let (acked, digest): (u64, [u8; 32]) = match pipe.sync().await {
+        Ok((_, sha)) => (pipe.ready().await.map(|s| s.writer.acknowledged()).unwrap_or(start), sha.finalize().into()),
+        Err(e) => {
+            discard(pipe).await;
+            return Err(io_failure(e));
+        }
+    };
+    // A Repr-Digest (header or trailer) on the completing request names the whole upload.
+    let declared = [Some(headers), trailers.as_ref()]
+        .into_iter()
+        .flatten()
+        .find_map(|h| h.get("repr-digest").and_then(|v| v.to_str().ok()).and_then(parse_repr_digest_sha256));
+    if let Some(declared) = declared
+        && declared != digest
+    {
+        let reason = format!(
+            "whole-file SHA-256 mismatch: the client declared {}, the server received {}; the upload was discarded",
+            to_hex(&declared),
+            to_hex(&digest)
+        );
+        complete::fail(state, &rec.id, &reason).await?;
+        return Err(ApiError::ChecksumMismatch(reason));
+    }
+    complete::complete_upload(state, guard, rec, acked, end, digest).await?;
+    Ok(Received { offset: end, completed: Some(digest) })
+}
+
+/// Reads the body into the pipeline until it ends (its trailers, if any) or stops.
+/// Unchecksummed bytes are acknowledged along the way, every `commit_every` bytes or
+/// [`COMMIT_EVERY`], as far as background flushes made them durable.
+async fn pump(
+    state: &AppState,
+    guard: &mut UploadGuard,
+    rec: &UploadRecord,
+    pipe: &mut Pipeline,
+    mut body: Body,
+    verify: &Verify,
+) -> Result<Option<HeaderMap>, Stop> {
+    let limit = rec.length.unwrap_or(state.config.max_size).saturating_sub(rec.offset);
     let mut batch: Vec<Bytes> = Vec::new();
     let mut batch_len = 0usize;
-    let mut committed = start;
-    let mut last_commit = Instant::now();
-    let mut trailers: Option<HeaderMap> = None;
-    let mut write_error: Option<io::Error> = None;
     let mut accepted = 0u64;
-    let mut inflight: Option<tokio::task::JoinHandle<(Sink, io::Result<()>)>> = None;
-    let stop: Option<Stop> = loop {
+    let mut trailers = None;
+    let mut last_commit = Instant::now();
+    let stop = loop {
         let frame = tokio::select! {
             biased;
             () = guard.stop.cancelled() => break Some(Stop::Interrupted),
@@ -166,162 +273,88 @@ pub(crate) async fn receive(
             Ok(Some(Err(e))) => break Some(Stop::Cut(format!("request body ended early: {e}"))),
             Ok(Some(Ok(frame))) => frame,
         };
-        let frame = match frame.into_data() {
+        let data = match frame.into_data() {
             Ok(data) => data,
             Err(frame) => {
                 trailers = frame.into_trailers().ok();
                 continue;
             }
         };
-        if accepted + frame.len() as u64 > limit {
-            break Some(Stop::Overflow);
+        accepted += data.len() as u64;
+        if accepted > limit {
+            return Err(Stop::Overflow(limit));
         }
-        accepted += frame.len() as u64;
-        batch_len += frame.len();
-        batch.push(frame);
+        batch_len += data.len();
+        batch.push(data);
         if batch_len >= BATCH_BYTES {
-            // Double buffering: the previous batch is written (and hashed) on a blocking
-            // thread while this one was received; wait for it, then hand this one over.
-            if let Some(h) = inflight.take() {
-                let (s, r) = h.await?;
-                sink = Some(s);
-                if let Err(e) = r {
-                    write_error = Some(e);
-                    break Some(Stop::Cut("write failed".into()));
-                }
-                let s = sink.as_ref().ok_or_else(|| ApiError::Internal("sink lost".into()))?;
-                // Keep the disk busy while the network delivers: flush in the background,
-                // and acknowledge (for unchecksummed bodies) what a finished flush made durable.
-                if let Err(e) = flusher.harvest().await {
-                    write_error = Some(e);
-                    break Some(Stop::Cut("write failed".into()));
-                }
-                flusher.maybe_start(&flush_file, start + s.written, &s.sha);
-                if !verified_whole
-                    && let Some((pos, _)) = &flusher.durable
-                    && (*pos - committed >= state.config.commit_every_bytes || last_commit.elapsed() >= COMMIT_EVERY)
-                    && let Some((pos, sha)) = flusher.durable.take()
+            batch_len = 0;
+            pipe.push(std::mem::take(&mut batch)).await.map_err(Stop::Io)?;
+            if !verify.whole() {
+                let acked = pipe.ready().await.map_err(Stop::Io)?.writer.acknowledged();
+                if let Some((pos, sha)) = pipe.durable_beyond(acked)
+                    && (pos - acked >= state.config.commit_every_bytes || last_commit.elapsed() >= COMMIT_EVERY)
                 {
-                    if !state.meta.commit_offset(&rec.id, committed, pos, Some(next_expiry(state))).await? {
-                        return Err(ApiError::Conflict("the upload changed under this request".into()));
-                    }
-                    guard.state.hasher = Some((pos, sha));
-                    committed = pos;
+                    advance(state, guard, rec, pipe, acked, pos, sha).await.map_err(Stop::Api)?;
                     last_commit = Instant::now();
                 }
             }
-            let mut s = sink.take().ok_or_else(|| ApiError::Internal("sink lost".into()))?;
-            let pending = std::mem::take(&mut batch);
-            batch_len = 0;
-            inflight = Some(tokio::task::spawn_blocking(move || {
-                let r = s.write_batch(&pending);
-                (s, r)
-            }));
         }
     };
-    // Collect the write still in flight.
-    if let Some(h) = inflight.take() {
-        let (s, r) = h.await?;
-        sink = Some(s);
-        if let Err(e) = r {
-            write_error.get_or_insert(e);
-        }
+    // What arrived before a stop is written too: an unchecksummed body keeps it.
+    if !batch.is_empty() {
+        pipe.push(batch).await.map_err(Stop::Io)?;
     }
-
-    // Write what is still batched (unless the request is being thrown away).
-    if !batch.is_empty() && write_error.is_none() && !matches!(stop, Some(Stop::Overflow)) {
-        let mut s = sink.take().ok_or_else(|| ApiError::Internal("sink lost".into()))?;
-        let (s, r) = blocking(move || {
-            let r = s.write_batch(&batch);
-            (s, r)
-        })
-        .await?;
-        sink = Some(s);
-        write_error = r.err();
-    }
-
-    let discard = |reason: ApiError| {
-        let staging = state.staging.clone();
-        let (id, host) = (rec.id.clone(), rec.host.clone());
-        async move {
-            blocking(move || staging.open_region(&id, host.as_ref(), committed).map(drop)).await??;
-            Err::<Received, ApiError>(reason)
-        }
-    };
-
-    if let Some(e) = write_error {
-        if verified_whole {
-            return discard(ApiError::from(e)).await;
-        }
-        commit(state, guard, rec, &mut sink, committed).await?;
-        return Err(ApiError::from(e));
-    }
+    pipe.settle().await.map_err(Stop::Io)?;
     match stop {
-        Some(Stop::Overflow) => {
-            return discard(ApiError::TooLarge(format!(
-                "body is longer than the {limit} bytes this upload can still take; its unacknowledged bytes were discarded"
-            )))
-            .await;
-        }
-        Some(other) => {
-            let err = match other {
-                Stop::Interrupted => ApiError::Conflict(
-                    "upload interrupted: a newer request for this upload took over; resume from HEAD".into(),
-                ),
-                Stop::Shutdown => ApiError::Unavailable("server is shutting down; resume the upload later".into()),
-                Stop::Cut(reason) => ApiError::bad(reason),
-                Stop::Overflow => ApiError::Internal("unreachable".into()),
-            };
-            if verified_whole {
-                return discard(err).await;
-            }
-            commit(state, guard, rec, &mut sink, committed).await?;
-            return Err(err);
-        }
-        None => {}
+        None => Ok(trailers),
+        Some(stop) => Err(stop),
     }
+}
 
-    // The body ended normally: verify the chunk checksum, if any.
-    let trailer_checksum = trailers.as_ref().and_then(|t| t.get("upload-checksum")).map(|v| {
+/// Checks the request's own checksum (header, or trailer) over the bytes it wrote.
+async fn check_request(
+    state: &AppState,
+    rec: &UploadRecord,
+    pipe: &mut Pipeline,
+    verify: &Verify,
+    trailers: Option<&HeaderMap>,
+) -> Result<(), ApiError> {
+    let sink = pipe.ready().await.map_err(io_failure)?;
+    let (acked, written) = (sink.writer.acknowledged(), sink.writer.written());
+    let trailer = trailers.and_then(|t| t.get("upload-checksum")).map(|v| {
         UploadChecksum::parse(v.to_str().unwrap_or(""))
             .map_err(|e| ApiError::bad(format!("Upload-Checksum trailer: {e}")))
     });
-    let s = sink.as_mut().ok_or_else(|| ApiError::Internal("sink lost".into()))?;
-    if let Some(expected) = &checksum {
-        let actual = s.check.take().map(Checksummer::finish).unwrap_or_default();
-        if actual != expected.expected {
-            return discard(ApiError::ChecksumMismatch(format!(
-                "{} checksum of the body does not match Upload-Checksum; the chunk was discarded",
-                expected.algorithm.name()
-            )))
-            .await;
-        }
-    } else if let Some(trailer) = trailer_checksum {
-        let trailer = match trailer {
-            Ok(t) => t,
-            Err(e) => return discard(e).await,
-        };
-        if !trailer_declared && committed > start {
-            return Err(ApiError::bad(
-                "an Upload-Checksum trailer must be announced with \"Trailer: Upload-Checksum\" for a body this large",
-            ));
-        }
-        let (path, base) = state.staging.locate(&rec.id, rec.host.as_ref());
-        let (from, len) = (base + committed, start + s.written - committed);
-        let alg = trailer.algorithm;
-        let streamed = match s.check.take() {
-            Some(c @ Checksummer::Crc32c(_)) if alg == ChecksumAlgorithm::Crc32c && committed == start => {
-                Some(c.finish())
+    let (expected, streamed, source) = match (verify, trailer) {
+        (Verify::Header(c), _) => (c.clone(), sink.check.take().map(Checksummer::finish), "Upload-Checksum"),
+        (_, Some(trailer)) => {
+            let trailer = trailer?;
+            if !verify.whole() && acked > rec.offset {
+                return Err(ApiError::bad(
+                    "an Upload-Checksum trailer must be announced with \"Trailer: Upload-Checksum\" for a body this large",
+                ));
             }
-            _ => None,
-        };
-        let actual = if let Some(v) = streamed {
-            v
-        } else {
+            let streamed = match sink.check.take() {
+                Some(c @ Checksummer::Crc32c(_)) if trailer.algorithm == ChecksumAlgorithm::Crc32c => Some(c.finish()),
+                _ => None,
+            };
+            (trailer, streamed, "the Upload-Checksum trailer")
+        }
+        (Verify::Trailer, None) => {
+            return Err(ApiError::bad("Upload-Checksum trailer was announced but never sent; the chunk was discarded"));
+        }
+        (Verify::Nothing, None) => return Ok(()),
+    };
+    let actual = match streamed {
+        Some(v) => v,
+        None => {
+            // Re-read the request's bytes from the page cache with the trailer's algorithm.
+            let (path, base) = state.staging.locate(&rec.id, rec.host.as_ref());
+            let alg = expected.algorithm;
             blocking(move || -> io::Result<Vec<u8>> {
                 let mut f = File::open(path)?;
-                f.seek(SeekFrom::Start(from))?;
-                let mut f = f.take(len);
+                f.seek(SeekFrom::Start(base + acked))?;
+                let mut f = f.take(written - acked);
                 let mut c = Checksummer::new(alg);
                 let mut buf = vec![0u8; 1 << 20];
                 loop {
@@ -332,108 +365,56 @@ pub(crate) async fn receive(
                     c.update(&buf[..n]);
                 }
             })
-            .await??
-        };
-        if actual != trailer.expected {
-            return discard(ApiError::ChecksumMismatch(format!(
-                "{} checksum of the body does not match the Upload-Checksum trailer; the chunk was discarded",
-                alg.name()
-            )))
-            .await;
+            .await?
+            .map_err(io_failure)?
         }
-    } else if trailer_declared {
-        return discard(ApiError::bad("Upload-Checksum trailer was announced but never sent; the chunk was discarded"))
-            .await;
+    };
+    if actual != expected.expected {
+        return Err(ApiError::ChecksumMismatch(format!(
+            "{} checksum of the body does not match {source}; the chunk was discarded",
+            expected.algorithm.name()
+        )));
     }
-
-    let end = start + s.written;
-    if rec.length == Some(end) {
-        let s = sink.take().ok_or_else(|| ApiError::Internal("sink lost".into()))?;
-        let sha = blocking(move || s.file.sync_data().map(|()| s.sha.finalize())).await??;
-        let digest: [u8; 32] = sha.into();
-        // A Repr-Digest (header or trailer) on the completing request names the whole upload.
-        let declared = [Some(headers), trailers.as_ref()]
-            .into_iter()
-            .flatten()
-            .find_map(|h| h.get("repr-digest").and_then(|v| v.to_str().ok()).and_then(parse_repr_digest_sha256));
-        if let Some(declared) = declared
-            && declared != digest
-        {
-            let reason = format!(
-                "whole-file SHA-256 mismatch: the client declared {}, the server received {}; the upload was discarded",
-                to_hex(&declared),
-                to_hex(&digest)
-            );
-            complete::fail(state, &rec.id, &reason).await?;
-            return Err(ApiError::ChecksumMismatch(reason));
-        }
-        complete::complete_upload(state, guard, rec, committed, end, digest).await?;
-        return Ok(Received { offset: end, completed: Some(digest) });
-    }
-    let offset = commit(state, guard, rec, &mut sink, committed).await?;
-    Ok(Received { offset, completed: None })
+    Ok(())
 }
 
-/// Background `sync_data` of the staging file while a body streams in: at most one in
-/// flight, started every [`FLUSH_EVERY`] bytes. A finished flush makes everything written
-/// before it started durable, which is what may then be acknowledged.
-#[derive(Default)]
-struct Flusher {
-    running: Option<(u64, Sha256, tokio::task::JoinHandle<io::Result<()>>)>,
-    last_started: u64,
-    /// The newest durable position (and the hash state there), not yet acknowledged.
-    durable: Option<(u64, Sha256)>,
-}
-
-/// Bytes written between background flushes.
-const FLUSH_EVERY: u64 = 16 << 20;
-
-impl Flusher {
-    /// Collects a finished flush, if any.
-    async fn harvest(&mut self) -> io::Result<()> {
-        if self.running.as_ref().is_some_and(|(_, _, h)| h.is_finished())
-            && let Some((pos, sha, handle)) = self.running.take()
-        {
-            handle.await.map_err(io::Error::other)??;
-            self.durable = Some((pos, sha));
-        }
-        Ok(())
-    }
-
-    /// Starts a flush covering everything up to `pos` if one is due.
-    fn maybe_start(&mut self, file: &Arc<File>, pos: u64, sha: &Sha256) {
-        if self.running.is_none() && pos >= self.last_started + FLUSH_EVERY {
-            let f = file.clone();
-            self.running = Some((pos, sha.clone(), tokio::task::spawn_blocking(move || f.sync_data())));
-            self.last_started = pos;
-        }
-    }
-}
-
-/// `sync_data`, then advance the committed offset to everything written.
+/// `sync_data`, then acknowledge everything written.
 async fn commit(
     state: &AppState,
     guard: &mut UploadGuard,
     rec: &UploadRecord,
-    sink: &mut Option<Sink>,
-    committed: u64,
+    pipe: &mut Pipeline,
 ) -> Result<u64, ApiError> {
-    let s = sink.take().ok_or_else(|| ApiError::Internal("sink lost".into()))?;
-    let (s, r) = blocking(move || {
-        let r = s.file.sync_data();
-        (s, r)
-    })
-    .await?;
-    let new = rec.offset + s.written;
-    let sha = s.sha.clone();
-    *sink = Some(s);
-    r?;
-    if new == committed {
-        return Ok(committed);
+    let (pos, sha) = pipe.sync().await.map_err(io_failure)?;
+    let acked = pipe.ready().await.map_err(io_failure)?.writer.acknowledged();
+    if pos > acked {
+        advance(state, guard, rec, pipe, acked, pos, sha).await?;
     }
-    if !state.meta.commit_offset(&rec.id, committed, new, Some(next_expiry(state))).await? {
+    Ok(pos)
+}
+
+/// The compare-and-set offset commit from `acked` to the durable `pos`.
+async fn advance(
+    state: &AppState,
+    guard: &mut UploadGuard,
+    rec: &UploadRecord,
+    pipe: &mut Pipeline,
+    acked: u64,
+    pos: u64,
+    sha: Sha256,
+) -> Result<(), ApiError> {
+    if !state.meta.commit_offset(&rec.id, acked, pos, Some(next_expiry(state))).await? {
         return Err(ApiError::Conflict("the upload changed under this request".into()));
     }
-    guard.state.hasher = Some((new, sha));
-    Ok(new)
+    pipe.ready().await.map_err(io_failure)?.writer.acknowledge(pos);
+    guard.state.hasher = Some((pos, sha));
+    Ok(())
+}
+
+/// Cuts the unacknowledged bytes off; a failure to do so is logged (the next request cuts
+/// them anyway: the committed offset is the truth).
+async fn discard(pipe: Pipeline) {
+    if let Err(e) = pipe.discard().await {
+        tracing::warn!(error = %e, "could not cut back unacknowledged bytes");
+    }
 }

@@ -1,0 +1,189 @@
+//! Where a request body's bytes go: the upload's [`StagingWriter`] plus the running hashes,
+//! driven from the async side without blocking it.
+//!
+//! [`Pipeline`] overlaps three things: the network delivers the next batch while the
+//! previous one is written (and hashed) on a blocking thread, and a `sync_data` runs in the
+//! background every [`FLUSH_EVERY`] bytes. Reading waits for the disk when more than
+//! [`DIRTY_LIMIT`] bytes are written but not durable, so a fast client can never pile up
+//! unbounded dirty pages (and a final sync stays short). A finished flush makes everything
+//! written before it durable: [`Pipeline::durable`] is what may be acknowledged.
+
+use std::io;
+
+use bytes::Bytes;
+use ferry_core::Checksummer;
+use ferry_store::StagingWriter;
+use sha2::{Digest, Sha256};
+use tokio::task::JoinHandle;
+
+/// Bytes written between background flushes.
+const FLUSH_EVERY: u64 = 16 << 20;
+/// Written-but-not-durable bytes allowed before reading waits for the running flush.
+const DIRTY_LIMIT: u64 = 64 << 20;
+
+/// The writer and the hashes fed in the same pass.
+#[derive(Debug)]
+pub(super) struct Sink {
+    pub writer: StagingWriter,
+    /// SHA-256 of the upload from byte 0 to `writer.written()`.
+    pub sha: Sha256,
+    /// The request's own checksum (header or trailer), when it has one.
+    pub check: Option<Checksummer>,
+}
+
+impl Sink {
+    fn push(&mut self, batch: &[Bytes]) -> io::Result<()> {
+        for buf in batch {
+            self.writer.write(buf)?;
+            self.sha.update(buf);
+            if let Some(c) = &mut self.check {
+                c.update(buf);
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Slot {
+    Ready(Box<Sink>),
+    Busy(JoinHandle<(Box<Sink>, io::Result<()>)>),
+    /// A blocking task panicked with the sink.
+    Lost,
+}
+
+/// The sink and its background work: at most one batch being written and one flush.
+pub(super) struct Pipeline {
+    slot: Slot,
+    flush: Option<(Sha256, JoinHandle<io::Result<u64>>)>,
+    last_flush_at: u64,
+    /// The newest durable offset and the SHA-256 state there.
+    durable: Option<(u64, Sha256)>,
+}
+
+fn lost() -> io::Error {
+    io::Error::other("a staging write task failed")
+}
+
+impl Pipeline {
+    pub fn new(sink: Sink) -> Self {
+        let at = sink.writer.written();
+        Self { slot: Slot::Ready(Box::new(sink)), flush: None, last_flush_at: at, durable: None }
+    }
+
+    /// The sink, once the batch being written (if any) is done; its error is returned.
+    pub async fn ready(&mut self) -> io::Result<&mut Sink> {
+        if let Slot::Busy(task) = &mut self.slot {
+            let (sink, r) = task.await.map_err(|_| lost())?;
+            self.slot = Slot::Ready(sink);
+            r?;
+        }
+        match &mut self.slot {
+            Slot::Ready(s) => Ok(s),
+            _ => Err(lost()),
+        }
+    }
+
+    /// Runs `f` on the sink on a blocking thread and waits for it.
+    pub async fn run<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Sink) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        self.ready().await?;
+        let Slot::Ready(mut sink) = std::mem::replace(&mut self.slot, Slot::Lost) else { return Err(lost()) };
+        let (sink, r) = tokio::task::spawn_blocking(move || {
+            let r = f(&mut sink);
+            (sink, r)
+        })
+        .await
+        .map_err(|_| lost())?;
+        self.slot = Slot::Ready(sink);
+        r
+    }
+
+    /// Hands `batch` to a blocking thread and returns at once (after the previous batch is
+    /// written, finished flushes are collected, and the disk has caught up enough).
+    pub async fn push(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+        self.ready().await?;
+        self.collect_flush(false).await?;
+        let (written, durable) = {
+            let s = self.ready().await?;
+            (s.writer.written(), s.writer.durable())
+        };
+        if written - durable > DIRTY_LIMIT {
+            self.collect_flush(true).await?;
+        }
+        self.start_flush().await?;
+        let Slot::Ready(mut sink) = std::mem::replace(&mut self.slot, Slot::Lost) else { return Err(lost()) };
+        self.slot = Slot::Busy(tokio::task::spawn_blocking(move || {
+            let r = sink.push(&batch);
+            (sink, r)
+        }));
+        Ok(())
+    }
+
+    /// Starts a background flush if one is due and none is running.
+    async fn start_flush(&mut self) -> io::Result<()> {
+        if self.flush.is_some() {
+            return Ok(());
+        }
+        let last = self.last_flush_at;
+        let s = self.ready().await?;
+        if s.writer.written() < last + FLUSH_EVERY {
+            return Ok(());
+        }
+        let job = s.writer.flush_job();
+        let sha = s.sha.clone();
+        self.last_flush_at = job.upto();
+        self.flush = Some((sha, tokio::task::spawn_blocking(move || job.run())));
+        Ok(())
+    }
+
+    /// Collects the running flush: when it has finished, or (with `wait`) by waiting.
+    /// A failed flush fails the writer for good.
+    async fn collect_flush(&mut self, wait: bool) -> io::Result<()> {
+        let finished = self.flush.as_ref().is_some_and(|(_, h)| h.is_finished());
+        if !(finished || wait) {
+            return Ok(());
+        }
+        let Some((sha, task)) = self.flush.take() else { return Ok(()) };
+        let result = task.await.unwrap_or_else(|_| Err(lost()));
+        let s = self.ready().await?;
+        let upto = s.writer.flushed(result)?;
+        if self.durable.as_ref().is_none_or(|(at, _)| *at < upto) {
+            self.durable = Some((upto, sha));
+        }
+        Ok(())
+    }
+
+    /// What a finished background flush made durable beyond `acknowledged`, with the hash
+    /// state there.
+    pub fn durable_beyond(&self, acknowledged: u64) -> Option<(u64, Sha256)> {
+        self.durable.as_ref().filter(|(at, _)| *at > acknowledged).cloned()
+    }
+
+    /// Waits for everything in the background: the batch being written and any flush.
+    pub async fn settle(&mut self) -> io::Result<&mut Sink> {
+        self.ready().await?;
+        self.collect_flush(true).await?;
+        self.ready().await
+    }
+
+    /// Makes everything written durable (after settling); returns the offset and the hash
+    /// state there.
+    pub async fn sync(&mut self) -> io::Result<(u64, Sha256)> {
+        self.settle().await?;
+        self.run(|s| s.writer.sync().map(|at| (at, s.sha.clone()))).await
+    }
+
+    /// Throws away everything past the acknowledged offset (after settling).
+    pub async fn discard(mut self) -> io::Result<()> {
+        // A failure here is already the reason for the discard; cut back regardless.
+        let _ = self.settle().await;
+        match self.slot {
+            Slot::Ready(sink) => {
+                tokio::task::spawn_blocking(move || sink.writer.discard()).await.map_err(|_| lost())?
+            }
+            _ => Err(lost()),
+        }
+    }
+}

@@ -190,7 +190,7 @@ impl Ctx<'_> {
         );
         let mut final_url = self.final_url.lock().ok().and_then(|u| u.clone());
         if let Some(u) = &final_url
-            && self.up.head_final(u).await?.is_none()
+            && self.with_retries(|| self.up.head_final(u)).await?.is_none()
         {
             final_url = None; // gone (expired or failed): make a new one below
         }
@@ -259,7 +259,7 @@ impl Ctx<'_> {
         };
         // The server joins the parts as the last one completes; confirm, and compare digests.
         for attempt in 0..50 {
-            match self.up.head_final(&final_url).await? {
+            match self.with_retries(|| self.up.head_final(&final_url)).await? {
                 Some(status) if status.length == Some(self.size) && status.offset == self.size => {
                     return match status.sha {
                         Some(s) if s != sha => Err(ClientError::Verification(format!(

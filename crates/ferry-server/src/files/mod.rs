@@ -81,12 +81,13 @@ async fn serve(
     let modified = meta.modified()?;
     let mtime_ns = modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
     let sha = state.meta.tree_file_digest(&tree_path.to_string(), meta.len(), mtime_ns).await?;
-    send_file(&real, &meta, tree_path.file_name().unwrap_or("download"), sha, method, headers)
+    send_file(state, &real, &meta, tree_path.file_name().unwrap_or("download"), sha, method, headers)
 }
 
 /// Answers GET/HEAD for one file on disk: validators, conditionals, ranges, `Repr-Digest`
 /// when the SHA-256 is known.
 pub(crate) fn send_file(
+    state: &AppState,
     real: &FsPath,
     meta: &std::fs::Metadata,
     name: &str,
@@ -123,7 +124,11 @@ pub(crate) fn send_file(
         RangeRequest::Full => {
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-            let body = if head_only { Body::empty() } else { Body::from_stream(body::region(file, 0, size)) };
+            let body = if head_only {
+                Body::empty()
+            } else {
+                Body::from_stream(body::region(file, 0, size, state.draining.clone()))
+            };
             Ok((StatusCode::OK, h, body).into_response())
         }
         RangeRequest::Ranges(ranges) if ranges.len() == 1 => {
@@ -131,12 +136,16 @@ pub(crate) fn send_file(
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
             h.insert(header::CONTENT_RANGE, value(&r.content_range(size))?);
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(r.len()));
-            let body = if head_only { Body::empty() } else { Body::from_stream(body::region(file, r.start, r.len())) };
+            let body = if head_only {
+                Body::empty()
+            } else {
+                Body::from_stream(body::region(file, r.start, r.len(), state.draining.clone()))
+            };
             Ok((StatusCode::PARTIAL_CONTENT, h, body).into_response())
         }
         RangeRequest::Ranges(ranges) => {
             let boundary = format!("ferry-{:016x}", rand::random::<u64>());
-            let (body, len) = body::multipart(file, &ranges, size, &boundary);
+            let (body, len) = body::multipart(file, &ranges, size, &boundary, state.draining.clone());
             h.insert(header::CONTENT_TYPE, value(&format!("multipart/byteranges; boundary={boundary}"))?);
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
             let body = if head_only { Body::empty() } else { body };

@@ -121,12 +121,25 @@ impl RelayClient {
         self.url(&format!("api/relay/items/{id}/content"))
     }
 
+    /// POSTs an idempotent state change, retrying while the server is unreachable or
+    /// restarting.
     async fn post(&self, path: &str, body: serde_json::Value) -> Result<(), ClientError> {
-        let resp = self.http.post(self.url(path)?).json(&body).send().await.map_err(|e| network(&e))?;
-        if resp.status() != StatusCode::NO_CONTENT && !resp.status().is_success() {
-            return Err(from_status(resp).await);
+        let retry = crate::RetryPolicy::default();
+        let mut attempt = 0;
+        loop {
+            let r = match self.http.post(self.url(path)?).json(&body).send().await {
+                Err(e) => Err(network(&e)),
+                Ok(resp) if resp.status() == StatusCode::NO_CONTENT || resp.status().is_success() => Ok(()),
+                Ok(resp) => Err(from_status(resp).await),
+            };
+            match r {
+                Err(e) if e.is_retryable() && attempt < retry.max_attempts => {
+                    attempt += 1;
+                    tokio::time::sleep(retry.delay(attempt)).await;
+                }
+                other => return other,
+            }
         }
-        Ok(())
     }
 
     /// Tells the server I hold a verified copy (the server checks the hash).

@@ -70,6 +70,9 @@ pub struct ReceiveArgs {
     /// Print one JSON object per item
     #[arg(long)]
     json: bool,
+    /// Cap the download rate, e.g. 10M (bytes per second)
+    #[arg(long, value_name = "RATE", value_parser = crate::units::parse_size)]
+    limit_rate: Option<u64>,
 }
 
 /// Flags of `ferry decline`.
@@ -166,7 +169,7 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<()> {
                 seen.push(i.id.clone());
                 show_item(&i, args.json);
                 if let Some(dir) = &args.receive_into {
-                    receive_one(&client, &args.server, &i, dir, args.json, &cancel).await?;
+                    receive_one(&client, &args.server, &i, dir, args.json, None, &cancel).await?;
                 }
             }
         }
@@ -189,6 +192,7 @@ async fn receive_one(
     item: &RelayItem,
     dir: &std::path::Path,
     json: bool,
+    limit_rate: Option<u64>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     let name =
@@ -197,6 +201,9 @@ async fn receive_one(
     let out = dir.join(name);
     let (view, progress) = ProgressView::new(&item.name, json);
     let mut d = Downloader::new(http_client(token_for(server).as_deref())?).with_cancel(cancel.clone());
+    if let Some(rate) = limit_rate {
+        d = d.with_limit_rate(rate);
+    }
     if let Some(p) = progress {
         d = d.with_progress(p);
     }
@@ -250,7 +257,7 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
     let cancel = ctrl_c();
     for item in chosen {
-        receive_one(&client, &args.server, item, &args.output, args.json, &cancel).await?;
+        receive_one(&client, &args.server, item, &args.output, args.json, args.limit_rate, &cancel).await?;
     }
     Ok(())
 }

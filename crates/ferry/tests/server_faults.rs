@@ -162,3 +162,44 @@ fn segmented_download_survives_kill_9_and_sigterm_of_the_server() {
         std::fs::remove_file(&out_path).unwrap();
     }
 }
+
+#[test]
+fn relay_receive_survives_kill_9_of_the_server() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    Users::add(&data_dir, &["alice", "bob"]);
+    let users = Users { dir: tmp.path().to_path_buf() };
+    let listen = free_addr();
+    let mut s = Server::start_on_auth(&listen, &data_dir);
+    users.login("alice", &s.url());
+    users.login("bob", &s.url());
+    let data = test_data(SIZE / 2, 73);
+    let file = tmp.path().join("gift.bin");
+    std::fs::write(&file, &data).unwrap();
+    let out = users.cli("alice", &s.url()).args(["send", "--to", "bob"]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let inbox = tmp.path().join("inbox");
+    let mut child = users
+        .cli("bob", &s.url())
+        .args(["receive", "--all", "--json", "--limit-rate", &RATE.to_string(), "-o"])
+        .arg(&inbox)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let faults = fault_until_done(&mut s, &mut child, Fault::Kill, 10, &mut rng);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json_of(&out);
+    let fetched = v["fetched"].as_u64().unwrap();
+    eprintln!("receive Kill: {faults} faults, {fetched} bytes fetched for {}", data.len());
+    assert!(faults >= 3, "the receive outlived at least three faults ({faults})");
+    assert!(fetched <= data.len() as u64 + faults as u64 * (8 << 20), "{fetched} fetched after {faults} faults");
+    assert_eq!(v["sha256"], sha256_hex(&data));
+    assert!(std::fs::read(inbox.join("gift.bin")).unwrap() == data);
+    // The acknowledgement arrived: the item left bob's inbox and its bytes were released.
+    let out = users.cli("bob", &s.url()).args(["inbox", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+}

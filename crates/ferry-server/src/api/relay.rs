@@ -184,6 +184,11 @@ pub(super) async fn ack(
         return Err(ApiError::bad("the acknowledged SHA-256 is not the item's; nothing changed (download it again)"));
     }
     if !state.meta.set_delivery(&item.id, me, DeliveryState::Delivered).await? {
+        // The same acknowledgement again (its answer was lost, say to a server restart).
+        let mine = state.meta.relay_deliveries(&item.id).await?.into_iter().find(|d| d.recipient_id == me);
+        if mine.is_some_and(|d| d.state == DeliveryState::Delivered) {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
         return Err(ApiError::Conflict("this delivery has already ended".into()));
     }
     notify_sender(&state, &item, &who_name(&who), DeliveryState::Delivered).await;

@@ -397,3 +397,45 @@ pub fn remembered_upload(state: &Path) -> Option<String> {
     }
     None
 }
+
+/// Accounts for black-box tests: `ferry user add` on the data dir, and one CLI
+/// environment (config and state directories) per user.
+pub struct Users {
+    pub dir: PathBuf,
+}
+
+impl Users {
+    pub fn add(data: &Path, names: &[&str]) {
+        for n in names {
+            let mut c = Command::new(ferry_bin())
+                .args(["user", "add", n, "--password-stdin", "--data"])
+                .arg(data)
+                .stdin(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            writeln!(c.stdin.take().unwrap(), "{n}-pw").unwrap();
+            assert!(c.wait().unwrap().success());
+        }
+    }
+
+    /// `ferry` as `user` (own config and state dirs) against `server`.
+    pub fn cli(&self, user: &str, server: &str) -> Command {
+        let mut c = client(&self.dir.join(format!("state-{user}")));
+        c.env("FERRY_CONFIG_DIR", self.dir.join(format!("cfg-{user}"))).env("FERRY_SERVER", server);
+        c
+    }
+
+    pub fn login(&self, user: &str, server: &str) {
+        let mut c = self
+            .cli(user, server)
+            .args(["login", "--user", user, "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(c.stdin.take().unwrap(), "{user}-pw").unwrap();
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}

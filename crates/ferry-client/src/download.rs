@@ -36,6 +36,7 @@ pub struct Downloader {
     pub(crate) cancel: CancellationToken,
     pub(crate) connections: usize,
     pub(crate) limiter: Option<Arc<RateLimiter>>,
+    force: bool,
 }
 
 impl std::fmt::Debug for Downloader {
@@ -61,6 +62,8 @@ pub struct DownloadOutcome {
     pub verified: bool,
     /// Whether a partial file was thrown away because the server's file changed.
     pub restarted: bool,
+    /// Whether the output already held exactly the server's file, so nothing was fetched.
+    pub already_there: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -88,7 +91,14 @@ impl Downloader {
             cancel: CancellationToken::new(),
             connections: 1,
             limiter: None,
+            force: false,
         }
+    }
+
+    /// Replaces an existing output file whose content differs from the server's.
+    pub fn with_force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
     }
 
     /// Fetches over `n` connections at once (segmented, with dynamic splitting) when the
@@ -122,14 +132,80 @@ impl Downloader {
         self
     }
 
-    /// Downloads `url` to `out`, resuming a partial download of the same URL.
+    /// Downloads `url` to `out`, resuming a partial download of the same URL. An existing
+    /// `out` with the server's content is left alone (nothing is fetched); one with other
+    /// content is replaced only with [`Downloader::with_force`]. Two downloads to the same
+    /// `out` never run at once: the second is refused.
     pub async fn download(&self, url: &Url, out: &Path) -> Result<DownloadOutcome, ClientError> {
+        let (partial, state_path) = side_paths(out);
+        let had_partial = partial.exists();
+        let _lock = lock_partial(&partial)?;
+        if out.is_file() && !state_path.exists() {
+            match self.check_existing(url, out).await {
+                Ok(Some(done)) => {
+                    if !had_partial {
+                        let _ = fs::remove_file(&partial);
+                    }
+                    return Ok(done);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    if !had_partial {
+                        let _ = fs::remove_file(&partial);
+                    }
+                    return Err(e);
+                }
+            }
+        }
         if self.connections > 1
             && let Some(outcome) = crate::segmented::download(self, url, out).await?
         {
             return Ok(outcome);
         }
         self.download_single(url, out).await
+    }
+
+    /// `out` exists: is it the server's file already (`Some`), may it be replaced (`None`),
+    /// or must it be kept (an error)?
+    async fn check_existing(&self, url: &Url, out: &Path) -> Result<Option<DownloadOutcome>, ClientError> {
+        let resp = self.http.head(url.clone()).send().await.map_err(|e| network(&e))?;
+        if !resp.status().is_success() {
+            return Err(from_status(resp).await);
+        }
+        let digest = resp.headers().get("repr-digest").and_then(|v| v.to_str().ok()).and_then(parse_repr_digest_sha256);
+        let size = crate::overwrite::header_len(&resp);
+        let local_len = fs::metadata(out).map_err(|e| ClientError::local(out, e))?.len();
+        if let Some(digest) = digest
+            && size == Some(local_len)
+        {
+            let file = Arc::new(File::open(out).map_err(|e| ClientError::local(out, e))?);
+            let local = crate::hashing::sha256_of_file(file, local_len, out).await?;
+            if local == digest {
+                if let Some(p) = &self.progress {
+                    p(Progress { done: local_len, total: Some(local_len) });
+                }
+                return Ok(Some(DownloadOutcome {
+                    path: out.to_path_buf(),
+                    size: local_len,
+                    resumed_from: local_len,
+                    fetched: 0,
+                    sha256: to_hex(&local),
+                    verified: true,
+                    restarted: false,
+                    already_there: true,
+                }));
+            }
+        }
+        if self.force {
+            return Ok(None);
+        }
+        Err(ClientError::local(
+            out,
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the file exists and is not the server's version; pass --force to replace it",
+            ),
+        ))
     }
 
     async fn download_single(&self, url: &Url, out: &Path) -> Result<DownloadOutcome, ClientError> {
@@ -174,6 +250,7 @@ impl Downloader {
                         sha256: to_hex(&local),
                         verified: server_sha.is_some(),
                         restarted,
+                        already_there: false,
                     });
                 }
                 Ok(Round::Restarted) => {
@@ -319,6 +396,28 @@ impl Downloader {
             Some(t) if pos != t => Err(ClientError::Unreachable(format!("connection closed at byte {pos} of {t}"))),
             _ => Ok(Round::Done { total: pos, server_sha, restarted }),
         }
+    }
+}
+
+/// Holds `OUT.ferry-partial` exclusively (an `flock`, released when the process ends, even
+/// by `kill -9`), so a second download to the same output is refused instead of racing.
+fn lock_partial(partial: &Path) -> Result<File, ClientError> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(partial)
+        .map_err(|e| ClientError::local(partial, e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ClientError::local(
+            partial,
+            std::io::Error::new(
+                std::io::ErrorKind::ResourceBusy,
+                "another ferry download to this file is already running",
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(ClientError::local(partial, e)),
     }
 }
 

@@ -6,9 +6,12 @@
 //!   stopped; failures are retried with backoff and an offset re-sync; the SHA-256 is
 //!   computed while bytes stream and checked against the server's.
 //!   Large files go as parallel partial uploads; PATCH sizes adapt to the link; every
-//!   PATCH carries a crc32c checksum trailer; `--dedup` skips bytes the server has.
+//!   PATCH carries a crc32c checksum trailer and is bounded in time, so a server crash or
+//!   restart costs at most one short chunk; `--dedup` skips bytes the server has; an
+//!   upload never replaces other content at its destination unless told to.
 //! - [`Downloader`]: resumable downloads that never stitch two versions of a file
-//!   (`If-Range` on the saved ETag) and verify `Repr-Digest`.
+//!   (`If-Range` on the saved ETag) and verify `Repr-Digest`; an existing output is kept
+//!   when it is the server's file, and never replaced by another one unless forced.
 #![deny(missing_docs)]
 
 mod chunking;
@@ -17,6 +20,7 @@ mod dedup;
 mod download;
 mod error;
 mod hashing;
+mod overwrite;
 mod parts;
 mod patch_body;
 mod progress;

@@ -226,14 +226,16 @@ async fn attempt(d: &Downloader, url: &Url, out: &Path, p: &Probe) -> Result<Att
         sha256: to_hex(&local),
         verified: p.digest.is_some(),
         restarted,
+        already_there: false,
     }))
 }
 
-/// Makes the written bytes durable, then records how far each segment got.
+/// Makes the written bytes durable, then records how far each segment got. The positions
+/// are read before the sync, so a position never names bytes the sync did not cover.
 fn save(shared: &Shared, file: &File, url: &Url, p: &Probe, state_path: &Path) -> Result<(), ClientError> {
+    let segments = shared.lock().clone();
     file.sync_data().map_err(|e| ClientError::local(state_path, e))?;
-    let state =
-        SavedState { url: url.to_string(), etag: p.etag.clone(), size: p.size, segments: shared.lock().clone() };
+    let state = SavedState { url: url.to_string(), etag: p.etag.clone(), size: p.size, segments };
     let bytes = serde_json::to_vec(&state).map_err(|e| ClientError::Protocol(e.to_string()))?;
     let tmp = state_path.with_extension("ferry-state-tmp");
     fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, state_path)).map_err(|e| ClientError::local(state_path, e))

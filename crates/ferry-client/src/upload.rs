@@ -48,6 +48,9 @@ pub struct UploadOptions {
     /// Send through the offline-file relay to these users (comma-separated) instead of
     /// into the tree.
     pub relay_to: Option<String>,
+    /// Replace a file of the same name with other content in the tree (otherwise such an
+    /// upload is refused before any byte is sent).
+    pub overwrite: bool,
 }
 
 impl Default for UploadOptions {
@@ -60,6 +63,7 @@ impl Default for UploadOptions {
             stall_timeout: Duration::from_secs(60),
             dedup: false,
             relay_to: None,
+            overwrite: false,
         }
     }
 }
@@ -198,6 +202,24 @@ impl Uploader {
         }
 
         let record = self.state.load_upload(&fingerprint).filter(|r| r.size == size);
+        if record.is_none()
+            && self.options.relay_to.is_none()
+            && !self.options.overwrite
+            && let Some(sha) = crate::overwrite::existing_copy(self, path, &file, size, &name, remote_dir).await?
+        {
+            self.report(size, size);
+            return Ok(UploadOutcome {
+                path: path.to_path_buf(),
+                url: String::new(),
+                size,
+                resumed_from: size,
+                sent: 0,
+                parts: 0,
+                sha256: to_hex(&sha),
+                verified: true,
+                deduplicated: true,
+            });
+        }
         let parts: Vec<Arc<Part>> = match &record {
             Some(r) if !r.parts.is_empty() => {
                 r.parts.iter().map(|p| Arc::new(Part::new(p.start, p.end, Url::parse(&p.url).ok(), true))).collect()

@@ -1,6 +1,7 @@
 //! Start-up recovery: finish what a crash interrupted.
 //!
-//! - A completed upload recorded but not yet renamed into the tree is placed now.
+//! - A completed upload recorded but not yet renamed into the tree is placed now; one
+//!   renamed but not yet recorded gets its digest record.
 //! - A final upload whose parts all finished is assembled now.
 //!
 //! Uploads that were mid-PATCH need nothing: their committed offset is the truth and the
@@ -15,12 +16,18 @@ use crate::{ApiError, AppState};
 pub(crate) async fn recover(state: &AppState) -> Result<(), ApiError> {
     for rec in state.meta.unplaced().await? {
         let (Some(path), Some(sha)) = (rec.tree_path.as_deref(), rec.sha256) else { continue };
+        let dest = TreePath::parse(path).map_err(|e| ApiError::Internal(e.to_string()))?;
         if !state.staging.path_of(&rec.id).exists() {
-            // Renamed before the crash; only the flag was lost.
-            state.meta.mark_placed(&rec.id).await?;
+            // Renamed before the crash; the digest record and the flag were lost. The file
+            // at the destination is this upload's when its size matches.
+            match state.tree.resolve(&dest) {
+                Ok(real) if std::fs::metadata(&real).is_ok_and(|m| Some(m.len()) == rec.length) => {
+                    tus::record_placed(state, &rec.id, &dest, &real, &sha).await?;
+                }
+                _ => state.meta.mark_placed(&rec.id).await?,
+            }
             continue;
         }
-        let dest = TreePath::parse(path).map_err(|e| ApiError::Internal(e.to_string()))?;
         match tus::place(state, &rec.id, &dest, &sha).await {
             Ok(()) => tracing::info!(upload = %rec.id, path, "recovered: placed a completed upload"),
             Err(e) => tracing::error!(upload = %rec.id, error = %e, "recovery could not place a completed upload"),

@@ -13,6 +13,12 @@ use crate::staging::sync_dir;
 /// Prefix of ferry's temporary names inside the tree; hidden from listings.
 const TEMP_PREFIX: &str = ".ferry-tmp-";
 
+/// A number no other placement of this process uses, for temporary names.
+fn next_temp_number() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The directory ferry serves and places finished uploads into.
 #[derive(Debug, Clone)]
 pub struct Tree {
@@ -140,7 +146,7 @@ impl Tree {
             // Staging on another filesystem than the tree (`--root` elsewhere): copy to a
             // durable temporary beside the target, then rename.
             Err(e) if e.raw_os_error() == Some(18) => {
-                let tmp = parent.join(format!("{TEMP_PREFIX}{}", std::process::id()));
+                let tmp = parent.join(format!("{TEMP_PREFIX}{}-{}", std::process::id(), next_temp_number()));
                 fs::copy(src, &tmp)?;
                 fs::File::open(&tmp)?.sync_all()?;
                 fs::rename(&tmp, &target)?;

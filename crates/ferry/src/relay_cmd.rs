@@ -73,6 +73,9 @@ pub struct ReceiveArgs {
     /// Cap the download rate, e.g. 10M (bytes per second)
     #[arg(long, value_name = "RATE", value_parser = crate::units::parse_size)]
     limit_rate: Option<u64>,
+    /// Replace a file of the same name in the folder when its content differs
+    #[arg(long)]
+    force: bool,
 }
 
 /// Flags of `ferry decline`.
@@ -169,7 +172,7 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<()> {
                 seen.push(i.id.clone());
                 show_item(&i, args.json);
                 if let Some(dir) = &args.receive_into {
-                    receive_one(&client, &args.server, &i, dir, args.json, None, &cancel).await?;
+                    receive_one(&client, &args.server, &i, dir, args.json, (None, false), &cancel).await?;
                 }
             }
         }
@@ -192,7 +195,7 @@ async fn receive_one(
     item: &RelayItem,
     dir: &std::path::Path,
     json: bool,
-    limit_rate: Option<u64>,
+    (limit_rate, force): (Option<u64>, bool),
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     let name =
@@ -204,6 +207,7 @@ async fn receive_one(
     if let Some(rate) = limit_rate {
         d = d.with_limit_rate(rate);
     }
+    d = d.with_force(force);
     if let Some(p) = progress {
         d = d.with_progress(p);
     }
@@ -257,7 +261,8 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
     let cancel = ctrl_c();
     for item in chosen {
-        receive_one(&client, &args.server, item, &args.output, args.json, args.limit_rate, &cancel).await?;
+        receive_one(&client, &args.server, item, &args.output, args.json, (args.limit_rate, args.force), &cancel)
+            .await?;
     }
     Ok(())
 }

@@ -49,6 +49,10 @@ pub struct UploadArgs {
     /// Cap the upload rate, e.g. 10M (bytes per second)
     #[arg(long, value_name = "RATE", value_parser = crate::units::parse_size)]
     limit_rate: Option<u64>,
+    /// Replace a file of the same name in the tree when its content differs (an identical
+    /// one is kept and nothing is sent)
+    #[arg(long)]
+    overwrite: bool,
     /// Hash first and let the server place its own copy if it has the same content
     /// (it asks for proof that this file is really here first)
     #[arg(long)]
@@ -103,6 +107,10 @@ pub struct DownloadArgs {
     #[arg(short = 'j', long = "connections", value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=32))]
     connections: u16,
+    /// Replace OUT when it exists with content other than the server's file (an identical
+    /// OUT is kept and nothing is fetched)
+    #[arg(long)]
+    force: bool,
     /// Cap the download rate, e.g. 10M (bytes per second)
     #[arg(long, value_name = "RATE", value_parser = crate::units::parse_size)]
     limit_rate: Option<u64>,
@@ -162,6 +170,7 @@ pub async fn upload(args: UploadArgs) -> anyhow::Result<()> {
             stall_timeout: args.stall_timeout,
             dedup: args.dedup,
             relay_to: None,
+            overwrite: args.overwrite,
         };
         let mut uploader = Uploader::new(http.clone(), &args.server)?
             .with_cancel(cancel.clone())
@@ -259,7 +268,8 @@ pub async fn download(args: DownloadArgs) -> anyhow::Result<()> {
     let mut downloader = Downloader::new(http_client(token_for(url.as_str()).as_deref())?)
         .with_cancel(cancel)
         .with_retry(retry(args.retries))
-        .with_connections(usize::from(args.connections));
+        .with_connections(usize::from(args.connections))
+        .with_force(args.force);
     if let Some(rate) = args.limit_rate {
         downloader = downloader.with_limit_rate(rate);
     }
@@ -273,11 +283,13 @@ pub async fn download(args: DownloadArgs) -> anyhow::Result<()> {
         let v = serde_json::json!({
             "file": o.path, "size": o.size, "resumed_from": o.resumed_from, "fetched": o.fetched,
             "sha256": o.sha256, "verified": o.verified, "restarted": o.restarted,
+            "already_there": o.already_there,
         });
         println!("{v}");
     } else {
         let check = if o.verified { "verified sha256" } else { "sha256 (server sent no digest)" };
-        eprintln!("downloaded {} ({}) {check} {}", o.path.display(), HumanBytes(o.size), o.sha256);
+        let what = if o.already_there { "already there, nothing fetched:" } else { "downloaded" };
+        eprintln!("{what} {} ({}) {check} {}", o.path.display(), HumanBytes(o.size), o.sha256);
     }
     Ok(())
 }

@@ -14,13 +14,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn json_of(out: &std::process::Output) -> serde_json::Value {
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().last().unwrap_or("")).unwrap_or_else(|e| {
-        panic!("no JSON on stdout ({e}): {text:?}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
-    })
-}
-
 fn spawn_upload(state: &Path, server: &str, file: &Path) -> Child {
     client(state)
         .args(["upload", "--json", "--server", server])
@@ -106,7 +99,8 @@ fn put(s: &Server, state: &Path, name: &str, data: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join(name);
     std::fs::write(&file, data).unwrap();
-    let out = client(state).args(["upload", "--json", "--server", &s.url()]).arg(&file).output().unwrap();
+    let out =
+        client(state).args(["upload", "--json", "--overwrite", "--server", &s.url()]).arg(&file).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 

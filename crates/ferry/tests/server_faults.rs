@@ -58,14 +58,6 @@ fn fault_until_done(s: &mut Server, client: &mut Child, fault: Fault, max: usize
     faults
 }
 
-fn json_of(out: &std::process::Output) -> serde_json::Value {
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no JSON in {text:?}; stderr: {}", String::from_utf8_lossy(&out.stderr)))
-}
-
 fn upload_under_faults(fault: Fault, extra: &[&str]) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
     let tmp = tempfile::tempdir().unwrap();

@@ -17,12 +17,6 @@ use base64::engine::general_purpose::STANDARD;
 use common::*;
 use sha2::Digest;
 
-fn json_of(out: &std::process::Output) -> serde_json::Value {
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("no JSON ({e}): {text:?}\nstderr: {}", String::from_utf8_lossy(&out.stderr)))
-}
-
 fn remembered(state: &Path) -> serde_json::Value {
     let dir = std::fs::read_dir(state.join("uploads")).unwrap();
     for e in dir.flatten() {

@@ -111,12 +111,36 @@ pub(crate) async fn finish_named(
     if !state.meta.complete(&rec.id, expected, length, &sha, Some(&dest_text), None).await? {
         return Err(ApiError::Conflict("the upload changed under this request".into()));
     }
-    if let Err(e) = place(state, &rec.id, &dest, &sha).await {
-        fail(state, &rec.id, &format!("could not place the file: {e}")).await?;
-        return Err(e);
-    }
+    // A placement that fails (a directory in the way, a full disk) keeps the complete,
+    // verified upload: it is placed on its next HEAD or PATCH, or at the next start.
+    place(state, &rec.id, &dest, &sha).await.map_err(unplaced)?;
     state.locks.forget(&rec.id);
     Ok(())
+}
+
+/// The answer when a complete upload could not be placed (it is kept).
+fn unplaced(e: ApiError) -> ApiError {
+    let kept = "the upload is complete and kept on the server, but placing it failed";
+    let retry = "it is placed on the next HEAD or PATCH once that is fixed";
+    match e {
+        ApiError::Conflict(m) => ApiError::Conflict(format!("{kept}: {m}; {retry}")),
+        ApiError::BadRequest(m) => ApiError::Conflict(format!("{kept}: {m}")),
+        ApiError::InsufficientStorage => ApiError::InsufficientStorage,
+        other => ApiError::Internal(format!("{kept}: {other}; {retry}")),
+    }
+}
+
+/// Places a complete upload that an earlier attempt could not place (its staging file is
+/// still there). Nothing to do for anything else.
+pub(crate) async fn place_if_pending(state: &AppState, rec: &UploadRecord) -> Result<(), ApiError> {
+    let (Some(path), Some(sha), UploadState::Complete) = (rec.tree_path.as_deref(), rec.sha256, rec.state) else {
+        return Ok(());
+    };
+    if rec.relay_to.is_some() || !state.staging.path_of(&rec.id).exists() {
+        return Ok(());
+    }
+    let dest = TreePath::parse(path).map_err(|e| ApiError::Internal(e.to_string()))?;
+    place(state, &rec.id, &dest, &sha).await.map_err(unplaced)
 }
 
 /// A relay upload is complete: it becomes an item for its recipients, in the same
@@ -164,13 +188,26 @@ pub(crate) async fn place(state: &AppState, id: &UploadId, dest: &TreePath, sha:
     let tree = state.tree.clone();
     let dest_owned = dest.clone();
     let placed = tokio::task::spawn_blocking(move || tree.place(&src, &dest_owned)).await??;
-    let meta = std::fs::metadata(&placed)?;
+    let bytes = record_placed(state, id, dest, &placed, sha).await?;
+    tracing::info!(upload = %id, path = %dest, bytes, sha256 = %to_hex(sha), "upload complete");
+    Ok(())
+}
+
+/// Records the digest of an upload's file now at `placed` in the tree, and the upload as
+/// placed. Returns the file's size.
+pub(crate) async fn record_placed(
+    state: &AppState,
+    id: &UploadId,
+    dest: &TreePath,
+    placed: &std::path::Path,
+    sha: &[u8; 32],
+) -> Result<u64, ApiError> {
+    let meta = std::fs::metadata(placed)?;
     let mtime_ns = meta.modified()?.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
     let rec = TreeFileRecord { size: meta.len(), mtime_ns, sha256: *sha };
     state.meta.record_tree_file(&dest.to_string(), &rec).await?;
     state.meta.mark_placed(id).await?;
-    tracing::info!(upload = %id, path = %dest, bytes = meta.len(), sha256 = %to_hex(sha), "upload complete");
-    Ok(())
+    Ok(meta.len())
 }
 
 /// Marks an upload failed and frees its bytes.

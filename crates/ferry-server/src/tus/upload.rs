@@ -50,6 +50,7 @@ fn concat_header(rec: &UploadRecord) -> Option<HeaderValue> {
 
 pub(super) async fn head(state: &AppState, id: &UploadId, who: &Identity) -> Result<Response, ApiError> {
     let (_guard, rec) = take(state, id, who).await?;
+    super::complete::place_if_pending(state, &rec).await?;
     let mut h = HeaderMap::new();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     let final_pending = matches!(rec.concat, ConcatKind::Final(_)) && rec.state != UploadState::Complete;
@@ -146,6 +147,7 @@ pub(super) async fn patch(state: &AppState, id: &UploadId, who: &Identity, req: 
     }
     let mut out = HeaderMap::new();
     if rec.state == UploadState::Complete {
+        super::complete::place_if_pending(state, &rec).await?;
         if has_body(&headers) {
             return Err(ApiError::TooLarge("the upload is already complete".into()));
         }

@@ -439,3 +439,12 @@ impl Users {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 }
+
+/// The last JSON object a command printed on stdout.
+pub fn json_of(out: &std::process::Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON on stdout: {text:?}\nstderr: {}", String::from_utf8_lossy(&out.stderr)))
+}

@@ -6,11 +6,11 @@
 #   ROWS="U1 D1" bench/run.sh
 #
 # Settings (env): BENCH_SIZE (default 2G, U1/U2/D1), BENCH_D2_SIZE (256M), BENCH_DIR
-# (/var/tmp/ferry-bench, must be on the disk being measured), ROWS (U1 U2 D1 D2 C1 R1).
+# (/var/tmp/ferry-bench, must be on the disk being measured), ROWS (U1 U2 D1 D2 C1 R1 R2).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/.."
-rows="${ROWS:-U1 U2 D1 D2 C1 R1}"
+rows="${ROWS:-U1 U2 D1 D2 C1 R1 R2}"
 size_h="${BENCH_SIZE:-2G}"
 d2_h="${BENCH_D2_SIZE:-256M}"
 work="${BENCH_DIR:-/var/tmp/ferry-bench}"
@@ -170,7 +170,22 @@ if [[ " $rows " == *" R1 "* ]]; then
   FERRY_STATE_DIR="$work/rstate" "$ferry" upload --json --parallel 1 --server "http://127.0.0.1:$p" "$work/r1.bin" > "$work/r1.json"
   read -r kept sent < <(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["resumed_from"], j["sent"])' "$work/r1.json")
   resent=$(( sent - (536870912 - kept) + (staged > kept ? staged - kept : 0) ))
-  row R1 "interrupt at 50% of 512M, resume: bytes re-sent" "$resent" "-" "-" "<= one chunk (256 MiB max)"
+  row R1 "interrupt at 50% of 512M, resume: bytes re-sent" "$resent" "-" "-" "<= one PATCH (~1.5 s)"
+  kill "$ferry_pid"
+fi
+
+if [[ " $rows " == *" R2 "* ]]; then
+  # The server, not the client, dies: kill -9 at ~45% under `ferry upload` at its defaults,
+  # restart on the same port; the client carries on by itself.
+  head -c 536870912 "$work/src.bin" > "$work/r2.bin"
+  p=$(free_port); start_ferry "$work/fd7" "$p"; wait_port 127.0.0.1 "$p"
+  FERRY_STATE_DIR="$work/r2state" "$ferry" upload --json --limit-rate 100M --server "http://127.0.0.1:$p" "$work/r2.bin" > "$work/r2.json" 2>/dev/null & up_pid=$!
+  sleep 2.5
+  kill -9 "$ferry_pid"; sleep 0.3
+  start_ferry "$work/fd7" "$p"; wait_port 127.0.0.1 "$p"
+  wait "$up_pid"
+  sent=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sent"])' "$work/r2.json")
+  row R2 "kill -9 of the server at ~45% of 512M: bytes re-sent" "$(( sent - 536870912 ))" "-" "-" "<= max(64 MiB, 2 s) = 200 MB"
   kill "$ferry_pid"
 fi
 

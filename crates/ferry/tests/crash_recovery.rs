@@ -108,3 +108,46 @@ fn connections_cut_at_random_byte_counts_keep_exactly_what_arrived() {
     assert_eq!(patch(&s.addr, &loc, offset as u64, &data[offset..], &[]).status, 204);
     assert_eq!(std::fs::read(s.tree_file("cut.bin")).unwrap(), data);
 }
+
+#[test]
+fn recovery_records_the_digest_of_a_file_renamed_just_before_a_crash() {
+    use ferry_store::{ConcatKind, MetaStore, NewUpload};
+    use sha2::Digest;
+    // The state a crash leaves between the rename into the tree and the digest record:
+    // the upload is complete but not marked placed, its staging file is gone, and the file
+    // is in the tree.
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    std::fs::create_dir_all(data_dir.join("files")).unwrap();
+    let content = b"renamed, then the power went";
+    let sha: [u8; 32] = sha2::Sha256::digest(content).into();
+    std::fs::write(data_dir.join("files/found.txt"), content).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let meta = MetaStore::open(&data_dir.join("ferry.db")).await.unwrap();
+        let id = ferry_core::UploadId::random();
+        let new = NewUpload {
+            id: id.clone(),
+            length: Some(content.len() as u64),
+            metadata: String::new(),
+            concat: ConcatKind::None,
+            expires_at: None,
+            owner: None,
+            tree_path: Some("found.txt".into()),
+            relay_to: None,
+        };
+        meta.create_upload(&new, 0).await.unwrap();
+        assert!(meta.complete(&id, 0, content.len() as u64, &sha, Some("found.txt"), None).await.unwrap());
+        meta.close().await;
+    });
+    let s = Server::start(&data_dir, &[]);
+    let r = request(&s.addr, "HEAD", "/files/found.txt", &[], b"");
+    assert_eq!(r.status, 200);
+    let digest = r.header("repr-digest").unwrap_or_else(|| panic!("no Repr-Digest: {:?}", r.headers));
+    assert!(digest.contains(&base64_of(&sha)), "{digest}");
+}
+
+fn base64_of(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}

@@ -5,7 +5,7 @@
 //! bounds every PATCH in time: the body ends cleanly at the first block after
 //! [`TARGET`] once it has sent at least a floor (32 MiB shared by the parallel parts), so
 //! a server kill, restart or crash costs at most max(floor, ~1.5 s of transfer), whatever
-//! the link. One round trip per PATCH is the price: under 3 % of a 40 ms link and
+//! the link. One round trip per PATCH is the price: about 3 % of a 40 ms link and
 //! unmeasurable on a LAN. After a failure the target and the floor shrink (a link that
 //! breaks every second still makes progress) and grow back with every success.
 //! `Fixed` sends exactly that many bytes per PATCH.

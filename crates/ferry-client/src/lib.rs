@@ -14,6 +14,7 @@
 //!   when it is the server's file, and never replaced by another one unless forced.
 #![deny(missing_docs)]
 
+mod appends;
 mod chunking;
 mod credentials;
 mod dedup;
@@ -21,6 +22,7 @@ mod download;
 mod error;
 mod hashing;
 mod overwrite;
+mod owned_task;
 mod parts;
 mod patch_body;
 mod progress;

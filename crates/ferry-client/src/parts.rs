@@ -6,20 +6,18 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ferry_core::digest::{parse_repr_digest_sha256, to_hex};
-use reqwest::{StatusCode, Url};
+use ferry_core::digest::to_hex;
+use reqwest::Url;
 
 use crate::chunking::Chunker;
-use crate::error::{from_status, network};
 use crate::hashing::RewindableSha;
-use crate::patch_body::{Activity, PatchBody};
+use crate::patch_body::Activity;
 use crate::rate::RateLimiter;
 use crate::state_dir::{PartRecord, UploadRecord};
-use crate::upload::TUS;
 use crate::{ClientError, Uploader};
 
 /// One range of the file going to one tus upload.
@@ -30,8 +28,10 @@ pub(crate) struct Part {
     pub(crate) concat_partial: bool,
     /// Bytes of this part the server holds (last known).
     pub(crate) confirmed: AtomicU64,
-    /// The PATCH in flight, for progress.
-    pub(crate) activity: Mutex<Option<Arc<Activity>>>,
+    /// The PATCHes in flight (two when pipelined), for progress.
+    pub(crate) activity: Mutex<Vec<Arc<Activity>>>,
+    /// Bytes the last failed PATCH had handed over (for the chunker).
+    pub(crate) last_delivered: AtomicU64,
     pub(crate) sent: AtomicU64,
     pub(crate) resumed_from: Mutex<Option<u64>>,
 }
@@ -44,7 +44,8 @@ impl Part {
             url: Mutex::new(url),
             concat_partial,
             confirmed: AtomicU64::new(0),
-            activity: Mutex::new(None),
+            activity: Mutex::new(Vec::new()),
+            last_delivered: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             resumed_from: Mutex::new(None),
         }
@@ -59,12 +60,13 @@ impl Part {
     }
 
     pub(crate) fn shown(&self) -> u64 {
-        let inflight = self
+        let inflight: u64 = self
             .activity
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map_or(0, |a| a.sent.load(Ordering::Relaxed));
+            .iter()
+            .map(|a| a.sent.load(Ordering::Relaxed))
+            .sum();
         (self.confirmed.load(Ordering::Relaxed) + inflight).min(self.len())
     }
 }
@@ -339,20 +341,19 @@ impl Ctx<'_> {
             if self.up.cancel.is_cancelled() {
                 return Err(ClientError::Interrupted);
             }
-            match self.part_step(part, &sha, &mut chunker).await {
+            let result = self.part_step(part, &sha, &mut chunker).await;
+            // The retry budget counts attempts without progress.
+            let now = part.confirmed.load(Ordering::Relaxed);
+            if last_offset != Some(now) {
+                attempts = 0;
+            }
+            last_offset = Some(now);
+            match result {
                 Ok(Some(done)) => return Ok(done),
-                Ok(None) => {
-                    let now = part.confirmed.load(Ordering::Relaxed);
-                    if last_offset != Some(now) {
-                        attempts = 0;
-                    }
-                    last_offset = Some(now);
-                }
+                Ok(None) => {}
                 Err(e) if e.is_retryable() && attempts < self.up.retry.max_attempts => {
                     attempts += 1;
-                    let delivered =
-                        part.activity.lock().ok().and_then(|a| a.as_ref().map(|a| a.sent.load(Ordering::Relaxed)));
-                    chunker.failed(delivered.unwrap_or(0));
+                    chunker.failed(part.last_delivered.load(Ordering::Relaxed));
                     tracing::debug!(next = ?chunker.plan(u64::MAX), "chunk failed");
                     self.backoff(attempts, &e).await?;
                 }
@@ -364,112 +365,5 @@ impl Ctx<'_> {
                 Err(e) => return Err(e),
             }
         }
-    }
-
-    /// One round for a part. `Some` when the part is complete.
-    pub(crate) async fn part_step(
-        &self,
-        part: &Part,
-        sha: &Option<Arc<Mutex<RewindableSha>>>,
-        chunker: &mut Chunker,
-    ) -> Result<Option<PartDone>, ClientError> {
-        let (url, status) = match part.url() {
-            Some(u) => match self.up.head(&u).await? {
-                Some(s) if s.length == Some(part.len()) => (u, s),
-                _ => {
-                    self.recreated.store(true, Ordering::Relaxed);
-                    (self.create(part).await?, HeadStatus { offset: 0, length: Some(part.len()), sha: None })
-                }
-            },
-            None => (self.create(part).await?, HeadStatus { offset: 0, length: Some(part.len()), sha: None }),
-        };
-        let offset = status.offset;
-        part.confirmed.store(offset, Ordering::Relaxed);
-        part.resumed_from.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(offset);
-        if offset == part.len() {
-            return Ok(Some(PartDone { server_sha: status.sha }));
-        }
-        if let Some(sha) = sha {
-            let mut h = sha.lock().map_err(|_| ClientError::Protocol("hash state poisoned".into()))?;
-            let mut f = File::open(self.path).map_err(|e| ClientError::local(self.path, e))?;
-            h.seek(&mut f, part.start + offset).map_err(|e| ClientError::local(self.path, e))?;
-        }
-        let plan = chunker.plan(part.len() - offset);
-        let len = plan.len;
-        let activity = Activity::new();
-        *part.activity.lock().unwrap_or_else(|p| p.into_inner()) = Some(activity.clone());
-        let body = PatchBody::new(
-            self.file.clone(),
-            part.start + offset,
-            part.start + offset + len,
-            self.up.options.checksum,
-            sha.as_ref().map(|s| (s.clone(), part.end)),
-            self.limiter.clone(),
-            activity.clone(),
-        )
-        .with_soft_end(plan.soft_end);
-        let mut req = self
-            .up
-            .http
-            .patch(url.clone())
-            .header("Tus-Resumable", TUS)
-            .header("Upload-Offset", offset)
-            .header("Content-Type", "application/offset+octet-stream");
-        if let Some(t) = body.trailer_names() {
-            req = req.header("Trailer", t);
-        }
-        let started = Instant::now();
-        let send = req.body(reqwest::Body::wrap(body)).send();
-        let stall = self.up.options.stall_timeout;
-        let watchdog = async {
-            loop {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                if activity.idle() > stall {
-                    return;
-                }
-            }
-        };
-        let mut send = std::pin::pin!(send);
-        let result = tokio::select! {
-            () = self.up.cancel.cancelled() => {
-                // Pause cleanly: end the body at the next block with its checksum trailer,
-                // so the server keeps what it received, and give it a moment to say so.
-                activity.stop.store(true, Ordering::Relaxed);
-                if let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(10), &mut send).await
-                    && let Some(o) = resp.headers().get("upload-offset").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()) {
-                        part.confirmed.store(o, Ordering::Relaxed);
-                    }
-                Err(ClientError::Interrupted)
-            }
-            () = watchdog => Err(ClientError::Unreachable(format!("no progress for {} s; the connection looks dead", stall.as_secs()))),
-            r = &mut send => r.map_err(|e| network(&e)),
-        };
-        part.sent.fetch_add(activity.sent.load(Ordering::Relaxed), Ordering::Relaxed);
-        let result = match result {
-            Ok(resp) if resp.status() == StatusCode::NO_CONTENT || resp.status() == StatusCode::OK => Ok(resp),
-            Ok(resp) => Err(from_status(resp).await),
-            Err(e) => Err(e),
-        };
-        *part.activity.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        let resp = result?;
-        let new_offset = resp
-            .headers()
-            .get("upload-offset")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| ClientError::Protocol("PATCH answer without Upload-Offset".into()))?;
-        chunker.succeeded();
-        tracing::debug!(
-            bytes = new_offset.saturating_sub(offset),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "chunk sent"
-        );
-        part.confirmed.store(new_offset, Ordering::Relaxed);
-        if new_offset == part.len() {
-            let server_sha =
-                resp.headers().get("repr-digest").and_then(|v| v.to_str().ok()).and_then(parse_repr_digest_sha256);
-            return Ok(Some(PartDone { server_sha }));
-        }
-        Ok(None)
     }
 }

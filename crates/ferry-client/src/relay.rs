@@ -62,15 +62,6 @@ pub struct ServerEvent {
     pub data: serde_json::Value,
 }
 
-/// Stops the presence reporter when the watch ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// A relay client for one server.
 #[derive(Debug, Clone)]
 pub struct RelayClient {
@@ -169,7 +160,7 @@ impl RelayClient {
         let mut buf = String::new();
         let (mut kind, mut data) = (String::new(), String::new());
         let mut limit = self.silence_limit.unwrap_or(std::time::Duration::from_secs(30));
-        let mut reporter: Option<AbortOnDrop> = None;
+        let mut reporter: Option<crate::owned_task::OwnedTask<()>> = None;
         loop {
             // Three missed heartbeats mean the connection (or the server) is gone, even if
             // TCP has not noticed.
@@ -199,12 +190,12 @@ impl RelayClient {
                             }
                             if reporter.is_none() {
                                 let (http, url) = (self.http.clone(), self.url("api/presence")?);
-                                reporter = Some(AbortOnDrop(tokio::spawn(async move {
+                                reporter = Some(crate::owned_task::OwnedTask::spawn(async move {
                                     loop {
                                         let _ = http.post(url.clone()).send().await;
                                         tokio::time::sleep(beat).await;
                                     }
-                                })));
+                                }));
                             }
                         }
                         if !on_event(ev) {

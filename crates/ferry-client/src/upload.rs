@@ -2,9 +2,9 @@
 //!
 //! One file is sent either as one tus upload or, with `parallel > 1`, as that many partial
 //! uploads joined by a final `Upload-Concat` request. Every part runs the same loop: learn
-//! the server's offset (HEAD), send the next chunk as a PATCH with a `crc32c`
-//! `Upload-Checksum` trailer, adapt the chunk size, and on any retryable failure back off
-//! and re-sync. The whole-file SHA-256 is computed while the bytes stream (sequential mode)
+//! the server's offset (HEAD), send chunk after chunk as PATCHes bounded in time with a
+//! `crc32c` `Upload-Checksum` trailer, and on any retryable failure shrink the chunks, back
+//! off and re-sync. The whole-file SHA-256 is computed while the bytes stream (sequential mode)
 //! or by one concurrent pass (parallel mode) and the server checks it before the file
 //! enters its tree: as a `Repr-Digest` trailer on the completing PATCH, or as `sha256`
 //! metadata on the final upload.

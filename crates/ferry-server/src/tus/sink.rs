@@ -3,10 +3,11 @@
 //!
 //! [`Pipeline`] overlaps three things: the network delivers the next batch while the
 //! previous one is written (and hashed) on a blocking thread, and a `sync_data` runs in the
-//! background every [`FLUSH_EVERY`] bytes. Reading waits for the disk when more than
+//! background every [`FLUSH_EVERY`] bytes (or [`FLUSH_AFTER`] on a slower stream, so the
+//! final sync of a request is short). Reading waits for the disk when more than
 //! [`DIRTY_LIMIT`] bytes are written but not durable, so a fast client can never pile up
 //! unbounded dirty pages (and a final sync stays short). A finished flush makes everything
-//! written before it durable: [`Pipeline::durable`] is what may be acknowledged.
+//! written before it durable: [`Pipeline::durable_beyond`] is what may be acknowledged.
 
 use std::io;
 
@@ -18,8 +19,10 @@ use tokio::task::JoinHandle;
 
 /// Bytes written between background flushes.
 const FLUSH_EVERY: u64 = 16 << 20;
+/// A slower stream is flushed at least this often, so the final sync of a request is short.
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
 /// Written-but-not-durable bytes allowed before reading waits for the running flush.
-const DIRTY_LIMIT: u64 = 64 << 20;
+const DIRTY_LIMIT: u64 = 256 << 20;
 
 /// The writer and the hashes fed in the same pass.
 #[derive(Debug)]
@@ -56,6 +59,7 @@ pub(super) struct Pipeline {
     slot: Slot,
     flush: Option<(Sha256, JoinHandle<io::Result<u64>>)>,
     last_flush_at: u64,
+    last_flush_started: std::time::Instant,
     /// The newest durable offset and the SHA-256 state there.
     durable: Option<(u64, Sha256)>,
 }
@@ -67,7 +71,13 @@ fn lost() -> io::Error {
 impl Pipeline {
     pub fn new(sink: Sink) -> Self {
         let at = sink.writer.written();
-        Self { slot: Slot::Ready(Box::new(sink)), flush: None, last_flush_at: at, durable: None }
+        Self {
+            slot: Slot::Ready(Box::new(sink)),
+            flush: None,
+            last_flush_at: at,
+            last_flush_started: std::time::Instant::now(),
+            durable: None,
+        }
     }
 
     /// The sink, once the batch being written (if any) is done; its error is returned.
@@ -127,12 +137,15 @@ impl Pipeline {
             return Ok(());
         }
         let last = self.last_flush_at;
+        let quiet = self.last_flush_started.elapsed() >= FLUSH_AFTER;
         let s = self.ready().await?;
-        if s.writer.written() < last + FLUSH_EVERY {
+        let written = s.writer.written();
+        if written < last + FLUSH_EVERY && !(quiet && written > last) {
             return Ok(());
         }
         let job = s.writer.flush_job();
         let sha = s.sha.clone();
+        self.last_flush_started = std::time::Instant::now();
         self.last_flush_at = job.upto();
         self.flush = Some((sha, tokio::task::spawn_blocking(move || job.run())));
         Ok(())

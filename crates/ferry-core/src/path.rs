@@ -26,8 +26,27 @@ pub enum PathError {
     #[error("path {0:?} contains a NUL, backslash or control character")]
     BadCharacter(String),
     /// Too long overall or in one component.
-    #[error("path is too long (at most 4096 bytes, 255 per name)")]
+    #[error("path is too long (at most 1024 bytes, 255 per name)")]
     TooLong,
+    /// More nested folders than allowed.
+    #[error("path is nested too deeply (at most {MAX_DEPTH} levels)")]
+    TooDeep,
+    /// A name that would be confused with ferry's own files or misread by people:
+    /// ferry's temporary prefix, or invisible direction overrides.
+    #[error("path {0:?} contains a reserved name or an invisible direction-override character")]
+    ReservedName(String),
+}
+
+/// Longest path accepted (bytes), well under PATH_MAX once a tree's root is in front.
+pub const MAX_LEN: usize = 1024;
+/// Deepest path accepted (components): bounds the filesystem work one request can cause.
+pub const MAX_DEPTH: usize = 32;
+/// Prefix of ferry's temporary files in the tree; no client name may start with it.
+pub const TEMP_PREFIX: &str = ".ferry-tmp-";
+
+/// Characters that reorder or hide text when shown (bidi controls, zero-width marks).
+fn is_deceptive(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 impl TreePath {
@@ -39,7 +58,7 @@ impl TreePath {
     /// Parses a `/`-separated relative path. Empty and `.` components are dropped, so
     /// `a//./b` is `a/b`; an empty string is the root.
     pub fn parse(s: &str) -> Result<Self, PathError> {
-        if s.len() > 4096 {
+        if s.len() > MAX_LEN {
             return Err(PathError::TooLong);
         }
         if s.starts_with('/') {
@@ -48,16 +67,35 @@ impl TreePath {
         if s.chars().any(|c| c == '\\' || c.is_control()) {
             return Err(PathError::BadCharacter(s.to_owned()));
         }
+        if s.chars().any(is_deceptive) {
+            return Err(PathError::ReservedName(s.escape_default().to_string()));
+        }
         let mut components = Vec::new();
         for part in s.split('/') {
             match part {
                 "" | "." => {}
                 ".." => return Err(PathError::ParentDir(s.to_owned())),
                 name if name.len() > 255 => return Err(PathError::TooLong),
+                name if name.starts_with(TEMP_PREFIX) => return Err(PathError::ReservedName(s.to_owned())),
                 name => components.push(name.to_owned()),
+            }
+            if components.len() > MAX_DEPTH {
+                return Err(PathError::TooDeep);
             }
         }
         Ok(Self { components })
+    }
+
+    /// `self/child`, refused when the result is longer or deeper than a parsed path may be.
+    pub fn checked_join(&self, child: &TreePath) -> Result<TreePath, PathError> {
+        let joined = self.join(child);
+        if joined.components.len() > MAX_DEPTH {
+            return Err(PathError::TooDeep);
+        }
+        if joined.to_string().len() > MAX_LEN {
+            return Err(PathError::TooLong);
+        }
+        Ok(joined)
     }
 
     /// Parses a path taken from a URL whose leading `/` belongs to the route.
@@ -134,5 +172,11 @@ mod tests {
         assert!(matches!(TreePath::parse("..\\..\\windows"), Err(PathError::BadCharacter(_))));
         assert!(matches!(TreePath::parse("a\r\nb"), Err(PathError::BadCharacter(_))));
         assert_eq!(TreePath::parse(&"n".repeat(256)), Err(PathError::TooLong));
+        assert_eq!(TreePath::parse(&"d/".repeat(MAX_DEPTH + 1)), Err(PathError::TooDeep));
+        assert!(TreePath::parse(&"d/".repeat(MAX_DEPTH)).is_ok());
+        assert!(matches!(TreePath::parse("a/.ferry-tmp-1"), Err(PathError::ReservedName(_))));
+        assert!(matches!(TreePath::parse("invoice\u{202E}fdp.exe"), Err(PathError::ReservedName(_))));
+        let deep = TreePath::parse(&"d/".repeat(20)).unwrap();
+        assert_eq!(deep.checked_join(&deep), Err(PathError::TooDeep));
     }
 }

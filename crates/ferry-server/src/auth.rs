@@ -206,6 +206,21 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
+/// Checks `password` for a user who may not exist: an unknown user costs the same argon2id
+/// verification as a known one (against a fixed dummy hash), so timing does not tell
+/// which names exist.
+pub fn verify_login(password: &str, hash: Option<&str>) -> bool {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    match hash {
+        Some(h) => verify_password(password, h),
+        None => {
+            let dummy = DUMMY.get_or_init(|| hash_password("ferry dummy password").unwrap_or_default());
+            let _ = verify_password(password, dummy);
+            false
+        }
+    }
+}
+
 /// A fresh API token and the SHA-256 the server stores.
 pub fn new_token() -> (String, [u8; 32]) {
     let token = format!("fy_{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()));
@@ -240,16 +255,21 @@ async fn identify(state: &AppState, auth: Option<String>) -> Result<Option<User>
         if secret.starts_with("fy_") {
             return Ok(state.meta.user_by_token(&token_sha(&secret)).await?.filter(|u| u.name == name));
         }
-        let Some((user, hash)) = state.meta.user_by_name(&name).await? else { return Ok(None) };
-        let ok = tokio::task::spawn_blocking(move || verify_password(&secret, &hash)).await?;
-        return Ok(ok.then_some(user));
+        let found = state.meta.user_by_name(&name).await?;
+        let hash = found.as_ref().map(|(_, h)| h.clone());
+        let ok = tokio::task::spawn_blocking(move || verify_login(&secret, hash.as_deref())).await?;
+        return Ok(found.filter(|_| ok).map(|(user, _)| user));
     }
     Ok(None)
 }
 
 /// Applies [`ROUTE_RULES`] and attaches the caller's [`Identity`].
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some(rule) = rule_for(req.method(), req.uri().path()) else {
+    // The tus routes act on `X-HTTP-Method-Override`, so their rule is the overriding
+    // method's: an OPTIONS that means POST needs what a POST needs.
+    let method =
+        if req.uri().path().starts_with("/tus") { crate::tus::effective_method(&req) } else { req.method().clone() };
+    let Some(rule) = rule_for(&method, req.uri().path()) else {
         return ApiError::NotFound("no such route".into()).into_response();
     };
     let identity = if !state.config.auth {
@@ -280,6 +300,15 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_users_cost_a_verification_and_never_pass() {
+        let hash = hash_password("right").unwrap();
+        assert!(verify_login("right", Some(&hash)));
+        assert!(!verify_login("wrong", Some(&hash)));
+        assert!(!verify_login("right", None));
+        assert!(!verify_login("ferry dummy password", None), "the dummy hash never lets anyone in");
+    }
 
     #[test]
     fn patterns() {

@@ -10,8 +10,9 @@ use ferry_core::TreePath;
 use crate::StoreError;
 use crate::staging::sync_dir;
 
-/// Prefix of ferry's temporary names inside the tree; hidden from listings.
-const TEMP_PREFIX: &str = ".ferry-tmp-";
+/// Prefix of ferry's temporary names inside the tree; hidden from listings, refused in
+/// client paths.
+use ferry_core::path::TEMP_PREFIX;
 
 /// A number no other placement of this process uses, for temporary names.
 fn next_temp_number() -> u64 {

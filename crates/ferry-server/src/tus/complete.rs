@@ -35,11 +35,12 @@ pub(crate) fn destination(meta: &UploadMetadata, id: &UploadId, home: &TreePath)
                 Some(abs) => (TreePath::root(), abs),
                 None => (home.clone(), dir),
             };
-            base.join(&TreePath::parse(rel).map_err(|e| ApiError::bad(format!("metadata dir: {e}")))?)
+            base.checked_join(&TreePath::parse(rel).map_err(|e| ApiError::bad(format!("metadata dir: {e}")))?)
+                .map_err(|e| ApiError::bad(format!("metadata dir: {e}")))?
         }
         None => home.clone(),
     };
-    Ok(dir.join(&file))
+    dir.checked_join(&file).map_err(|e| ApiError::bad(format!("destination: {e}")))
 }
 
 /// The whole-file SHA-256 a client declared in metadata (`sha256`, hex or base64).

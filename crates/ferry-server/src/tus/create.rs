@@ -97,6 +97,9 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
         .transpose()
         .map_err(|e| ApiError::bad(e.to_string()))?;
 
+    if state.config.auth && who.user_id().is_none() {
+        return Err(ApiError::Unauthorized); // every upload, partial ones included, has an owner
+    }
     let id = UploadId::random();
     let relay_to = relay_recipients(&state, &who, &metadata).await?;
     let tree_path = if matches!(concat, Some(UploadConcat::Partial)) || relay_to.is_some() {
@@ -106,7 +109,9 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
         if !who.may_write(&dest) {
             return Err(ApiError::Forbidden(format!("you may not write to /{}", dest.parent())));
         }
-        state.tree.check_placeable(&dest)?;
+        // Filesystem checks run off the async threads (bounded by the path's depth).
+        let (tree, check) = (state.tree.clone(), dest.clone());
+        tokio::task::spawn_blocking(move || tree.check_placeable(&check)).await??;
         Some(dest.to_string())
     };
     if let (Some((user, quota)), Some(len)) = (who.quota(), length) {

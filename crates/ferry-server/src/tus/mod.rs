@@ -44,8 +44,9 @@ pub fn router() -> Router<AppState> {
         .layer(DefaultBodyLimit::disable())
 }
 
-/// The method a request really means: `X-HTTP-Method-Override` wins when present.
-fn effective_method(req: &Request) -> Method {
+/// The method a request really means: `X-HTTP-Method-Override` wins when present. The
+/// access rules are chosen by this method too (`auth::authenticate`).
+pub(crate) fn effective_method(req: &Request) -> Method {
     req.headers()
         .get("x-http-method-override")
         .and_then(|v| v.to_str().ok())

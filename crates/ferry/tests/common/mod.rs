@@ -52,7 +52,18 @@ impl Server {
         Self::spawn(data, args)
     }
 
+    /// Starts a server with accounts whose log (stderr) goes to `log`.
+    pub fn start_auth_logged(data: &Path, log: &Path) -> Server {
+        let mut s = Self::spawn_with(data, Vec::new(), Stdio::from(std::fs::File::create(log).expect("log file")));
+        s.args.clear();
+        s
+    }
+
     fn spawn(data: &Path, args: Vec<String>) -> Server {
+        Self::spawn_with(data, args, Stdio::inherit())
+    }
+
+    fn spawn_with(data: &Path, args: Vec<String>, stderr: Stdio) -> Server {
         let listen_given = args.iter().any(|a| a == "--listen");
         let mut cmd = Command::new(ferry_bin());
         cmd.arg("serve");
@@ -65,7 +76,7 @@ impl Server {
             .args(&args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn ferry serve");
         let stdout = child.stdout.take().expect("stdout");

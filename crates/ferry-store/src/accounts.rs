@@ -49,14 +49,31 @@ impl MetaStore {
         admin: bool,
         quota: Option<u64>,
     ) -> Result<bool, StoreError> {
-        let r = sqlx::query("INSERT INTO users (name, pw_hash, admin, quota, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO NOTHING")
-            .bind(name)
-            .bind(pw_hash)
-            .bind(admin as i64)
-            .bind(quota.map(|q| q as i64))
-            .bind(unix_now())
-            .execute(self.pool())
+        // Ids are never reused: a new user must not inherit a removed one's uploads or items.
+        let mut tx = self.pool().begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "SELECT MAX(COALESCE((SELECT next FROM id_counters WHERE name = 'users'), 1), \
+             COALESCE((SELECT MAX(id) FROM users), 0) + 1)",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let r = sqlx::query(
+            "INSERT INTO users (id, name, pw_hash, admin, quota, created_at) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT(name) DO NOTHING",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(pw_hash)
+        .bind(admin as i64)
+        .bind(quota.map(|q| q as i64))
+        .bind(unix_now())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO id_counters (name, next) VALUES ('users', ?) ON CONFLICT(name) DO UPDATE SET next = excluded.next")
+            .bind(id + 1)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -100,6 +117,12 @@ impl MetaStore {
         for q in [
             "DELETE FROM tokens WHERE user_id = (SELECT id FROM users WHERE name = ?)",
             "DELETE FROM grants WHERE user_id = (SELECT id FROM users WHERE name = ?)",
+            // What the user owned ends: unfinished uploads expire at the next sweep (their
+            // bytes go), items they sent expire, deliveries to them are declined.
+            "UPDATE uploads SET expires_at = 0 WHERE state = 'active' AND owner = (SELECT id FROM users WHERE name = ?)",
+            "UPDATE relay_items SET expires_at = 0 WHERE sender_id = (SELECT id FROM users WHERE name = ?)",
+            "UPDATE relay_deliveries SET state = 'declined' WHERE state IN ('waiting', 'downloading') \
+             AND recipient_id = (SELECT id FROM users WHERE name = ?)",
         ] {
             sqlx::query(q).bind(name).execute(&mut *tx).await?;
         }
@@ -209,5 +232,30 @@ mod tests {
         assert_eq!(db.usage(alice.id, "~alice").await.unwrap(), 40, "another home with the same prefix does not count");
         assert!(db.remove_user("alice").await.unwrap());
         assert!(db.grants(alice.id).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_removed_users_id_is_never_given_to_a_new_user() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = MetaStore::open(&tmp.path().join("t.db")).await.unwrap();
+        db.add_user("alice", "h", false, None).await.unwrap();
+        db.add_user("bob", "h", false, None).await.unwrap();
+        let bob = db.user_by_name("bob").await.unwrap().unwrap().0;
+        let upload = crate::NewUpload {
+            id: ferry_core::UploadId::random(),
+            length: Some(10),
+            metadata: String::new(),
+            concat: crate::ConcatKind::None,
+            expires_at: Some(i64::MAX),
+            owner: Some(bob.id),
+            tree_path: None,
+            relay_to: None,
+        };
+        db.create_upload(&upload, 0).await.unwrap();
+        assert!(db.remove_user("bob").await.unwrap());
+        db.add_user("carol", "h", false, None).await.unwrap();
+        let carol = db.user_by_name("carol").await.unwrap().unwrap().0;
+        assert_ne!(carol.id, bob.id, "bob's id was given to carol");
+        assert_eq!(db.get(&upload.id).await.unwrap().unwrap().expires_at, Some(0), "bob's upload ends");
     }
 }

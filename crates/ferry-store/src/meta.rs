@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS users (
     quota       INTEGER,
     created_at  INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS id_counters (
+    name        TEXT PRIMARY KEY,
+    next        INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tokens (
     sha256      BLOB PRIMARY KEY,
     user_id     INTEGER NOT NULL,

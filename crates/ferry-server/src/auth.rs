@@ -238,10 +238,39 @@ pub fn bearer(req: &Request) -> Option<&str> {
     req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
-async fn identify(state: &AppState, auth: Option<String>) -> Result<Option<User>, ApiError> {
+/// What a request proved itself with, kept so that long-lived responses (event streams)
+/// can check it is still valid: a token (revoked by logout or a new password) or a
+/// password (changed, or the user removed).
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// An API token, by its SHA-256.
+    Token([u8; 32]),
+    /// A password, by the user's name and the hash it matched.
+    Password {
+        /// The user's name.
+        name: String,
+        /// The stored hash the password matched.
+        hash: String,
+    },
+}
+
+impl Credential {
+    /// Whether the credential would still let its user in.
+    pub async fn still_valid(&self, state: &AppState) -> bool {
+        match self {
+            Credential::Token(sha) => state.meta.user_by_token(sha).await.is_ok_and(|u| u.is_some()),
+            Credential::Password { name, hash } => {
+                state.meta.user_by_name(name).await.is_ok_and(|u| u.is_some_and(|(_, h)| &h == hash))
+            }
+        }
+    }
+}
+
+async fn identify(state: &AppState, auth: Option<String>) -> Result<Option<(User, Credential)>, ApiError> {
     let Some(auth) = auth else { return Ok(None) };
     if let Some(token) = auth.strip_prefix("Bearer ") {
-        return Ok(state.meta.user_by_token(&token_sha(token.trim())).await?);
+        let sha = token_sha(token.trim());
+        return Ok(state.meta.user_by_token(&sha).await?.map(|u| (u, Credential::Token(sha))));
     }
     if let Some(b64) = auth.strip_prefix("Basic ") {
         let Some((name, secret)) = STANDARD
@@ -253,12 +282,18 @@ async fn identify(state: &AppState, auth: Option<String>) -> Result<Option<User>
             return Ok(None);
         };
         if secret.starts_with("fy_") {
-            return Ok(state.meta.user_by_token(&token_sha(&secret)).await?.filter(|u| u.name == name));
+            let sha = token_sha(&secret);
+            return Ok(state
+                .meta
+                .user_by_token(&sha)
+                .await?
+                .filter(|u| u.name == name)
+                .map(|u| (u, Credential::Token(sha))));
         }
         let found = state.meta.user_by_name(&name).await?;
         let hash = found.as_ref().map(|(_, h)| h.clone());
         let ok = tokio::task::spawn_blocking(move || verify_login(&secret, hash.as_deref())).await?;
-        return Ok(found.filter(|_| ok).map(|(user, _)| user));
+        return Ok(found.filter(|_| ok).map(|(user, hash)| (user, Credential::Password { name, hash })));
     }
     Ok(None)
 }
@@ -278,8 +313,11 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
         match identify(&state, auth).await {
             Err(e) => return e.into_response(),
-            Ok(Some(user)) => match state.meta.grants(user.id).await {
-                Ok(grants) => Identity::User(user, grants),
+            Ok(Some((user, credential))) => match state.meta.grants(user.id).await {
+                Ok(grants) => {
+                    req.extensions_mut().insert(credential);
+                    Identity::User(user, grants)
+                }
                 Err(e) => return ApiError::from(e).into_response(),
             },
             Ok(None) if rule.access == Access::Public => Identity::Anonymous,

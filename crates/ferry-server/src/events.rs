@@ -20,7 +20,7 @@ use axum::{Extension, Json};
 use futures_util::stream::{self, Stream};
 use tokio::sync::broadcast;
 
-use crate::auth::Identity;
+use crate::auth::{Credential, Identity};
 use crate::{ApiError, AppState};
 
 /// The event hub.
@@ -28,11 +28,17 @@ use crate::{ApiError, AppState};
 pub struct Events {
     tx: broadcast::Sender<(i64, &'static str, String)>,
     last_seen: Mutex<HashMap<i64, Instant>>,
+    /// Bumped when a credential is revoked here, so open streams re-check theirs at once.
+    pub(crate) revocations: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for Events {
     fn default() -> Self {
-        Self { tx: broadcast::channel(1024).0, last_seen: Mutex::default() }
+        Self {
+            tx: broadcast::channel(1024).0,
+            last_seen: Mutex::default(),
+            revocations: tokio::sync::watch::Sender::new(0),
+        }
     }
 }
 
@@ -78,15 +84,41 @@ fn user(who: &Identity) -> Result<i64, ApiError> {
     who.user_id().ok_or_else(|| ApiError::bad("events need an account (the server runs without accounts)"))
 }
 
-/// `GET /api/events`.
-pub async fn events(State(state): State<AppState>, Extension(who): Extension<Identity>) -> Result<Response, ApiError> {
+/// `GET /api/events`. The stream ends when the server drains (the watcher reconnects to
+/// its successor) and when the credential that opened it stops being valid (logout, a new
+/// password, the user removed): checked at every heartbeat and at once on a logout here.
+pub async fn events(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    credential: Option<Extension<Credential>>,
+) -> Result<Response, ApiError> {
     let me = user(&who)?;
     let beat = state.config.heartbeat;
-    // A draining server ends the stream so the watcher reconnects to its successor.
-    let stream = futures_util::StreamExt::take_until(
-        stream_for(state.events.as_ref(), me, beat),
-        state.draining.clone().cancelled_owned(),
-    );
+    let revoked = {
+        let (state, mut revocations) = (state.clone(), state.events.revocations.subscribe());
+        async move {
+            let Some(Extension(credential)) = credential else { return std::future::pending().await };
+            loop {
+                tokio::select! {
+                    _ = revocations.changed() => {}
+                    () = tokio::time::sleep(beat) => {}
+                }
+                if !credential.still_valid(&state).await {
+                    return;
+                }
+            }
+        }
+    };
+    let until = {
+        let draining = state.draining.clone();
+        async move {
+            tokio::select! {
+                () = draining.cancelled() => {}
+                () = revoked => {}
+            }
+        }
+    };
+    let stream = futures_util::StreamExt::take_until(stream_for(state.events.as_ref(), me, beat), until);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(beat).text("heartbeat")).into_response())
 }
 

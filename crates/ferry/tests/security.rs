@@ -106,3 +106,65 @@ fn a_user_name_cannot_forge_log_lines() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.lines().any(|l| l.starts_with("FAKE")), "a forged line got into the log:\n{text}");
 }
+
+/// Opens `GET /api/events` with `auth` and waits for its `hello`.
+fn open_events(addr: &str, auth: &str) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut st = std::net::TcpStream::connect(addr).unwrap();
+    write!(st, "GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    st.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("event: hello") {
+        let n = st.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream closed before hello: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    st
+}
+
+/// Whether the server ends the stream within `secs` (heartbeats keep arriving until then).
+fn ends_within(st: &mut std::net::TcpStream, secs: u64) -> bool {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < deadline {
+        match st.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+#[test]
+fn event_streams_end_when_their_credential_is_revoked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    Users::add(&data, &["alice", "bob"]);
+    let s = Server::start_auth(&data, &["--heartbeat", "1s"]);
+    let r = request(
+        &s.addr,
+        "POST",
+        "/api/login",
+        &[("Content-Type", "application/json")],
+        br#"{"user":"alice","password":"alice-pw"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let token = serde_json::from_str::<serde_json::Value>(&r.text()).unwrap()["token"].as_str().unwrap().to_owned();
+    let bearer = format!("Bearer {token}");
+
+    // Logout closes the stream the token opened.
+    let mut st = open_events(&s.addr, &bearer);
+    assert_eq!(request(&s.addr, "DELETE", "/api/tokens/current", &[("Authorization", &bearer)], b"").status, 204);
+    assert!(ends_within(&mut st, 5), "the stream outlived the logout");
+
+    // Removing the user (on the server machine, another process) closes a password stream.
+    let mut st = open_events(&s.addr, &basic("bob"));
+    let out =
+        std::process::Command::new(ferry_bin()).args(["user", "remove", "bob", "--data"]).arg(&data).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(ends_within(&mut st, 5), "the stream outlived the user's removal");
+}

@@ -41,6 +41,7 @@ pub(super) async fn login(State(state): State<AppState>, Json(req): Json<LoginRe
 pub(super) async fn logout(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let token = bearer(&req).ok_or_else(|| ApiError::bad("log out with the token itself (Authorization: Bearer …)"))?;
     state.meta.revoke_token(&token_sha(token)).await?;
+    state.events.revocations.send_modify(|n| *n += 1);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -58,6 +58,9 @@ pub enum ApiError {
     /// 416 with `Content-Range: bytes */len`.
     #[error("range not satisfiable; the file has {0} bytes")]
     RangeNotSatisfiable(u64),
+    /// 429 with `Retry-After`: too many failed password attempts for this user or address.
+    #[error("too many failed attempts; try again in {} s", .0.as_secs().max(1))]
+    TooManyRequests(std::time::Duration),
     /// 507: the disk is full.
     #[error("the server's disk is full")]
     InsufficientStorage,
@@ -87,6 +90,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -120,6 +124,9 @@ impl IntoResponse for ApiError {
             }
             Self::OffsetMismatch { actual, .. } => {
                 resp.headers_mut().insert("upload-offset", HeaderValue::from(*actual));
+            }
+            Self::TooManyRequests(wait) => {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
             }
             _ => {}
         }

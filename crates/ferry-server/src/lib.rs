@@ -18,6 +18,7 @@ pub mod events;
 pub mod files;
 mod locks;
 mod logging;
+mod password_gate;
 mod recovery;
 mod state;
 mod sweeper;
@@ -67,7 +68,9 @@ pub async fn serve(config: ServerConfig, listener: TcpListener, shutdown: Cancel
         let shutdown = shutdown.clone();
         async move { shutdown.cancelled().await }
     };
-    let server = axum::serve(listener, router).with_graceful_shutdown(graceful).into_future();
+    let server = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(graceful)
+        .into_future();
     let mut server = std::pin::pin!(server);
     let result = tokio::select! {
         r = &mut server => r,

@@ -21,6 +21,8 @@ pub struct AppState {
     pub tree: Tree,
     pub(crate) locks: Arc<UploadLocks>,
     pub(crate) challenges: Arc<crate::api::ChallengeStore>,
+    /// Every password check goes through it (bounded, throttled, remembered).
+    pub(crate) passwords: Arc<crate::password_gate::PasswordGate>,
     /// Push to online users.
     pub events: Arc<crate::events::Events>,
     /// Bytes of each relay item (id, recipient) that have reached the recipient, as far as
@@ -49,6 +51,7 @@ impl AppState {
             tree,
             locks: Arc::default(),
             challenges: Arc::default(),
+            passwords: Arc::default(),
             events: Arc::default(),
             relay_progress: Arc::default(),
             draining: CancellationToken::new(),

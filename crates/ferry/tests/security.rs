@@ -168,3 +168,35 @@ fn event_streams_end_when_their_credential_is_revoked() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(ends_within(&mut st, 5), "the stream outlived the user's removal");
 }
+
+fn peak_rss_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    kb / 1024
+}
+
+#[test]
+fn a_storm_of_wrong_passwords_neither_exhausts_memory_nor_goes_on_for_ever() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (s, _data) = auth_server(tmp.path(), &["alice"]);
+    let wrong = format!("Basic {}", STANDARD.encode("alice:guess"));
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..64)
+            .map(|_| scope.spawn(|| request(&s.addr, "GET", "/api/me", &[("Authorization", &wrong)], b"").status))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|&c| c == 401 || c == 429), "{statuses:?}");
+    assert!(statuses.contains(&429), "failures are throttled: {statuses:?}");
+    let peak = peak_rss_mb(s.child.id());
+    eprintln!("peak RSS after 64 concurrent wrong passwords: {peak} MB");
+    assert!(peak < 200, "peak RSS {peak} MB");
+    let r = request(&s.addr, "GET", "/api/me", &[("Authorization", &wrong)], b"");
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some_and(|v| v.parse::<u64>().is_ok_and(|n| n > 0)), "{:?}", r.headers);
+    assert_eq!(request(&s.addr, "GET", "/healthz", &[], b"").status, 200);
+}

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Identity, bearer, new_token, token_sha, verify_login};
+use crate::auth::{ClientAddr, Identity, bearer, new_token, token_sha};
 use crate::{ApiError, AppState};
 
 #[derive(Deserialize)]
@@ -24,10 +24,15 @@ struct LoginResponse {
     admin: bool,
 }
 
-pub(super) async fn login(State(state): State<AppState>, Json(req): Json<LoginRequest>) -> Result<Response, ApiError> {
+pub(super) async fn login(
+    State(state): State<AppState>,
+    client: Option<Extension<ClientAddr>>,
+    Json(req): Json<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let client = client.map_or(ClientAddr(None), |Extension(c)| c);
     let found = state.meta.user_by_name(&req.user).await?;
-    let (pw, hash) = (req.password.clone(), found.as_ref().map(|(_, h)| h.clone()));
-    let ok = tokio::task::spawn_blocking(move || verify_login(&pw, hash.as_deref())).await?;
+    let hash = found.as_ref().map(|(_, h)| h.as_str());
+    let ok = state.passwords.check(&req.user, &req.password, hash, client.0).await?;
     let Some(user) = found.filter(|_| ok).map(|(user, _)| user) else {
         tracing::warn!(user = ?req.user, "failed login"); // Debug-escaped: a name cannot forge log lines
         return Err(ApiError::Unauthorized);

@@ -62,6 +62,31 @@ impl Tree {
         Ok(real)
     }
 
+    /// Where `path` really is in the tree once symlinks are followed: the canonical location
+    /// of its deepest existing ancestor, plus the names below that do not exist yet. Access
+    /// is decided on this, so a link cannot lead into a folder the caller may not use.
+    pub fn real_tree_path(&self, path: &TreePath) -> Result<TreePath, StoreError> {
+        let names: Vec<&str> = path.components().collect();
+        let mut existing = 0;
+        let mut cur = self.root.clone();
+        for name in &names {
+            cur.push(name);
+            if fs::symlink_metadata(&cur).is_err() {
+                break;
+            }
+            existing += 1;
+        }
+        let base: PathBuf = names[..existing].iter().collect();
+        let real = self.root.join(base).canonicalize()?;
+        let escapes = || StoreError::Escapes(path.to_string());
+        let rel = real.strip_prefix(&self.root).map_err(|_| escapes())?.to_str().ok_or_else(escapes)?;
+        let mut out = TreePath::parse(rel).map_err(|_| escapes())?;
+        for name in &names[existing..] {
+            out = out.join(&TreePath::parse(name).map_err(|_| escapes())?);
+        }
+        Ok(out)
+    }
+
     /// Lists a directory (hiding ferry's temporary files), sorted by name.
     pub fn list(&self, dir: &Path) -> Result<Vec<DirEntry>, StoreError> {
         let mut out = Vec::new();
@@ -192,6 +217,18 @@ mod tests {
         assert!(matches!(tree.resolve(&p), Err(StoreError::Escapes(_))));
         assert!(matches!(tree.check_placeable(&TreePath::parse("link/new").unwrap()), Err(StoreError::Escapes(_))));
         assert!(tree.list(tree.root()).unwrap().is_empty(), "escaping link is not listed");
+    }
+
+    #[test]
+    fn the_real_path_follows_links_inside_the_tree() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = Tree::open(tmp.path().join("files")).unwrap();
+        fs::create_dir_all(tree.root().join("~alice/docs")).unwrap();
+        fs::create_dir(tree.root().join("team")).unwrap();
+        std::os::unix::fs::symlink("../~alice", tree.root().join("team/shortcut")).unwrap();
+        let real = |p: &str| tree.real_tree_path(&TreePath::parse(p).unwrap()).unwrap().to_string();
+        assert_eq!(real("team/shortcut/docs/new.txt"), "~alice/docs/new.txt");
+        assert_eq!(real("team/plain/new.txt"), "team/plain/new.txt");
     }
 
     #[test]

@@ -200,3 +200,43 @@ fn a_storm_of_wrong_passwords_neither_exhausts_memory_nor_goes_on_for_ever() {
     assert!(r.header("retry-after").is_some_and(|v| v.parse::<u64>().is_ok_and(|n| n > 0)), "{:?}", r.headers);
     assert_eq!(request(&s.addr, "GET", "/healthz", &[], b"").status, 200);
 }
+
+#[test]
+fn a_link_in_a_shared_folder_does_not_open_another_home() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let root = tmp.path().join("share");
+    std::fs::create_dir_all(root.join("~alice")).unwrap();
+    std::fs::create_dir_all(root.join("team")).unwrap();
+    std::fs::write(root.join("~alice/private.txt"), b"alice's secret").unwrap();
+    std::os::unix::fs::symlink("../~alice", root.join("team/shortcut")).unwrap();
+    Users::add(&data, &["alice", "bob"]);
+    let grant = std::process::Command::new(ferry_bin())
+        .args(["user", "grant", "bob", "team", "--write", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(grant.status.success(), "{}", String::from_utf8_lossy(&grant.stderr));
+    let s = Server::start_auth(&data, &["--root", root.to_str().unwrap()]);
+    let bob = basic("bob");
+    let r = request(&s.addr, "GET", "/files/team/shortcut/private.txt", &[("Authorization", &bob)], b"");
+    assert_eq!(r.status, 403, "bob read alice's file through a link: {}", r.text());
+    assert!(!r.text().contains("secret"));
+    let r = request(&s.addr, "GET", "/files/team/shortcut/", &[("Authorization", &bob)], b"");
+    assert_eq!(r.status, 403, "{}", r.text());
+    let listing = request(&s.addr, "GET", "/files/team/", &[("Authorization", &bob)], b"");
+    assert_eq!(listing.status, 200);
+    assert!(!listing.text().contains("shortcut"), "the link is not listed to bob: {}", listing.text());
+    let md = metadata(&[("filename", b"planted.txt"), ("dir", b"/team/shortcut")]);
+    let r = request(
+        &s.addr,
+        "POST",
+        "/tus/",
+        &[("Tus-Resumable", "1.0.0"), ("Upload-Length", "4"), ("Upload-Metadata", &md), ("Authorization", &bob)],
+        b"",
+    );
+    assert_eq!(r.status, 403, "bob could plant a file in alice's home: {}", r.text());
+    // alice herself still reads her file, also through the link.
+    let alice = basic("alice");
+    assert_eq!(request(&s.addr, "GET", "/files/~alice/private.txt", &[("Authorization", &alice)], b"").status, 200);
+}

@@ -74,6 +74,12 @@ async fn serve(
         Err(StoreError::Escapes(_)) => return Err(not_found()),
         Err(e) => return Err(e.into()),
     };
+    // Decide on where the path really leads: a link must not open another user's folder.
+    match state.tree.real_tree_path(&tree_path) {
+        Ok(p) if who.may_read(&p) => {}
+        Ok(_) => return Err(ApiError::Forbidden(format!("you may not read /{tree_path}"))),
+        Err(_) => return Err(not_found()),
+    }
     let meta = std::fs::metadata(&real)?;
     if meta.is_dir() {
         return listing(state, who, &tree_path, &real).await;
@@ -197,7 +203,11 @@ async fn listing(state: &AppState, who: &Identity, dir: &TreePath, real: &FsPath
     let entries = tokio::task::spawn_blocking(move || tree.list(&real)).await??;
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
-        if !TreePath::parse(&e.name).is_ok_and(|c| who.may_read(&dir.join(&c))) {
+        let readable = TreePath::parse(&e.name).is_ok_and(|c| {
+            let p = dir.join(&c);
+            who.may_read(&p) && state.tree.real_tree_path(&p).is_ok_and(|r| who.may_read(&r))
+        });
+        if !readable {
             continue; // another user's home, or a folder not shared with this one
         }
         let mtime_ns = e.modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);

@@ -109,9 +109,17 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
         if !who.may_write(&dest) {
             return Err(ApiError::Forbidden(format!("you may not write to /{}", dest.parent())));
         }
-        // Filesystem checks run off the async threads (bounded by the path's depth).
+        // Filesystem checks run off the async threads (bounded by the path's depth); the
+        // right to write is checked again where the path really leads (links followed).
         let (tree, check) = (state.tree.clone(), dest.clone());
-        tokio::task::spawn_blocking(move || tree.check_placeable(&check)).await??;
+        let real = tokio::task::spawn_blocking(move || {
+            tree.check_placeable(&check)?;
+            tree.real_tree_path(&check)
+        })
+        .await??;
+        if !who.may_write(&real) {
+            return Err(ApiError::Forbidden(format!("you may not write to /{} (a link leads there)", real.parent())));
+        }
         Some(dest.to_string())
     };
     if let (Some((user, quota)), Some(len)) = (who.quota(), length) {

@@ -92,7 +92,9 @@ impl Tree {
         let mut out = Vec::new();
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+            // A name that is not UTF-8 could be listed but never asked for by URL (a
+            // lossy rendering names another file): skip it, like everything unreachable.
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
             if name.starts_with(TEMP_PREFIX) {
                 continue;
             }
@@ -217,6 +219,17 @@ mod tests {
         assert!(matches!(tree.resolve(&p), Err(StoreError::Escapes(_))));
         assert!(matches!(tree.check_placeable(&TreePath::parse("link/new").unwrap()), Err(StoreError::Escapes(_))));
         assert!(tree.list(tree.root()).unwrap().is_empty(), "escaping link is not listed");
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_not_listed() {
+        use std::os::unix::ffi::OsStrExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = Tree::open(tmp.path().join("files")).unwrap();
+        fs::write(tree.root().join(std::ffi::OsStr::from_bytes(b"bad\xff.bin")), b"x").unwrap();
+        fs::write(tree.root().join("good.bin"), b"x").unwrap();
+        let names: Vec<String> = tree.list(tree.root()).unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, vec!["good.bin".to_owned()]);
     }
 
     #[test]

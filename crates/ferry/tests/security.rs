@@ -240,3 +240,19 @@ fn a_link_in_a_shared_folder_does_not_open_another_home() {
     let alice = basic("alice");
     assert_eq!(request(&s.addr, "GET", "/files/~alice/private.txt", &[("Authorization", &alice)], b"").status, 200);
 }
+
+#[test]
+fn presence_does_not_tell_which_names_exist() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (s, _data) = auth_server(tmp.path(), &["alice", "bob"]);
+    let alice = basic("alice");
+    let known = request(&s.addr, "GET", "/api/presence/bob", &[("Authorization", &alice)], b"");
+    let unknown = request(&s.addr, "GET", "/api/presence/nobody", &[("Authorization", &alice)], b"");
+    assert_eq!((known.status, unknown.status), (200, 200), "{} / {}", known.text(), unknown.text());
+    let shape = |t: &str| {
+        let mut v: serde_json::Value = serde_json::from_str(t).unwrap();
+        v["user"] = serde_json::Value::Null;
+        v
+    };
+    assert_eq!(shape(&known.text()), shape(&unknown.text()), "an offline user and no user look alike");
+}

@@ -256,3 +256,54 @@ fn presence_does_not_tell_which_names_exist() {
     };
     assert_eq!(shape(&known.text()), shape(&unknown.text()), "an offline user and no user look alike");
 }
+
+fn add_user_with_quota(data: &Path, name: &str, quota: &str) {
+    use std::io::Write;
+    let mut c = std::process::Command::new(ferry_bin())
+        .args(["user", "add", name, "--password-stdin", "--quota", quota, "--data"])
+        .arg(data)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(c.stdin.take().unwrap(), "{name}-pw").unwrap();
+    assert!(c.wait().unwrap().success());
+}
+
+#[test]
+fn quota_holds_for_deferred_lengths_and_repeated_parts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    add_user_with_quota(&data, "carol", "2M");
+    let s = Server::start_auth(&data, &[]);
+    let auth = basic("carol");
+    let tus_req = |method: &str, path: &str, extra: &[(&str, &str)], body: &[u8]| {
+        let mut h = vec![("Tus-Resumable", "1.0.0"), ("Authorization", auth.as_str())];
+        h.extend_from_slice(extra);
+        request(&s.addr, method, path, &h, body)
+    };
+    // Defer the length, then declare 5 MB in a PATCH.
+    let r = tus_req("POST", "/tus/", &[("Upload-Defer-Length", "1")], b"");
+    assert_eq!(r.status, 201);
+    let loc = r.header("location").unwrap().to_owned();
+    let loc = loc.split_once("/tus/").map(|(_, id)| format!("/tus/{id}")).unwrap();
+    let r = tus_req(
+        "PATCH",
+        &loc,
+        &[("Upload-Offset", "0"), ("Upload-Length", "5000000"), ("Content-Type", "application/offset+octet-stream")],
+        b"abc",
+    );
+    assert_eq!(r.status, 413, "a deferred length past the quota: {}", r.text());
+
+    // One 1 MB partial listed forty times.
+    let r = tus_req("POST", "/tus/", &[("Upload-Length", "1000000"), ("Upload-Concat", "partial")], b"");
+    assert_eq!(r.status, 201);
+    let part = r.header("location").unwrap().to_owned();
+    let part = part.split_once("/tus/").map(|(_, id)| format!("/tus/{id}")).unwrap();
+    let concat = format!("final;{}", vec![part.as_str(); 40].join(" "));
+    let r = tus_req("POST", "/tus/", &[("Upload-Concat", &concat)], b"");
+    assert_eq!(r.status, 413, "a 40 MB join in a 2 MB quota: {}", r.text());
+    // The same part once is fine.
+    let r = tus_req("POST", "/tus/", &[("Upload-Concat", &format!("final;{part}"))], b"");
+    assert_eq!(r.status, 201, "{}", r.text());
+}

@@ -142,6 +142,23 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
             if sum.is_some_and(|s| s > state.config.max_size) {
                 return Err(ApiError::TooLarge("the parts add up to more than the server's maximum".into()));
             }
+            // The joined file counts against the quota; the parts it is made of stop counting
+            // (each once, however often it is listed).
+            if let (Some((user, quota)), Some(total)) = (who.quota(), sum) {
+                // Active parts are already counted in the usage, once each.
+                let counted: std::collections::HashMap<&str, u64> = parts
+                    .iter()
+                    .filter(|p| p.state == ferry_store::UploadState::Active)
+                    .map(|p| (p.id.as_str(), p.length.unwrap_or(0)))
+                    .collect();
+                let parts_len: u64 = counted.values().sum();
+                let used = state.meta.usage(user, &who.home().to_string()).await?.saturating_sub(parts_len);
+                if used.saturating_add(total) > quota {
+                    return Err(ApiError::TooLarge(format!(
+                        "quota exceeded: {used} of {quota} bytes used, the joined file needs {total} more"
+                    )));
+                }
+            }
             (ConcatKind::Final(ids.clone()), sum)
         }
     };

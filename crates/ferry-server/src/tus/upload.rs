@@ -129,6 +129,15 @@ pub(super) async fn patch(state: &AppState, id: &UploadId, who: &Identity, req: 
                 if len > state.config.max_size {
                     return Err(ApiError::TooLarge(format!("Upload-Length {len} exceeds the server's maximum")));
                 }
+                // A deferred length counts against the quota the moment it is declared.
+                if let Some((user, quota)) = who.quota() {
+                    let used = state.meta.usage(user, &who.home().to_string()).await?;
+                    if used.saturating_add(len) > quota {
+                        return Err(ApiError::TooLarge(format!(
+                            "quota exceeded: {used} of {quota} bytes used, this upload needs {len} more"
+                        )));
+                    }
+                }
                 if !state.meta.set_length(id, len).await? {
                     return Err(ApiError::bad("Upload-Length was already set"));
                 }

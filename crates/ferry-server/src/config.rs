@@ -33,6 +33,10 @@ pub struct ServerConfig {
     /// On shutdown, how long in-flight requests may run on to their end before they are
     /// stopped (keeping what is durable and verified).
     pub shutdown_grace: Duration,
+    /// A connection must deliver a request's whole header within this long (slowloris).
+    pub header_timeout: Duration,
+    /// Connections served at once; more are closed on arrival until one ends.
+    pub max_connections: usize,
 }
 
 impl ServerConfig {
@@ -51,6 +55,8 @@ impl ServerConfig {
             relay_ttl: Duration::from_secs(7 * 24 * 3600),
             heartbeat: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
         }
     }
 

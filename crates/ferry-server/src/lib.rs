@@ -24,7 +24,6 @@ mod state;
 mod sweeper;
 pub mod tus;
 
-use std::future::IntoFuture;
 use std::time::Duration;
 
 use axum::Router;
@@ -64,33 +63,67 @@ pub async fn serve(config: ServerConfig, listener: TcpListener, shutdown: Cancel
     recovery::recover(&state).await?;
     let sweeper = sweeper::spawn(state.clone());
     let router = app(state.clone());
-    let graceful = {
-        let shutdown = shutdown.clone();
-        async move { shutdown.cancelled().await }
-    };
-    let server = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(graceful)
-        .into_future();
-    let mut server = std::pin::pin!(server);
-    let result = tokio::select! {
-        r = &mut server => r,
+    let connections = accept_loop(listener, router, &state.config, shutdown.clone());
+    let mut connections = std::pin::pin!(connections);
+    tokio::select! {
+        () = &mut connections => {}
         () = async {
             shutdown.cancelled().await;
             tokio::time::sleep(grace).await;
         } => {
             tracing::warn!(grace_s = grace.as_secs_f64(), "requests still running after the grace period; stopping them");
             hard_stop.cancel();
-            match tokio::time::timeout(Duration::from_secs(5), &mut server).await {
-                Ok(r) => r,
-                Err(_) => {
-                    tracing::warn!("connections still open 5 s after stopping requests; closing them");
-                    Ok(())
-                }
+            if tokio::time::timeout(Duration::from_secs(5), &mut connections).await.is_err() {
+                tracing::warn!("connections still open 5 s after stopping requests; closing them");
             }
         }
-    };
+    }
     hard_stop.cancel();
     sweeper.abort();
     state.meta.close().await;
-    result.map_err(|e| ApiError::Internal(format!("server failed: {e}")))
+    Ok(())
+}
+
+/// Accepts connections until `shutdown`, then lets the open ones finish (idle ones close at
+/// once, busy ones after their request). Each connection must send a request's header within
+/// `header_timeout`; at most `max_connections` are served at once (more are closed on
+/// arrival), so half-sent requests cannot pile up without bound.
+async fn accept_loop(listener: TcpListener, router: Router, config: &ServerConfig, shutdown: CancellationToken) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(config.header_timeout).keep_alive(true);
+    loop {
+        let (stream, addr) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a moment instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %addr, "too many connections; closing a new one");
+            continue;
+        };
+        let service =
+            tower::ServiceExt::map_request(router.clone(), move |req: hyper::Request<hyper::body::Incoming>| {
+                let mut req = req.map(axum::body::Body::new);
+                req.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+                req
+            });
+        let conn = http.serve_connection(TokioIo::new(stream), hyper_util::service::TowerToHyperService::new(service));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }

@@ -28,7 +28,7 @@ pub struct ServeArgs {
     root: Option<PathBuf>,
     /// TOML config file (keys: listen, data, root, max_size, upload_ttl, sweep_interval,
     /// network_timeout, behind_proxy, commit_every, auth,
-    /// relay_ttl, heartbeat, shutdown_grace)
+    /// relay_ttl, heartbeat, shutdown_grace, header_timeout, max_connections)
     #[arg(long, env = "FERRY_CONFIG")]
     config: Option<PathBuf>,
     /// Largest upload accepted, e.g. 50G [default: 1T]
@@ -61,6 +61,13 @@ pub struct ServeArgs {
     /// boundary before stopping them [default: 10s]
     #[arg(long, env = "FERRY_SHUTDOWN_GRACE", value_parser = parse_duration)]
     shutdown_grace: Option<std::time::Duration>,
+    /// Close a connection that has not sent a request's whole header within this long
+    /// (slow-header attacks) [default: 10s]
+    #[arg(long, env = "FERRY_HEADER_TIMEOUT", value_parser = parse_duration)]
+    header_timeout: Option<std::time::Duration>,
+    /// Connections served at once; more are closed on arrival [default: 10000]
+    #[arg(long, env = "FERRY_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
     /// No accounts: every route open to anyone who can connect (a trusted LAN only)
     #[arg(long, env = "FERRY_NO_AUTH")]
     no_auth: bool,
@@ -82,6 +89,8 @@ struct FileConfig {
     relay_ttl: Option<String>,
     heartbeat: Option<String>,
     shutdown_grace: Option<String>,
+    header_timeout: Option<String>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,6 +156,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = args.shutdown_grace.or(file_duration(file.shutdown_grace, "shutdown_grace")?) {
         config.shutdown_grace = v;
+    }
+    if let Some(v) = args.header_timeout.or(file_duration(file.header_timeout, "header_timeout")?) {
+        config.header_timeout = v;
+    }
+    if let Some(v) = args.max_connections.or(file.max_connections) {
+        config.max_connections = v.max(1);
     }
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;

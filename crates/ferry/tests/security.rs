@@ -307,3 +307,42 @@ fn quota_holds_for_deferred_lengths_and_repeated_parts() {
     let r = tus_req("POST", "/tus/", &[("Upload-Concat", &format!("final;{part}"))], b"");
     assert_eq!(r.status, 201, "{}", r.text());
 }
+
+#[test]
+fn half_sent_headers_are_cut_and_do_not_stop_the_server() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let s = Server::start_auth(&data, &["--header-timeout", "1s"]);
+    let mut slow: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| {
+            let mut st = std::net::TcpStream::connect(&s.addr).unwrap();
+            st.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+            st
+        })
+        .collect();
+    // The server keeps answering while they hang.
+    let r = request(&s.addr, "GET", "/healthz", &[], b"");
+    assert_eq!(r.status, 200);
+    // And cuts them once the header timeout has passed.
+    let first = &mut slow[0];
+    first.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 512];
+    let n = first.read(&mut buf).unwrap_or_else(|e| panic!("a half-sent header was still open after 10 s: {e}"));
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "a half-sent header was left open: {answer:?}");
+}
+
+#[test]
+fn connections_past_the_cap_are_closed_on_arrival() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start_auth(&tmp.path().join("data"), &["--max-connections", "5"]);
+    let _held: Vec<std::net::TcpStream> = (0..5).map(|_| std::net::TcpStream::connect(&s.addr).unwrap()).collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut extra = std::net::TcpStream::connect(&s.addr).unwrap();
+    extra.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buf = [0u8; 64];
+    assert!(matches!(extra.read(&mut buf), Ok(0) | Err(_)), "the sixth connection was served");
+}

@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// Connections served at once; more are closed on arrival until one ends.
     pub max_connections: usize,
+    /// Unfinished uploads one user may have at once.
+    pub max_open_uploads: u64,
 }
 
 impl ServerConfig {
@@ -57,6 +59,7 @@ impl ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            max_open_uploads: 1_000,
         }
     }
 

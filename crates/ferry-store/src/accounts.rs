@@ -188,6 +188,15 @@ impl MetaStore {
             .map_err(Into::into)
     }
 
+    /// How many unfinished uploads a user has.
+    pub async fn open_uploads(&self, user_id: i64) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM uploads WHERE owner = ? AND state = 'active'")
+            .bind(user_id)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
     /// Bytes a user has in the tree under `home` plus the declared lengths of their
     /// unfinished uploads.
     pub async fn usage(&self, user_id: i64, home: &str) -> Result<u64, StoreError> {

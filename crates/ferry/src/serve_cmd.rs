@@ -28,7 +28,8 @@ pub struct ServeArgs {
     root: Option<PathBuf>,
     /// TOML config file (keys: listen, data, root, max_size, upload_ttl, sweep_interval,
     /// network_timeout, behind_proxy, commit_every, auth,
-    /// relay_ttl, heartbeat, shutdown_grace, header_timeout, max_connections)
+    /// relay_ttl, heartbeat, shutdown_grace, header_timeout, max_connections,
+    /// max_open_uploads)
     #[arg(long, env = "FERRY_CONFIG")]
     config: Option<PathBuf>,
     /// Largest upload accepted, e.g. 50G [default: 1T]
@@ -68,6 +69,9 @@ pub struct ServeArgs {
     /// Connections served at once; more are closed on arrival [default: 10000]
     #[arg(long, env = "FERRY_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Unfinished uploads one user may have at once [default: 1000]
+    #[arg(long, env = "FERRY_MAX_OPEN_UPLOADS")]
+    max_open_uploads: Option<u64>,
     /// No accounts: every route open to anyone who can connect (a trusted LAN only)
     #[arg(long, env = "FERRY_NO_AUTH")]
     no_auth: bool,
@@ -91,6 +95,7 @@ struct FileConfig {
     shutdown_grace: Option<String>,
     header_timeout: Option<String>,
     max_connections: Option<usize>,
+    max_open_uploads: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,6 +167,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = args.max_connections.or(file.max_connections) {
         config.max_connections = v.max(1);
+    }
+    if let Some(v) = args.max_open_uploads.or(file.max_open_uploads) {
+        config.max_open_uploads = v;
     }
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;

@@ -346,3 +346,28 @@ fn connections_past_the_cap_are_closed_on_arrival() {
     let mut buf = [0u8; 64];
     assert!(matches!(extra.read(&mut buf), Ok(0) | Err(_)), "the sixth connection was served");
 }
+
+#[test]
+fn one_user_cannot_open_uploads_without_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    Users::add(&data, &["alice"]);
+    let s = Server::start_auth(&data, &["--max-open-uploads", "3"]);
+    let auth = basic("alice");
+    let create = || {
+        request(
+            &s.addr,
+            "POST",
+            "/tus/",
+            &[("Tus-Resumable", "1.0.0"), ("Upload-Length", "10"), ("Authorization", &auth)],
+            b"",
+        )
+    };
+    for _ in 0..3 {
+        assert_eq!(create().status, 201);
+    }
+    let r = create();
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("unfinished uploads"), "{}", r.text());
+    assert_eq!(staged(&data), 3);
+}

@@ -100,6 +100,14 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
     if state.config.auth && who.user_id().is_none() {
         return Err(ApiError::Unauthorized); // every upload, partial ones included, has an owner
     }
+    if let Some(user) = who.user_id()
+        && state.meta.open_uploads(user).await? >= state.config.max_open_uploads
+    {
+        return Err(ApiError::Forbidden(format!(
+            "you have {} unfinished uploads, the most this server allows; finish or delete some first",
+            state.config.max_open_uploads
+        )));
+    }
     let id = UploadId::random();
     let relay_to = relay_recipients(&state, &who, &metadata).await?;
     let tree_path = if matches!(concat, Some(UploadConcat::Partial)) || relay_to.is_some() {

@@ -75,11 +75,7 @@ impl Ctx<'_> {
             let resp = answer.inspect_err(|_| {
                 part.last_delivered.store(flight.activity.sent.load(Ordering::Relaxed), Ordering::Relaxed);
             })?;
-            let new_offset = resp
-                .headers()
-                .get("upload-offset")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
+            let new_offset = upload_offset(&resp)
                 .ok_or_else(|| ClientError::Protocol("PATCH answer without Upload-Offset".into()))?;
             chunker.succeeded();
             tracing::debug!(
@@ -108,7 +104,7 @@ impl Ctx<'_> {
     ) -> InFlight {
         let plan = chunker.plan(part.len() - offset);
         let activity = Activity::new();
-        part.activity.lock().unwrap_or_else(|p| p.into_inner()).push(activity.clone());
+        *part.activity.lock().unwrap_or_else(|p| p.into_inner()) = Some(activity.clone());
         let body = PatchBody::new(
             self.file.clone(),
             part.start + offset,
@@ -170,8 +166,7 @@ impl Ctx<'_> {
     async fn pause(&self, part: &Part, flight: &mut InFlight) -> ClientError {
         flight.activity.stop.store(true, Ordering::Relaxed);
         if let Ok(Some(Ok(resp))) = tokio::time::timeout(Duration::from_secs(10), &mut flight.answer).await
-            && let Some(o) =
-                resp.headers().get("upload-offset").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+            && let Some(o) = upload_offset(&resp)
         {
             part.confirmed.store(o, Ordering::Relaxed);
         }
@@ -180,10 +175,14 @@ impl Ctx<'_> {
 
     /// A PATCH is over: count its bytes as sent and stop showing it as in flight.
     fn settle(&self, part: &Part, flight: &InFlight) {
-        let mut list = part.activity.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = list.iter().position(|a| Arc::ptr_eq(a, &flight.activity)) {
-            list.remove(i);
+        let mut shown = part.activity.lock().unwrap_or_else(|p| p.into_inner());
+        if shown.take_if(|a| Arc::ptr_eq(a, &flight.activity)).is_some() {
             part.sent.fetch_add(flight.activity.sent.load(Ordering::Relaxed), Ordering::Relaxed);
         }
     }
+}
+
+/// The `Upload-Offset` of an answer.
+fn upload_offset(resp: &reqwest::Response) -> Option<u64> {
+    resp.headers().get("upload-offset")?.to_str().ok()?.parse().ok()
 }

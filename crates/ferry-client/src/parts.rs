@@ -28,8 +28,8 @@ pub(crate) struct Part {
     pub(crate) concat_partial: bool,
     /// Bytes of this part the server holds (last known).
     pub(crate) confirmed: AtomicU64,
-    /// The PATCHes in flight (two when pipelined), for progress.
-    pub(crate) activity: Mutex<Vec<Arc<Activity>>>,
+    /// The PATCH in flight, for progress.
+    pub(crate) activity: Mutex<Option<Arc<Activity>>>,
     /// Bytes the last failed PATCH had handed over (for the chunker).
     pub(crate) last_delivered: AtomicU64,
     pub(crate) sent: AtomicU64,
@@ -44,7 +44,7 @@ impl Part {
             url: Mutex::new(url),
             concat_partial,
             confirmed: AtomicU64::new(0),
-            activity: Mutex::new(Vec::new()),
+            activity: Mutex::new(None),
             last_delivered: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             resumed_from: Mutex::new(None),
@@ -60,13 +60,12 @@ impl Part {
     }
 
     pub(crate) fn shown(&self) -> u64 {
-        let inflight: u64 = self
+        let inflight = self
             .activity
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|a| a.sent.load(Ordering::Relaxed))
-            .sum();
+            .as_ref()
+            .map_or(0, |a| a.sent.load(Ordering::Relaxed));
         (self.confirmed.load(Ordering::Relaxed) + inflight).min(self.len())
     }
 }

@@ -1,13 +1,13 @@
-//! Client side of instant upload: ask whether the server has the content, prove possession
-//! by hashing the byte ranges it names, and skip the transfer when it accepts.
+//! Client side of instant upload: ask whether the server has a copy of the content we may
+//! reuse, prove possession with an HMAC (keyed by the server's one-time nonce) of each byte
+//! range it names, and skip the transfer when it accepts.
 
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use ferry_core::digest::to_hex;
+use ferry_core::digest::{possession_proof, to_hex};
 use reqwest::StatusCode;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::error::{from_status, network};
 use crate::{ClientError, UploadOutcome, Uploader};
@@ -15,6 +15,7 @@ use crate::{ClientError, UploadOutcome, Uploader};
 #[derive(Deserialize)]
 struct Challenge {
     challenge: String,
+    nonce: String,
     ranges: Vec<RangeSpec>,
 }
 
@@ -38,12 +39,14 @@ pub(crate) async fn try_dedup(
     let resp = up.http().post(begin.clone()).json(&body).send().await.map_err(|e| network(&e))?;
     match resp.status() {
         StatusCode::OK => {}
-        // No copy (404), or a server without the dedup API (404/405): upload normally.
+        // No copy we may reuse, dedup off (404), or a server without the API (405): upload.
         StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => return Ok(None),
         _ => return Err(from_status(resp).await),
     }
     let challenge: Challenge =
         resp.json().await.map_err(|e| ClientError::Protocol(format!("bad dedup challenge: {e}")))?;
+    let nonce = hex_bytes(&challenge.nonce)
+        .ok_or_else(|| ClientError::Protocol("dedup challenge has no valid nonce".into()))?;
     let file = std::fs::File::open(path).map_err(|e| ClientError::local(path, e))?;
     let mut proofs = Vec::with_capacity(challenge.ranges.len());
     for r in &challenge.ranges {
@@ -52,7 +55,7 @@ pub(crate) async fn try_dedup(
         }
         let mut buf = vec![0u8; r.length as usize];
         file.read_exact_at(&mut buf, r.offset).map_err(|e| ClientError::local(path, e))?;
-        proofs.push(to_hex(&Sha256::digest(&buf)));
+        proofs.push(possession_proof(&nonce, r.offset, &buf));
     }
     let prove =
         begin.join(&format!("dedup/{}", challenge.challenge)).map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -74,4 +77,12 @@ pub(crate) async fn try_dedup(
         verified: true,
         deduplicated: true,
     }))
+}
+
+/// Bytes of a hex string (16 to 64 bytes long), or `None`.
+fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !(32..=128).contains(&s.len()) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }

@@ -43,6 +43,17 @@ pub fn parse_sha256_text(s: &str) -> Option<Sha256Digest> {
     STANDARD.decode(s).ok()?.try_into().ok()
 }
 
+/// Proof that the prover holds one byte range of a file: HMAC-SHA256 keyed with the
+/// server's one-time `nonce` over the range's offset and bytes. Without the bytes it
+/// cannot be computed, and a proof seen once is worth nothing for another challenge.
+pub fn possession_proof(nonce: &[u8], offset: u64, bytes: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(nonce).expect("HMAC takes keys of any length");
+    mac.update(&offset.to_be_bytes());
+    mac.update(bytes);
+    to_hex(&mac.finalize().into_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +74,15 @@ mod tests {
         assert_eq!(parse_sha256_text(&to_hex(&d)), Some(d));
         assert_eq!(parse_sha256_text(&STANDARD.encode(d)), Some(d));
         assert_eq!(parse_sha256_text("abc"), None);
+    }
+
+    #[test]
+    fn possession_proofs_need_nonce_offset_and_bytes() {
+        let p = possession_proof(b"nonce-1", 10, b"abc");
+        assert_eq!(p.len(), 64);
+        assert_ne!(p, possession_proof(b"nonce-2", 10, b"abc"));
+        assert_ne!(p, possession_proof(b"nonce-1", 11, b"abc"));
+        assert_ne!(p, possession_proof(b"nonce-1", 10, b"abd"));
+        assert_eq!(p, possession_proof(b"nonce-1", 10, b"abc"));
     }
 }

@@ -39,6 +39,37 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Unfinished uploads one user may have at once.
     pub max_open_uploads: u64,
+    /// Bytes one user's unfinished uploads may hold (declared lengths), quota or not.
+    pub max_staging_bytes: u64,
+    /// Which copies an instant upload (`/api/dedup`) may reuse.
+    pub dedup: DedupMode,
+    /// Content smaller than this is never deduplicated from a file the caller cannot read.
+    pub dedup_min_size: u64,
+}
+
+/// Which existing copies an instant upload may reuse. Reusing another user's copy tells the
+/// caller that this content exists somewhere on the server, so it is the operator's choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DedupMode {
+    /// Any copy in the tree of at least `dedup_min_size` bytes (proof of possession
+    /// required); smaller ones only when the caller may read them.
+    Global,
+    /// Only copies the caller may read anyway (their home, folders granted to them).
+    User,
+    /// No instant upload; every file is uploaded.
+    Off,
+}
+
+impl std::str::FromStr for DedupMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "global" => Ok(Self::Global),
+            "user" => Ok(Self::User),
+            "off" => Ok(Self::Off),
+            _ => Err(format!("dedup must be global, user or off, not {s:?}")),
+        }
+    }
 }
 
 impl ServerConfig {
@@ -60,6 +91,9 @@ impl ServerConfig {
             header_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             max_open_uploads: 1_000,
+            max_staging_bytes: 1 << 40,
+            dedup: DedupMode::User,
+            dedup_min_size: 1 << 20,
         }
     }
 

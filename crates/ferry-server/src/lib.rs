@@ -19,6 +19,7 @@ pub mod files;
 mod locks;
 mod logging;
 mod password_gate;
+mod quota;
 mod recovery;
 mod state;
 mod sweeper;
@@ -31,7 +32,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::ServerConfig;
+pub use config::{DedupMode, ServerConfig};
 pub use error::ApiError;
 pub use state::AppState;
 

@@ -118,6 +118,21 @@ impl PasswordGate {
         Ok(ok)
     }
 
+    /// Naming other users (relay recipients) is throttled like guessing passwords: after
+    /// [`MAX_FAILURES`] unknown names within a minute, the caller gets 429 for a while, so
+    /// the list of accounts cannot be walked. Call before looking names up.
+    pub(crate) fn may_look_up_names(&self, caller: i64) -> Result<(), ApiError> {
+        match self.throttled(&[Some(format!("n:{caller}"))]) {
+            Some(wait) => Err(ApiError::TooManyRequests(wait)),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a name that `caller` gave and that does not exist.
+    pub(crate) fn unknown_name(&self, caller: i64) {
+        self.fail(&[Some(format!("n:{caller}"))]);
+    }
+
     fn throttled(&self, keys: &[Option<String>]) -> Option<Duration> {
         let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         keys.iter()

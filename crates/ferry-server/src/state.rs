@@ -21,6 +21,8 @@ pub struct AppState {
     pub tree: Tree,
     pub(crate) locks: Arc<UploadLocks>,
     pub(crate) challenges: Arc<crate::api::ChallengeStore>,
+    /// Per-user quota admission (see [`crate::quota`]).
+    pub(crate) quotas: Arc<crate::quota::Quotas>,
     /// Every password check goes through it (bounded, throttled, remembered).
     pub(crate) passwords: Arc<crate::password_gate::PasswordGate>,
     /// Push to online users.
@@ -51,6 +53,7 @@ impl AppState {
             tree,
             locks: Arc::default(),
             challenges: Arc::default(),
+            quotas: Arc::default(),
             passwords: Arc::default(),
             events: Arc::default(),
             relay_progress: Arc::default(),

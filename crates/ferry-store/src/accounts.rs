@@ -40,6 +40,16 @@ pub struct Grant {
     pub write: bool,
 }
 
+/// The uploads that hold a user's bytes in staging (`u`, bound to the owner): unfinished
+/// ones, and finished partial uploads no finished final upload has used yet.
+macro_rules! held {
+    () => {
+        "u.owner = ? AND (u.state = 'active' OR (u.state = 'complete' AND u.concat = 'partial' \
+     AND NOT EXISTS (SELECT 1 FROM uploads f WHERE f.owner = u.owner \
+     AND f.state = 'complete' AND f.concat LIKE 'final;%' || u.id || '%')))"
+    };
+}
+
 impl MetaStore {
     /// Creates a user with an argon2id `pw_hash`; false if the name is taken.
     pub async fn add_user(
@@ -188,30 +198,68 @@ impl MetaStore {
             .map_err(Into::into)
     }
 
-    /// How many unfinished uploads a user has.
+    /// How many unfinished uploads a user has (a finished partial upload counts until a
+    /// finished final upload has used it).
     pub async fn open_uploads(&self, user_id: i64) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM uploads WHERE owner = ? AND state = 'active'")
+        let n: i64 = sqlx::query_scalar(concat!("SELECT COUNT(*) FROM uploads u WHERE ", held!()))
             .bind(user_id)
             .fetch_one(self.pool())
             .await?;
         Ok(n.max(0) as u64)
     }
 
-    /// Bytes a user has in the tree under `home` plus the declared lengths of their
-    /// unfinished uploads.
-    pub async fn usage(&self, user_id: i64, home: &str) -> Result<u64, StoreError> {
+    /// Bytes a user holds on the server: files in the tree under `home`, unfinished uploads
+    /// (declared length, or the bytes stored so far while the length is deferred) and relay
+    /// items they sent that still wait for a recipient.
+    pub async fn usage_of(&self, user_id: i64, home: &str) -> Result<Usage, StoreError> {
         let files: Option<i64> = sqlx::query("SELECT SUM(size) AS s FROM tree_files WHERE path LIKE ? ESCAPE '\\'")
             .bind(format!("{}/%", home.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")))
             .fetch_one(self.pool())
             .await?
             .try_get("s")?;
-        let uploads: Option<i64> =
-            sqlx::query("SELECT SUM(length) AS s FROM uploads WHERE owner = ? AND state = 'active'")
-                .bind(user_id)
-                .fetch_one(self.pool())
-                .await?
-                .try_get("s")?;
-        Ok(files.unwrap_or(0).max(0) as u64 + uploads.unwrap_or(0).max(0) as u64)
+        // A part held in place by a final upload is counted as the final upload's length.
+        let uploads: Option<i64> = sqlx::query(concat!(
+            "SELECT SUM(COALESCE(length, \"offset\")) AS s FROM uploads u WHERE ",
+            held!(),
+            " AND u.host IS NULL"
+        ))
+        .bind(user_id)
+        .fetch_one(self.pool())
+        .await?
+        .try_get("s")?;
+        let relay: Option<i64> = sqlx::query(
+            "SELECT SUM(size) AS s FROM relay_items i WHERE sender_id = ? AND EXISTS \
+             (SELECT 1 FROM relay_deliveries d WHERE d.item_id = i.id AND d.state IN ('waiting', 'downloading'))",
+        )
+        .bind(user_id)
+        .fetch_one(self.pool())
+        .await?
+        .try_get("s")?;
+        let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+        Ok(Usage { files: n(files), staging: n(uploads), relay: n(relay) })
+    }
+
+    /// [`MetaStore::usage_of`] in one figure.
+    pub async fn usage(&self, user_id: i64, home: &str) -> Result<u64, StoreError> {
+        Ok(self.usage_of(user_id, home).await?.total())
+    }
+}
+
+/// What a user's bytes on the server are made of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Files in their home.
+    pub files: u64,
+    /// Unfinished uploads.
+    pub staging: u64,
+    /// Relay items waiting for a recipient.
+    pub relay: u64,
+}
+
+impl Usage {
+    /// Everything counted against a quota.
+    pub fn total(&self) -> u64 {
+        self.files.saturating_add(self.staging).saturating_add(self.relay)
     }
 }
 

@@ -21,7 +21,7 @@ mod staging;
 mod staging_writer;
 mod tree;
 
-pub use accounts::{Grant, User};
+pub use accounts::{Grant, Usage, User};
 pub use error::StoreError;
 pub use meta::{ConcatKind, MetaStore, NewUpload, TreeFileRecord, UploadRecord, UploadState};
 pub use relay::{Delivery, DeliveryState, RelayItem};

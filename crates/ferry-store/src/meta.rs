@@ -425,6 +425,17 @@ impl MetaStore {
         Ok(rows.iter().map(UploadRecord::from_row).collect::<Result<_, _>>()?)
     }
 
+    /// A final upload, unfinished or finished, that already uses `partial`.
+    pub async fn final_using(&self, partial: &UploadId) -> Result<Option<UploadId>, StoreError> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM uploads WHERE state IN ('active', 'complete') AND concat LIKE ? LIMIT 1",
+        )
+        .bind(format!("final;%{}%", partial.as_str()))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id.and_then(|i| UploadId::parse(&i)))
+    }
+
     /// Remembers the digest of a file placed in the tree.
     pub async fn record_tree_file(&self, path: &str, rec: &TreeFileRecord) -> Result<(), StoreError> {
         sqlx::query(

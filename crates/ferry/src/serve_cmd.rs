@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use ferry_server::ServerConfig;
+use ferry_server::{DedupMode, ServerConfig};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +29,7 @@ pub struct ServeArgs {
     /// TOML config file (keys: listen, data, root, max_size, upload_ttl, sweep_interval,
     /// network_timeout, behind_proxy, commit_every, auth,
     /// relay_ttl, heartbeat, shutdown_grace, header_timeout, max_connections,
-    /// max_open_uploads)
+    /// max_open_uploads, max_staging, dedup, dedup_min_size, tls_cert, tls_key)
     #[arg(long, env = "FERRY_CONFIG")]
     config: Option<PathBuf>,
     /// Largest upload accepted, e.g. 50G [default: 1T]
@@ -72,6 +72,18 @@ pub struct ServeArgs {
     /// Unfinished uploads one user may have at once [default: 1000]
     #[arg(long, env = "FERRY_MAX_OPEN_UPLOADS")]
     max_open_uploads: Option<u64>,
+    /// Bytes one user's unfinished uploads may hold, quota or not [default: 1T]
+    #[arg(long, env = "FERRY_MAX_STAGING", value_parser = parse_size)]
+    max_staging: Option<u64>,
+    /// Instant upload (`ferry upload --dedup`) reuses: `user` = only copies the caller may
+    /// read, `global` = any copy of at least --dedup-min-size (tells users that some
+    /// content exists on the server), `off` [default: user]
+    #[arg(long, env = "FERRY_DEDUP")]
+    dedup: Option<DedupMode>,
+    /// In `global` mode, smaller content is only reused from the caller's own files
+    /// [default: 1M]
+    #[arg(long, env = "FERRY_DEDUP_MIN_SIZE", value_parser = parse_size)]
+    dedup_min_size: Option<u64>,
     /// No accounts: every route open to anyone who can connect (a trusted LAN only)
     #[arg(long, env = "FERRY_NO_AUTH")]
     no_auth: bool,
@@ -96,6 +108,9 @@ struct FileConfig {
     header_timeout: Option<String>,
     max_connections: Option<usize>,
     max_open_uploads: Option<u64>,
+    max_staging: Option<SizeValue>,
+    dedup: Option<String>,
+    dedup_min_size: Option<SizeValue>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +185,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = args.max_open_uploads.or(file.max_open_uploads) {
         config.max_open_uploads = v;
+    }
+    if let Some(v) = args.max_staging.or(file_size(file.max_staging, "max_staging")?) {
+        config.max_staging_bytes = v;
+    }
+    let file_dedup = file.dedup.map(|s| s.parse::<DedupMode>().map_err(|e| anyhow::anyhow!("config dedup: {e}")));
+    if let Some(v) = args.dedup.map(Ok).or(file_dedup).transpose()? {
+        config.dedup = v;
+    }
+    if let Some(v) = args.dedup_min_size.or(file_size(file.dedup_min_size, "dedup_min_size")?) {
+        config.dedup_min_size = v;
     }
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use common::*;
 
 fn basic(user: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{user}:{user}-pw")))
+    basic_auth(user)
 }
 
 fn staged(data: &Path) -> usize {
@@ -257,24 +257,11 @@ fn presence_does_not_tell_which_names_exist() {
     assert_eq!(shape(&known.text()), shape(&unknown.text()), "an offline user and no user look alike");
 }
 
-fn add_user_with_quota(data: &Path, name: &str, quota: &str) {
-    use std::io::Write;
-    let mut c = std::process::Command::new(ferry_bin())
-        .args(["user", "add", name, "--password-stdin", "--quota", quota, "--data"])
-        .arg(data)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(c.stdin.take().unwrap(), "{name}-pw").unwrap();
-    assert!(c.wait().unwrap().success());
-}
-
 #[test]
 fn quota_holds_for_deferred_lengths_and_repeated_parts() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    add_user_with_quota(&data, "carol", "2M");
+    Users::add_with_quota(&data, "carol", "2M");
     let s = Server::start_auth(&data, &[]);
     let auth = basic("carol");
     let tus_req = |method: &str, path: &str, extra: &[(&str, &str)], body: &[u8]| {
@@ -303,9 +290,11 @@ fn quota_holds_for_deferred_lengths_and_repeated_parts() {
     let concat = format!("final;{}", vec![part.as_str(); 40].join(" "));
     let r = tus_req("POST", "/tus/", &[("Upload-Concat", &concat)], b"");
     assert_eq!(r.status, 413, "a 40 MB join in a 2 MB quota: {}", r.text());
-    // The same part once is fine.
+    // The same part once is fine; in a second final it is refused.
     let r = tus_req("POST", "/tus/", &[("Upload-Concat", &format!("final;{part}"))], b"");
     assert_eq!(r.status, 201, "{}", r.text());
+    let r = tus_req("POST", "/tus/", &[("Upload-Concat", &format!("final;{part}"))], b"");
+    assert_eq!(r.status, 400, "a part already used by a final upload: {}", r.text());
 }
 
 #[test]
@@ -370,4 +359,27 @@ fn one_user_cannot_open_uploads_without_end() {
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(r.text().contains("unfinished uploads"), "{}", r.text());
     assert_eq!(staged(&data), 3);
+}
+
+#[test]
+fn relay_recipients_cannot_be_used_to_walk_the_accounts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (s, _data) = auth_server(tmp.path(), &["alice", "bob"]);
+    let auth = basic("alice");
+    let send_to = |to: &str| {
+        let md = metadata(&[("filename", b"x.txt"), ("relay_to", to.as_bytes())]);
+        tus(
+            &s.addr,
+            "POST",
+            "/tus/",
+            &[("Authorization", auth.as_str()), ("Upload-Length", "3"), ("Upload-Metadata", &md)],
+            b"",
+        )
+        .status
+    };
+    assert_eq!(send_to("bob"), 201, "a real recipient");
+    let guesses: Vec<u16> = (0..12).map(|i| send_to(&format!("guess{i}"))).collect();
+    assert_eq!(&guesses[..10], &[400; 10], "{guesses:?}");
+    assert_eq!(&guesses[10..], &[429, 429], "after ten unknown names the caller is throttled: {guesses:?}");
+    assert_eq!(send_to("bob"), 429, "...whatever name it tries next");
 }

@@ -1,11 +1,19 @@
 //! Instant upload with proof of possession.
 //!
-//! `POST /api/dedup {size, sha256, filename, dir}`: if the tree already holds a file with
-//! that content, the server answers with a challenge: a few random byte ranges. The client
-//! proves it has the file by sending the SHA-256 of each range, read from its own copy
-//! (`POST /api/dedup/{challenge} {proofs}`); only then is the server's copy placed at the
-//! requested path. Knowing a file's hash alone therefore never gets anyone its content.
-//! Challenges are single-use and expire after five minutes.
+//! `POST /api/dedup {size, sha256, filename, dir}`: if the tree holds a copy of that content
+//! the caller may reuse, the server answers with a challenge chosen after the client
+//! committed to the content: a one-time nonce and a few random byte ranges, together much
+//! shorter than the file. The client proves it has the bytes with
+//! HMAC-SHA256(nonce, offset ‖ range bytes) per range (`POST /api/dedup/{challenge}
+//! {proofs}`); only then is the server's copy placed at the requested path, within the
+//! caller's quota (checked again, atomically, at proof time). Knowing a file's hash, or
+//! having seen a proof, never gets anyone its content.
+//!
+//! Which copies may be reused is the operator's choice ([`DedupMode`]): in `user` mode only
+//! files the caller may read anyway, so nothing is revealed; in `global` mode any file of at
+//! least `dedup_min_size` bytes, which tells the caller that this content exists somewhere.
+//! "No copy" and "a copy you may not reuse" get the same answer. Challenges are single-use,
+//! bound to the caller and expire after five minutes.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -17,27 +25,35 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use ferry_core::digest::{parse_sha256_text, to_hex};
+use ferry_core::digest::{parse_sha256_text, possession_proof, to_hex};
 use ferry_core::{TreePath, UploadId};
 use ferry_store::TreeFileRecord;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::auth::Identity;
-use crate::{ApiError, AppState};
+use crate::quota::{self, Claim};
+use crate::{ApiError, AppState, DedupMode};
 
-const CHALLENGE_RANGES: usize = 4;
-const RANGE_LEN: u64 = 64 << 10;
+/// Ranges per challenge.
+const CHALLENGE_RANGES: u64 = 4;
+/// Longest range; ranges are at most 1/32 of the file each (1/8 together).
+const MAX_RANGE_LEN: u64 = 64 << 10;
 const CHALLENGE_TTL: Duration = Duration::from_secs(300);
 const MAX_CHALLENGES: usize = 10_000;
+/// Copies of one content looked at before giving up (the same bytes may be in many places).
+const MAX_CANDIDATES: usize = 32;
+/// The one answer for "no copy" and "a copy you may not reuse".
+const NO_COPY: &str = "the server has no copy of this content you may reuse; upload it";
 
 #[derive(Debug)]
 struct Challenge {
+    caller: Option<i64>,
     source: TreePath,
     dest: TreePath,
     size: u64,
     sha256: [u8; 32],
+    nonce: [u8; 32],
     ranges: Vec<(u64, u64)>,
     created: Instant,
 }
@@ -66,6 +82,8 @@ struct RangeSpec {
 #[derive(Serialize)]
 struct BeginResponse {
     challenge: String,
+    /// Hex; the key of each range's HMAC.
+    nonce: String,
     ranges: Vec<RangeSpec>,
 }
 
@@ -105,32 +123,48 @@ pub(super) async fn begin(
     Extension(who): Extension<Identity>,
     Json(req): Json<BeginRequest>,
 ) -> Result<Response, ApiError> {
+    if state.config.dedup == DedupMode::Off {
+        return Err(ApiError::NotFound("instant upload is off on this server; upload the file".into()));
+    }
     let sha = parse_sha256_text(&req.sha256).ok_or_else(|| ApiError::bad("sha256 must be 64 hex digits"))?;
     let dest = destination(&who, &req.filename, req.dir.as_deref())?;
-    state.tree.check_placeable(&dest)?;
-    if let Some((user, quota)) = who.quota() {
-        let used = state.meta.usage(user, &who.home().to_string()).await?;
-        if used.saturating_add(req.size) > quota {
-            return Err(ApiError::TooLarge(format!("quota exceeded: {used} of {quota} bytes used")));
-        }
+    let (tree, check) = (state.tree.clone(), dest.clone());
+    let real = tokio::task::spawn_blocking(move || {
+        tree.check_placeable(&check)?;
+        tree.real_tree_path(&check)
+    })
+    .await??;
+    if !who.may_write(&real) {
+        return Err(ApiError::Forbidden(format!("you may not write to /{} (a link leads there)", real.parent())));
     }
-    let Some(source) = find_copy(&state, &sha, req.size).await? else {
-        return Err(ApiError::NotFound("the server has no file with this content; upload it".into()));
+    drop(quota::admit(&state, &who, Claim { adds: req.size, ..Claim::default() }).await?);
+    let Some(source) = find_copy(&state, &who, &sha, req.size).await? else {
+        return Err(ApiError::NotFound(NO_COPY.into()));
     };
-    let ranges: Vec<(u64, u64)> = {
-        let mut rng = rand::rng();
-        (0..CHALLENGE_RANGES)
-            .map(|_| {
-                let len = RANGE_LEN.min(req.size);
-                let offset = if req.size > len { rng.random_range(0..=req.size - len) } else { 0 };
-                (offset, len)
-            })
-            .collect()
-    };
+    let len = (req.size / 32).clamp(1, MAX_RANGE_LEN);
+    let mut rng = rand::rng();
+    let ranges: Vec<(u64, u64)> = (0..CHALLENGE_RANGES.min(req.size))
+        .map(|_| {
+            let len = len.min(req.size);
+            (rng.random_range(0..=req.size - len), len)
+        })
+        .collect();
+    let nonce: [u8; 32] = rng.random();
     let id = UploadId::random().to_string();
     let body = BeginResponse {
         challenge: id.clone(),
+        nonce: to_hex(&nonce),
         ranges: ranges.iter().map(|&(offset, length)| RangeSpec { offset, length }).collect(),
+    };
+    let challenge = Challenge {
+        caller: who.user_id(),
+        source,
+        dest,
+        size: req.size,
+        sha256: sha,
+        nonce,
+        ranges,
+        created: Instant::now(),
     };
     {
         let mut open = state.challenges.open.lock().unwrap_or_else(|p| p.into_inner());
@@ -138,20 +172,33 @@ pub(super) async fn begin(
         if open.len() >= MAX_CHALLENGES {
             return Err(ApiError::Unavailable("too many open dedup challenges; upload the file instead".into()));
         }
-        open.insert(id, Challenge { source, dest, size: req.size, sha256: sha, ranges, created: Instant::now() });
+        open.insert(id, challenge);
     }
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
-/// A file in the tree with this digest and size whose record is still current.
-async fn find_copy(state: &AppState, sha: &[u8; 32], size: u64) -> Result<Option<TreePath>, ApiError> {
-    for path in state.meta.tree_paths_with_digest(sha, size).await? {
+/// Whether `path` (as recorded) is still a regular file with this digest.
+async fn is_current(state: &AppState, path: &str, real: &std::path::Path, sha: &[u8; 32]) -> Result<bool, ApiError> {
+    let Ok(meta) = std::fs::metadata(real) else { return Ok(false) };
+    let mtime_ns =
+        meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos() as i64);
+    Ok(meta.is_file() && state.meta.tree_file_digest(path, meta.len(), mtime_ns).await?.as_ref() == Some(sha))
+}
+
+/// A current copy of this content in the tree that the caller may reuse (see the module
+/// documentation for which ones).
+async fn find_copy(state: &AppState, who: &Identity, sha: &[u8; 32], size: u64) -> Result<Option<TreePath>, ApiError> {
+    let anyone = state.config.dedup == DedupMode::Global && size >= state.config.dedup_min_size;
+    for path in state.meta.tree_paths_with_digest(sha, size).await?.into_iter().take(MAX_CANDIDATES) {
         let Ok(tree_path) = TreePath::parse(&path) else { continue };
-        let Ok(real) = state.tree.resolve(&tree_path) else { continue };
-        let Ok(meta) = std::fs::metadata(&real) else { continue };
-        let mtime_ns =
-            meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos() as i64);
-        if meta.is_file() && state.meta.tree_file_digest(&path, meta.len(), mtime_ns).await?.as_ref() == Some(sha) {
+        let tree = state.tree.clone();
+        let p = tree_path.clone();
+        let Ok(Ok((real, real_tree))) =
+            tokio::task::spawn_blocking(move || Ok::<_, ApiError>((tree.resolve(&p)?, tree.real_tree_path(&p)?))).await
+        else {
+            continue;
+        };
+        if (anyone || who.may_read(&real_tree)) && is_current(state, &path, &real, sha).await? {
             return Ok(Some(tree_path));
         }
     }
@@ -160,6 +207,7 @@ async fn find_copy(state: &AppState, sha: &[u8; 32], size: u64) -> Result<Option
 
 pub(super) async fn prove(
     State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
     Path(challenge): Path<String>,
     Json(req): Json<ProveRequest>,
 ) -> Result<Response, ApiError> {
@@ -169,21 +217,25 @@ pub(super) async fn prove(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&challenge)
-        .filter(|c| c.created.elapsed() < CHALLENGE_TTL)
+        .filter(|c| c.created.elapsed() < CHALLENGE_TTL && c.caller == who.user_id())
         .ok_or_else(|| ApiError::NotFound("no such challenge (challenges are single-use and last 5 minutes)".into()))?;
     if req.proofs.len() != c.ranges.len() {
         return Err(ApiError::bad(format!("expected {} proofs, got {}", c.ranges.len(), req.proofs.len())));
     }
     let source = state.tree.resolve(&c.source)?;
-    let ranges = c.ranges.clone();
+    if !is_current(&state, &c.source.to_string(), &source, &c.sha256).await? {
+        return Err(ApiError::NotFound(NO_COPY.into()));
+    }
+    let (ranges, nonce, src) = (c.ranges.clone(), c.nonce, source.clone());
     let expected = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<String>> {
-        let f = File::open(source)?;
+        let f = File::open(src)?;
+        let mut buf = Vec::new();
         ranges
             .iter()
             .map(|&(offset, len)| {
-                let mut buf = vec![0u8; len as usize];
+                buf.resize(len as usize, 0);
                 f.read_exact_at(&mut buf, offset)?;
-                Ok(to_hex(&Sha256::digest(&buf)))
+                Ok(possession_proof(&nonce, offset, &buf))
             })
             .collect()
     })
@@ -192,15 +244,16 @@ pub(super) async fn prove(
     if !ok {
         tracing::warn!(dest = %c.dest, "dedup proof of possession failed");
         return Err(ApiError::Forbidden(
-            "proof of possession failed: the range hashes do not match; upload the file".into(),
+            "proof of possession failed: the range proofs do not match; upload the file".into(),
         ));
     }
+    // The quota holds at proof time too: the copy's bytes are reserved until recorded.
+    let _held = quota::admit(&state, &who, Claim { adds: c.size, ..Claim::default() }).await?.reserve(c.size);
     // Copy the server's file next to staging, make it durable, then place it atomically.
-    let src = state.tree.resolve(&c.source)?;
     let tmp = state.staging.dir().join(format!("{}.dedup", UploadId::random()));
     let tmp2 = tmp.clone();
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        std::fs::copy(&src, &tmp2)?;
+        std::fs::copy(&source, &tmp2)?;
         File::open(&tmp2)?.sync_all()
     })
     .await??;

@@ -9,24 +9,28 @@ use ferry_store::{ConcatKind, NewUpload, unix_now};
 
 use super::complete::{declared_sha256, destination};
 use super::{
-    LOCK_WAIT, UPLOAD_EXPIRES, UPLOAD_OFFSET, concat, has_body, header_str, http_date, is_offset_stream, next_expiry,
-    receive,
+    LOCK_WAIT, UPLOAD_EXPIRES, UPLOAD_OFFSET, concat, content_length, has_body, header_str, http_date,
+    is_offset_stream, next_expiry, receive,
 };
 use crate::auth::Identity;
+use crate::quota;
 use crate::{ApiError, AppState};
 
 /// For a file sent through the relay (`relay_to` metadata: user names, comma-separated),
 /// the recipients' ids, each checked to exist.
 async fn relay_recipients(state: &AppState, who: &Identity, meta: &UploadMetadata) -> Result<Option<String>, ApiError> {
     let Some(raw) = meta.get("relay_to") else { return Ok(None) };
-    if who.user_id().is_none() {
+    let Some(caller) = who.user_id() else {
         return Err(ApiError::bad("the relay needs accounts; this server runs with --no-auth"));
-    }
+    };
+    state.passwords.may_look_up_names(caller)?;
     let names = std::str::from_utf8(raw).map_err(|_| ApiError::bad("relay_to is not UTF-8"))?;
     let mut ids = Vec::new();
     for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let (user, _) =
-            state.meta.user_by_name(name).await?.ok_or_else(|| ApiError::bad(format!("unknown recipient {name:?}")))?;
+        let Some((user, _)) = state.meta.user_by_name(name).await? else {
+            state.passwords.unknown_name(caller);
+            return Err(ApiError::bad(format!("unknown recipient {name:?}")));
+        };
         if !ids.contains(&user.id) {
             ids.push(user.id);
         }
@@ -100,14 +104,6 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
     if state.config.auth && who.user_id().is_none() {
         return Err(ApiError::Unauthorized); // every upload, partial ones included, has an owner
     }
-    if let Some(user) = who.user_id()
-        && state.meta.open_uploads(user).await? >= state.config.max_open_uploads
-    {
-        return Err(ApiError::Forbidden(format!(
-            "you have {} unfinished uploads, the most this server allows; finish or delete some first",
-            state.config.max_open_uploads
-        )));
-    }
     let id = UploadId::random();
     let relay_to = relay_recipients(&state, &who, &metadata).await?;
     let tree_path = if matches!(concat, Some(UploadConcat::Partial)) || relay_to.is_some() {
@@ -130,14 +126,7 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
         }
         Some(dest.to_string())
     };
-    if let (Some((user, quota)), Some(len)) = (who.quota(), length) {
-        let used = state.meta.usage(user, &who.home().to_string()).await?;
-        if used.saturating_add(len) > quota {
-            return Err(ApiError::TooLarge(format!(
-                "quota exceeded: {used} of {quota} bytes used, this upload needs {len} more"
-            )));
-        }
-    }
+    let mut final_admitted = None;
     let (concat_kind, final_length) = match &concat {
         None => (ConcatKind::None, length),
         Some(UploadConcat::Partial) => (ConcatKind::Partial, length),
@@ -150,24 +139,34 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
             if sum.is_some_and(|s| s > state.config.max_size) {
                 return Err(ApiError::TooLarge("the parts add up to more than the server's maximum".into()));
             }
-            // The joined file counts against the quota; the parts it is made of stop counting
-            // (each once, however often it is listed).
-            if let (Some((user, quota)), Some(total)) = (who.quota(), sum) {
-                // Active parts are already counted in the usage, once each.
-                let counted: std::collections::HashMap<&str, u64> = parts
-                    .iter()
-                    .filter(|p| p.state == ferry_store::UploadState::Active)
-                    .map(|p| (p.id.as_str(), p.length.unwrap_or(0)))
-                    .collect();
-                let parts_len: u64 = counted.values().sum();
-                let used = state.meta.usage(user, &who.home().to_string()).await?.saturating_sub(parts_len);
-                if used.saturating_add(total) > quota {
-                    return Err(ApiError::TooLarge(format!(
-                        "quota exceeded: {used} of {quota} bytes used, the joined file needs {total} more"
+            // The joined length counts against the quota at once; the parts it is made of
+            // are counted already (each once, however often it is listed).
+            let mut unique = std::collections::HashMap::new();
+            for p in &parts {
+                unique.insert(p.id.clone(), p.length.unwrap_or(0));
+            }
+            let claim =
+                quota::Claim { adds: sum.unwrap_or(0), replaces: unique.values().sum(), staged: true, opens: true };
+            final_admitted = Some(quota::admit(&state, &who, claim).await?);
+            // Under the owner's admission lock, so two finals cannot both take a part.
+            for p in &parts {
+                if let Some(other) = state.meta.final_using(&p.id).await? {
+                    return Err(ApiError::bad(format!(
+                        "partial upload {} is already used by the final upload {other}; a part is used once",
+                        p.id
                     )));
                 }
             }
             (ConcatKind::Final(ids.clone()), sum)
+        }
+    };
+    // The quota and the staging limit hold across parallel requests: the new row is written
+    // while the user's admission lock is held.
+    let admitted = match final_admitted {
+        Some(a) => a,
+        None => {
+            let claim = quota::Claim { adds: length.unwrap_or(0), replaces: 0, staged: true, opens: true };
+            quota::admit(&state, &who, claim).await?
         }
     };
     let expires_at = next_expiry(&state);
@@ -185,6 +184,7 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
         state.staging.create(&id)?;
     }
     state.meta.create_upload(&new, unix_now()).await?;
+    drop(admitted);
     tracing::info!(upload = %id, length = ?new.length, "upload created");
 
     let mut out = HeaderMap::new();
@@ -205,7 +205,8 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
         super::complete::complete_upload(&state, &mut guard, &rec, 0, 0, empty.into()).await?;
     } else if body {
         let mut guard = state.locks.acquire(&id, LOCK_WAIT).await.ok_or(ApiError::Locked)?;
-        let result = receive::receive(&state, &mut guard, &rec, &headers, req.into_body(), checksum).await;
+        let (_held, room) = quota::for_body(&state, &who, rec.length, content_length(&headers)).await?;
+        let result = receive::receive(&state, &mut guard, &rec, &headers, req.into_body(), checksum, room).await;
         match result {
             Ok(r) => {
                 out.insert(UPLOAD_OFFSET, HeaderValue::from(r.offset));

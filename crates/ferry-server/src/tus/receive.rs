@@ -154,6 +154,7 @@ pub(crate) async fn receive(
     headers: &HeaderMap,
     body: Body,
     checksum: Option<UploadChecksum>,
+    room: u64,
 ) -> Result<Received, ApiError> {
     let trailer_declared =
         header_str(headers, "trailer")?.is_some_and(|t| t.to_ascii_lowercase().contains("upload-checksum"));
@@ -174,7 +175,7 @@ pub(crate) async fn receive(
     };
     let mut pipe = Pipeline::new(Sink { writer, sha, check: verify.checksummer() });
 
-    let trailers = match pump(state, guard, rec, &mut pipe, body, &verify).await {
+    let trailers = match pump(state, guard, rec, &mut pipe, body, &verify, room).await {
         Ok(trailers) => trailers,
         Err(stop @ (Stop::Overflow(_) | Stop::Io(_) | Stop::Api(_))) => {
             discard(pipe).await;
@@ -253,8 +254,13 @@ async fn pump(
     pipe: &mut Pipeline,
     mut body: Body,
     verify: &Verify,
+    room: u64,
 ) -> Result<Option<HeaderMap>, Stop> {
-    let limit = rec.length.unwrap_or(state.config.max_size).saturating_sub(rec.offset);
+    // A deferred length is bounded by the server's maximum and the caller's room (quota).
+    let limit = match rec.length {
+        Some(len) => len.saturating_sub(rec.offset),
+        None => state.config.max_size.saturating_sub(rec.offset).min(room),
+    };
     let mut batch: Vec<Bytes> = Vec::new();
     let mut batch_len = 0usize;
     let mut accepted = 0u64;

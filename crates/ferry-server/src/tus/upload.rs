@@ -15,6 +15,7 @@ use super::{
 };
 use crate::auth::Identity;
 use crate::locks::UploadGuard;
+use crate::quota;
 use crate::{ApiError, AppState};
 
 /// Takes the upload (ending an older request on it) and loads its record, refusing
@@ -129,15 +130,10 @@ pub(super) async fn patch(state: &AppState, id: &UploadId, who: &Identity, req: 
                 if len > state.config.max_size {
                     return Err(ApiError::TooLarge(format!("Upload-Length {len} exceeds the server's maximum")));
                 }
-                // A deferred length counts against the quota the moment it is declared.
-                if let Some((user, quota)) = who.quota() {
-                    let used = state.meta.usage(user, &who.home().to_string()).await?;
-                    if used.saturating_add(len) > quota {
-                        return Err(ApiError::TooLarge(format!(
-                            "quota exceeded: {used} of {quota} bytes used, this upload needs {len} more"
-                        )));
-                    }
-                }
+                // A deferred length counts against the quota the moment it is declared
+                // (the bytes stored so far were counted already).
+                let claim = quota::Claim { adds: len, replaces: rec.offset, staged: true, opens: false };
+                let _admitted = quota::admit(state, who, claim).await?;
                 if !state.meta.set_length(id, len).await? {
                     return Err(ApiError::bad("Upload-Length was already set"));
                 }
@@ -176,7 +172,8 @@ pub(super) async fn patch(state: &AppState, id: &UploadId, who: &Identity, req: 
         );
         return Ok((StatusCode::NO_CONTENT, out).into_response());
     }
-    let received = receive::receive(state, &mut guard, &rec, &headers, req.into_body(), checksum).await?;
+    let (_held, room) = quota::for_body(state, who, rec.length, content_length(&headers)).await?;
+    let received = receive::receive(state, &mut guard, &rec, &headers, req.into_body(), checksum, room).await?;
     out.insert(UPLOAD_OFFSET, HeaderValue::from(received.offset));
     match received.completed {
         Some(sha) => {

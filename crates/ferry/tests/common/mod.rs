@@ -430,6 +430,19 @@ impl Users {
         }
     }
 
+    /// A user with a quota (`--quota 2M`), password `{name}-pw`.
+    pub fn add_with_quota(data: &Path, name: &str, quota: &str) {
+        let mut c = Command::new(ferry_bin())
+            .args(["user", "add", name, "--password-stdin", "--quota", quota, "--data"])
+            .arg(data)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        writeln!(c.stdin.take().unwrap(), "{name}-pw").unwrap();
+        assert!(c.wait().unwrap().success());
+    }
+
     /// `ferry` as `user` (own config and state dirs) against `server`.
     pub fn cli(&self, user: &str, server: &str) -> Command {
         let mut c = client(&self.dir.join(format!("state-{user}")));
@@ -449,6 +462,12 @@ impl Users {
         let o = c.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
+}
+
+/// `Authorization` for a user added by [`Users`] (password `{user}-pw`).
+pub fn basic_auth(user: &str) -> String {
+    use base64::Engine;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{user}-pw")))
 }
 
 /// The last JSON object a command printed on stdout.

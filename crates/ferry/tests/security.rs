@@ -383,3 +383,21 @@ fn relay_recipients_cannot_be_used_to_walk_the_accounts() {
     assert_eq!(&guesses[10..], &[429, 429], "after ten unknown names the caller is throttled: {guesses:?}");
     assert_eq!(send_to("bob"), 429, "...whatever name it tries next");
 }
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start_auth(&tmp.path().join("data"), &["--header-timeout", "2s"]);
+    let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 512];
+    let n = c.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Kept alive, then nothing: the server closes it once the next header is overdue.
+    let start = std::time::Instant::now();
+    let n = c.read(&mut buf).unwrap_or_else(|e| panic!("an idle connection was still open after 10 s: {e}"));
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n]));
+    assert!(start.elapsed() >= std::time::Duration::from_secs(1), "closed too early: {:?}", start.elapsed());
+}

@@ -2,12 +2,15 @@
 # Interop with real peers: tus-js-client 4.x (Node, incl. parallelUploads: 4), tuspy 1.1
 # (with upload_checksum), curl and aria2c (ranges and resume) against `ferry serve`, and the
 # served OpenAPI document checked by openapi-spec-validator.
-# Needs node/npm, python3, curl and aria2c (.ci/run installs them). Usage: run.sh [FERRY_BIN]
+# The tus-js-client run is repeated over HTTPS (`serve --tls-cert/--tls-key`, a throwaway CA
+# made with openssl, trusted through NODE_EXTRA_CA_CERTS).
+# Needs node/npm, python3, curl, aria2c and openssl (.ci/run installs them). Usage: run.sh [FERRY_BIN]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 ferry="${1:-$here/../../target/debug/ferry}"
 work="$(mktemp -d)"
-trap 'kill "$server_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+tls_pid=""
+trap 'kill "$server_pid" $tls_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 
 "$ferry" serve --no-auth --listen 127.0.0.1:0 --data "$work/data" > "$work/banner" 2> "$work/server.log" &
 server_pid=$!
@@ -18,6 +21,25 @@ echo "ferry at $url"
 # --- tus-js-client ---
 (cd "$here" && npm ci --no-audit --no-fund --silent)
 node "$here/tus_js_client.mjs" "$url"
+
+# --- tus-js-client over HTTPS ---
+(
+  cd "$work"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem \
+    -days 2 -subj "/CN=ferry interop CA" -addext basicConstraints=critical,CA:TRUE \
+    -addext keyUsage=critical,keyCertSign 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout key.pem -out srv.csr \
+    -subj "/CN=127.0.0.1" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > ext
+  openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cert.pem -days 2 -extfile ext 2>/dev/null
+)
+"$ferry" serve --no-auth --listen 127.0.0.1:0 --data "$work/data-tls" --tls-cert "$work/cert.pem" \
+  --tls-key "$work/key.pem" > "$work/banner-tls" 2> "$work/server-tls.log" &
+tls_pid=$!
+for _ in $(seq 100); do grep -q https:// "$work/banner-tls" 2>/dev/null && break; sleep 0.1; done
+tls_url="$(grep -o 'https://[0-9.:]*' "$work/banner-tls" | head -1)"
+echo "ferry over TLS at $tls_url"
+NODE_EXTRA_CA_CERTS="$work/ca.pem" node "$here/tus_js_client.mjs" "$tls_url"
 
 # --- tuspy ---
 venv="$here/../../target/interop-venv"

@@ -39,6 +39,9 @@ pub enum ClientError {
     /// Stopped by the user (Ctrl-C); run again to resume.
     #[error("interrupted; run the same command again to resume")]
     Interrupted,
+    /// The server's TLS certificate is not trusted (retrying will not help).
+    #[error("the server's TLS certificate is not trusted ({0}); if the server has its own CA, pass --cacert CA.pem")]
+    Untrusted(String),
     /// The server answered something this client cannot understand.
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
@@ -66,6 +69,9 @@ pub(crate) fn network(e: &reqwest::Error) -> ClientError {
     let mut msg = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
+        if let Some(why) = s.to_string().strip_prefix("invalid peer certificate: ") {
+            return ClientError::Untrusted(why.to_owned());
+        }
         msg = format!("{msg}: {s}");
         src = s.source();
     }

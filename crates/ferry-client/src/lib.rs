@@ -31,6 +31,7 @@ mod relay;
 mod retry;
 mod segmented;
 mod state_dir;
+pub mod tls;
 mod upload;
 
 pub use chunking::ChunkSize;
@@ -45,7 +46,7 @@ pub use retry::RetryPolicy;
 pub use state_dir::StateDir;
 pub use upload::{UploadOptions, UploadOutcome, Uploader, default_parallel};
 
-/// The HTTP client ferry's commands use: HTTP/1.1, connect and read timeouts so a dead
+/// The HTTP client ferry's commands use: HTTP/1.1 (over TLS for https://, see [`tls`]), connect and read timeouts so a dead
 /// connection is noticed rather than waited on forever, and the API token (if any) on
 /// every request.
 pub fn http_client(token: Option<&str>) -> Result<reqwest::Client, ClientError> {
@@ -56,7 +57,7 @@ pub fn http_client(token: Option<&str>) -> Result<reqwest::Client, ClientError> 
         v.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, v);
     }
-    reqwest::Client::builder()
+    tls::configure(reqwest::Client::builder())
         .default_headers(headers)
         .connect_timeout(std::time::Duration::from_secs(10))
         .read_timeout(std::time::Duration::from_secs(60))

@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub dedup: DedupMode,
     /// Content smaller than this is never deduplicated from a file the caller cannot read.
     pub dedup_min_size: u64,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// Which existing copies an instant upload may reuse. Reusing another user's copy tells the
@@ -94,6 +96,7 @@ impl ServerConfig {
             max_staging_bytes: 1 << 40,
             dedup: DedupMode::User,
             dedup_min_size: 1 << 20,
+            tls: None,
         }
     }
 

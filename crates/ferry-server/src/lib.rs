@@ -23,6 +23,7 @@ mod quota;
 mod recovery;
 mod state;
 mod sweeper;
+pub mod tls;
 pub mod tus;
 
 use std::time::Duration;
@@ -56,6 +57,7 @@ pub fn app(state: AppState) -> Router {
 /// every connection is closed.
 pub async fn serve(config: ServerConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), ApiError> {
     let grace = config.shutdown_grace;
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let hard_stop = CancellationToken::new();
     std::fs::create_dir_all(&config.data_dir)?;
     let _lock = state::DataLock::take(&config.data_dir)?;
@@ -64,7 +66,7 @@ pub async fn serve(config: ServerConfig, listener: TcpListener, shutdown: Cancel
     recovery::recover(&state).await?;
     let sweeper = sweeper::spawn(state.clone());
     let router = app(state.clone());
-    let connections = accept_loop(listener, router, &state.config, shutdown.clone());
+    let connections = accept_loop(listener, tls, router, &state.config, shutdown.clone());
     let mut connections = std::pin::pin!(connections);
     tokio::select! {
         () = &mut connections => {}
@@ -87,14 +89,27 @@ pub async fn serve(config: ServerConfig, listener: TcpListener, shutdown: Cancel
 
 /// Accepts connections until `shutdown`, then lets the open ones finish (idle ones close at
 /// once, busy ones after their request). Each connection must send a request's header within
-/// `header_timeout`; at most `max_connections` are served at once (more are closed on
-/// arrival), so half-sent requests cannot pile up without bound.
-async fn accept_loop(listener: TcpListener, router: Router, config: &ServerConfig, shutdown: CancellationToken) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
+/// `header_timeout` (and finish a TLS handshake within it); at most `max_connections` are
+/// served at once (more are closed on arrival), so half-sent requests cannot pile up without
+/// bound. With TLS, ALPN picks HTTP/2 or HTTP/1.1.
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    router: Router,
+    config: &ServerConfig,
+    shutdown: CancellationToken,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(config.header_timeout).keep_alive(true);
+    let mut h1 = hyper::server::conn::http1::Builder::new();
+    h1.timer(TokioTimer::new()).header_read_timeout(config.header_timeout).keep_alive(true);
+    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(config.header_timeout))
+        .keep_alive_timeout(config.header_timeout);
+    let handshake_timeout = config.header_timeout;
     loop {
         let (stream, addr) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -118,10 +133,28 @@ async fn accept_loop(listener: TcpListener, router: Router, config: &ServerConfi
                 req.extensions_mut().insert(axum::extract::ConnectInfo(addr));
                 req
             });
-        let conn = http.serve_connection(TokioIo::new(stream), hyper_util::service::TowerToHyperService::new(service));
-        let conn = graceful.watch(conn);
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let watcher = graceful.watcher();
+        let Some(tls) = tls.clone() else {
+            let conn = watcher.watch(h1.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                let _ = conn.await;
+                drop(slot);
+            });
+            continue;
+        };
+        let (h1, h2) = (h1.clone(), h2.clone());
         tokio::spawn(async move {
-            let _ = conn.await;
+            let stream = match tokio::time::timeout(handshake_timeout, tls.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::debug!(peer = %addr, error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(peer = %addr, "TLS handshake timed out"),
+            };
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                let _ = watcher.watch(h2.serve_connection(TokioIo::new(stream), service)).await;
+            } else {
+                let _ = watcher.watch(h1.serve_connection(TokioIo::new(stream), service)).await;
+            }
             drop(slot);
         });
     }

@@ -6,6 +6,8 @@ use ferry_client::ClientError;
 pub const FAILURE: u8 = 1;
 /// The server could not be reached (run again to resume).
 pub const UNREACHABLE: u8 = 3;
+/// A bad command line or option value (as clap's own errors).
+pub const USAGE: u8 = 2;
 /// The server refused the request.
 pub const REJECTED: u8 = 4;
 /// Local file problem (missing, unreadable, disk full).
@@ -18,7 +20,7 @@ pub const INTERRUPTED: u8 = 130;
 /// The exit code for an error chain (the first `ClientError` in it decides).
 pub fn code_for(e: &anyhow::Error) -> u8 {
     match e.chain().find_map(|c| c.downcast_ref::<ClientError>()) {
-        Some(ClientError::Unreachable(_)) => UNREACHABLE,
+        Some(ClientError::Unreachable(_)) | Some(ClientError::Untrusted(_)) => UNREACHABLE,
         Some(ClientError::Rejected { .. }) | Some(ClientError::Protocol(_)) => REJECTED,
         Some(ClientError::LocalIo { .. }) | Some(ClientError::DiskFull { .. }) => LOCAL_IO,
         Some(ClientError::Verification(_)) => VERIFICATION,

@@ -22,12 +22,16 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Trust only the CA certificates in this PEM file for https:// servers (a server with a
+    /// self-signed certificate, say) instead of the system's
+    #[arg(long, global = true, env = "FERRY_CACERT", value_name = "FILE")]
+    cacert: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: tus uploads at /tus/, downloads at /files/.
-    Serve(serve_cmd::ServeArgs),
+    Serve(Box<serve_cmd::ServeArgs>),
     /// Upload files (resumable, verified). Re-run the same command to resume.
     Upload(transfer_cmd::UploadArgs),
     /// Download a file (resumable, verified). Re-run the same command to resume.
@@ -54,10 +58,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{default_level},rustls_platform_verifier=off"))
+        }))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -68,9 +71,15 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
+    if let Some(path) = &cli.cacert
+        && let Err(e) = ferry_client::tls::trust_only_cas_in(path)
+    {
+        eprintln!("ferry: --cacert {e}");
+        return ExitCode::from(exit::USAGE);
+    }
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve_cmd::run(args).await,
+            Command::Serve(args) => serve_cmd::run(*args).await,
             Command::Upload(args) => transfer_cmd::upload(args).await,
             Command::Download(args) => transfer_cmd::download(args).await,
             Command::Login(args) => account_cmd::login(args).await,

@@ -84,6 +84,12 @@ pub struct ServeArgs {
     /// [default: 1M]
     #[arg(long, env = "FERRY_DEDUP_MIN_SIZE", value_parser = parse_size)]
     dedup_min_size: Option<u64>,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain; needs --tls-key
+    #[arg(long, env = "FERRY_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, env = "FERRY_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// No accounts: every route open to anyone who can connect (a trusted LAN only)
     #[arg(long, env = "FERRY_NO_AUTH")]
     no_auth: bool,
@@ -111,6 +117,8 @@ struct FileConfig {
     max_staging: Option<SizeValue>,
     dedup: Option<String>,
     dedup_min_size: Option<SizeValue>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,6 +204,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(v) = args.dedup_min_size.or(file_size(file.dedup_min_size, "dedup_min_size")?) {
         config.dedup_min_size = v;
     }
+    match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
+        (Some(cert), Some(key)) => {
+            let files = ferry_server::tls::TlsFiles { cert, key };
+            ferry_server::tls::check(&files)?;
+            config.tls = Some(files);
+        }
+        (None, None) => {}
+        _ => bail!("TLS needs both a certificate and a key (tls_cert and tls_key)"),
+    }
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
@@ -203,14 +221,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // The banner goes to stdout (scripts read the address from it); a closed stdout must
     // not stop the server, so write errors are ignored.
     let mut out = std::io::stdout().lock();
-    let _ =
-        writeln!(out, "ferry serving http://{addr}  (data: {}, tree: {})", config.data_dir.display(), tree.display());
-    let _ = writeln!(out, "  upload:   ferry upload FILE --server http://{addr}");
-    let _ = writeln!(out, "  download: ferry download PATH --server http://{addr}");
+    let _ = writeln!(
+        out,
+        "ferry serving {scheme}://{addr}  (data: {}, tree: {})",
+        config.data_dir.display(),
+        tree.display()
+    );
+    let _ = writeln!(out, "  upload:   ferry upload FILE --server {scheme}://{addr}");
+    let _ = writeln!(out, "  download: ferry download PATH --server {scheme}://{addr}");
     let _ = out.flush();
     drop(out);
     if config.auth {
-        bootstrap_admin(&config.data_dir, addr).await?;
+        bootstrap_admin(&config.data_dir, &format!("{scheme}://{addr}")).await?;
     } else {
         tracing::warn!("accounts are off (--no-auth): anyone who can connect may read and write everything");
     }
@@ -227,7 +249,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// On the first start with accounts, creates `admin` with a random password and says how
 /// to log in, once.
-async fn bootstrap_admin(data: &std::path::Path, addr: SocketAddr) -> anyhow::Result<()> {
+async fn bootstrap_admin(data: &std::path::Path, url: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
     let db = ferry_store::MetaStore::open(&data.join("ferry.db")).await.context("cannot open the database")?;
     if !db.has_users().await? {
@@ -236,7 +258,7 @@ async fn bootstrap_admin(data: &std::path::Path, addr: SocketAddr) -> anyhow::Re
         db.add_user("admin", &hash, true, None).await?;
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "  first start: created user \"admin\" with password {password}  (shown once)");
-        let _ = writeln!(out, "  log in:   ferry login --server http://{addr} --user admin");
+        let _ = writeln!(out, "  log in:   ferry login --server {url} --user admin");
         let _ = writeln!(out, "  add users: ferry user add NAME --data {}", data.display());
         let _ = out.flush();
     }

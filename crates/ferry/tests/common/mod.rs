@@ -89,7 +89,7 @@ impl Server {
             let _ = reader.read_to_end(&mut sink);
         });
         let addr = line
-            .split("http://")
+            .split("://")
             .nth(1)
             .and_then(|r| r.split_whitespace().next())
             .unwrap_or_else(|| panic!("unexpected banner {line:?}"))

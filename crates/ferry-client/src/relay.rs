@@ -235,7 +235,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_silent_event_stream_counts_as_dead() {
-        let client = RelayClient::new(reqwest::Client::new(), &silent_server())
+        let client = RelayClient::new(crate::http_client(None).unwrap(), &silent_server())
             .unwrap()
             .with_silence_limit(std::time::Duration::from_millis(500));
         assert!(client.silence_limit.is_some());

@@ -100,7 +100,7 @@ struct Placed {
 }
 
 /// Where the copy goes: like an upload, `dir` is relative to the caller's home unless it
-/// starts with `/`.
+/// starts with `/` (the right to write there is checked by the caller).
 fn destination(who: &Identity, filename: &str, dir: Option<&str>) -> Result<TreePath, ApiError> {
     let file = TreePath::parse(filename).map_err(|e| ApiError::bad(format!("filename: {e}")))?;
     if file.is_root() {
@@ -111,11 +111,7 @@ fn destination(who: &Identity, filename: &str, dir: Option<&str>) -> Result<Tree
         None => (who.home(), dir.unwrap_or("")),
     };
     let dir = TreePath::parse(rel).map_err(|e| ApiError::bad(format!("dir: {e}")))?;
-    let dest = base.join(&dir).join(&file);
-    if !who.may_write(&dest) {
-        return Err(ApiError::Forbidden(format!("you may not write to /{}", dest.parent())));
-    }
-    Ok(dest)
+    Ok(base.join(&dir).join(&file))
 }
 
 pub(super) async fn begin(
@@ -128,15 +124,7 @@ pub(super) async fn begin(
     }
     let sha = parse_sha256_text(&req.sha256).ok_or_else(|| ApiError::bad("sha256 must be 64 hex digits"))?;
     let dest = destination(&who, &req.filename, req.dir.as_deref())?;
-    let (tree, check) = (state.tree.clone(), dest.clone());
-    let real = tokio::task::spawn_blocking(move || {
-        tree.check_placeable(&check)?;
-        tree.real_tree_path(&check)
-    })
-    .await??;
-    if !who.may_write(&real) {
-        return Err(ApiError::Forbidden(format!("you may not write to /{} (a link leads there)", real.parent())));
-    }
+    crate::tus::authorise_destination(&state, &who, &dest).await?;
     drop(quota::admit(&state, &who, Claim { adds: req.size, ..Claim::default() }).await?);
     let Some(source) = find_copy(&state, &who, &sha, req.size).await? else {
         return Err(ApiError::NotFound(NO_COPY.into()));

@@ -18,6 +18,29 @@ use crate::{ApiError, AppState};
 /// Where a finished upload goes: `dir`/`filename` from its metadata (`name` is accepted
 /// for `filename`), or its id when it has no name. `dir` is relative to `home` (the
 /// user's home, or the tree root without accounts) unless it starts with `/`.
+/// Whether `who` may place a file at `dest`: the right to write, checked on the path as
+/// given and again where it really leads (links followed), and the filesystem checks of
+/// placement, run off the async threads (bounded by the path's depth).
+pub(crate) async fn authorise_destination(
+    state: &crate::AppState,
+    who: &crate::auth::Identity,
+    dest: &TreePath,
+) -> Result<(), ApiError> {
+    if !who.may_write(dest) {
+        return Err(ApiError::Forbidden(format!("you may not write to /{}", dest.parent())));
+    }
+    let (tree, check) = (state.tree.clone(), dest.clone());
+    let real = tokio::task::spawn_blocking(move || {
+        tree.check_placeable(&check)?;
+        tree.real_tree_path(&check)
+    })
+    .await??;
+    if !who.may_write(&real) {
+        return Err(ApiError::Forbidden(format!("you may not write to /{} (a link leads there)", real.parent())));
+    }
+    Ok(())
+}
+
 pub(crate) fn destination(meta: &UploadMetadata, id: &UploadId, home: &TreePath) -> Result<TreePath, ApiError> {
     let name = meta.get("filename").or_else(|| meta.get("name"));
     let name = match name {

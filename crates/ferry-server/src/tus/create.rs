@@ -110,20 +110,7 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
         None
     } else {
         let dest = destination(&metadata, &id, &who.home())?;
-        if !who.may_write(&dest) {
-            return Err(ApiError::Forbidden(format!("you may not write to /{}", dest.parent())));
-        }
-        // Filesystem checks run off the async threads (bounded by the path's depth); the
-        // right to write is checked again where the path really leads (links followed).
-        let (tree, check) = (state.tree.clone(), dest.clone());
-        let real = tokio::task::spawn_blocking(move || {
-            tree.check_placeable(&check)?;
-            tree.real_tree_path(&check)
-        })
-        .await??;
-        if !who.may_write(&real) {
-            return Err(ApiError::Forbidden(format!("you may not write to /{} (a link leads there)", real.parent())));
-        }
+        super::complete::authorise_destination(&state, &who, &dest).await?;
         Some(dest.to_string())
     };
     let mut final_admitted = None;

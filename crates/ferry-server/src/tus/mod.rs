@@ -28,7 +28,7 @@ use ferry_core::tus::{TUS_EXTENSIONS, TUS_VERSION};
 use crate::auth::Identity;
 use crate::{ApiError, AppState};
 
-pub(crate) use complete::{place, record_placed, release_bytes};
+pub(crate) use complete::{authorise_destination, place, record_placed, release_bytes};
 pub(crate) use concat::try_assemble;
 
 /// How long a request waits for another request to let go of an upload.

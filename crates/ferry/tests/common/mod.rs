@@ -418,22 +418,20 @@ pub struct Users {
 impl Users {
     pub fn add(data: &Path, names: &[&str]) {
         for n in names {
-            let mut c = Command::new(ferry_bin())
-                .args(["user", "add", n, "--password-stdin", "--data"])
-                .arg(data)
-                .stdin(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            writeln!(c.stdin.take().unwrap(), "{n}-pw").unwrap();
-            assert!(c.wait().unwrap().success());
+            Self::add_one(data, n, &[]);
         }
     }
 
     /// A user with a quota (`--quota 2M`), password `{name}-pw`.
     pub fn add_with_quota(data: &Path, name: &str, quota: &str) {
+        Self::add_one(data, name, &["--quota", quota]);
+    }
+
+    fn add_one(data: &Path, name: &str, extra: &[&str]) {
         let mut c = Command::new(ferry_bin())
-            .args(["user", "add", name, "--password-stdin", "--quota", quota, "--data"])
+            .args(["user", "add", name, "--password-stdin"])
+            .args(extra)
+            .arg("--data")
             .arg(data)
             .stdin(Stdio::piped())
             .stderr(Stdio::null())

@@ -128,6 +128,9 @@ impl IntoResponse for ApiError {
             Self::TooManyRequests(wait) => {
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
             }
+            Self::Unavailable(_) => {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(2));
+            }
             _ => {}
         }
         if status.is_server_error() {
@@ -143,6 +146,10 @@ impl From<StoreError> for ApiError {
             StoreError::DiskFull => Self::InsufficientStorage,
             StoreError::Escapes(p) => Self::bad(format!("path {p:?} leads outside the served tree")),
             StoreError::Conflict(m) => Self::Conflict(m),
+            // Out of file descriptors (process or system): a moment later it may work.
+            StoreError::Io(e) if matches!(e.raw_os_error(), Some(23 | 24)) => {
+                Self::Unavailable("the server is out of file descriptors; retry shortly".into())
+            }
             other => Self::Internal(other.to_string()),
         }
     }

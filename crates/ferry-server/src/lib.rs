@@ -15,6 +15,7 @@ pub mod auth;
 mod config;
 mod error;
 pub mod events;
+mod fd_limit;
 pub mod files;
 mod locks;
 mod logging;
@@ -63,10 +64,15 @@ pub async fn serve(config: ServerConfig, listener: TcpListener, shutdown: Cancel
     let _lock = state::DataLock::take(&config.data_dir)?;
     let mut state = AppState::open(config, hard_stop.clone()).await?;
     state.draining = shutdown.clone();
+    let descriptors = fd_limit::raise();
+    let cap = fd_limit::connections_for(descriptors, state.config.max_connections);
+    let open_staging = fd_limit::open_staging_for(descriptors);
+    state.staging_files = std::sync::Arc::new(tokio::sync::Semaphore::new(open_staging));
+    tracing::info!(descriptors = ?descriptors, connections = cap, open_staging, "file-descriptor limit and connection cap");
     recovery::recover(&state).await?;
     let sweeper = sweeper::spawn(state.clone());
     let router = app(state.clone());
-    let connections = accept_loop(listener, tls, router, &state.config, shutdown.clone());
+    let connections = accept_loop(listener, tls, router, &state.config, cap, shutdown.clone());
     let mut connections = std::pin::pin!(connections);
     tokio::select! {
         () = &mut connections => {}
@@ -97,11 +103,15 @@ async fn accept_loop(
     tls: Option<tokio_rustls::TlsAcceptor>,
     router: Router,
     config: &ServerConfig,
+    max_connections: usize,
     shutdown: CancellationToken,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    let turning_away = std::sync::Arc::new(tokio::sync::Semaphore::new(fd_limit::TURNING_AWAY));
+    let mut refused = 0u64;
+    let mut refused_logged = std::time::Instant::now();
     let mut h1 = hyper::server::conn::http1::Builder::new();
     h1.timer(TokioTimer::new()).header_read_timeout(config.header_timeout).keep_alive(true);
     let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -124,7 +134,18 @@ async fn accept_loop(
             },
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(peer = %addr, "too many connections; closing a new one");
+            refused += 1;
+            if refused_logged.elapsed() >= Duration::from_secs(10) {
+                tracing::warn!(refused, cap = max_connections, "at the connection cap; answering new ones 503");
+                (refused, refused_logged) = (0, std::time::Instant::now());
+            }
+            // Turning away holds a descriptor for a moment: a bounded number at once; past
+            // that, new connections wait in the kernel's backlog (holding no descriptor).
+            let Ok(permit) = turning_away.clone().acquire_owned().await else { continue };
+            tokio::spawn(async move {
+                fd_limit::turn_away(stream).await;
+                drop(permit);
+            });
             continue;
         };
         let service =

@@ -21,6 +21,9 @@ pub struct AppState {
     pub tree: Tree,
     pub(crate) locks: Arc<UploadLocks>,
     pub(crate) challenges: Arc<crate::api::ChallengeStore>,
+    /// Permits for staging files held open by writers (see `tus/sink.rs`), sized from the
+    /// file-descriptor limit when the server starts.
+    pub(crate) staging_files: Arc<tokio::sync::Semaphore>,
     /// Per-user quota admission (see [`crate::quota`]).
     pub(crate) quotas: Arc<crate::quota::Quotas>,
     /// Every password check goes through it (bounded, throttled, remembered).
@@ -54,6 +57,7 @@ impl AppState {
             locks: Arc::default(),
             challenges: Arc::default(),
             quotas: Arc::default(),
+            staging_files: Arc::new(tokio::sync::Semaphore::new(crate::fd_limit::DEFAULT_OPEN_STAGING)),
             passwords: Arc::default(),
             events: Arc::default(),
             relay_progress: Arc::default(),

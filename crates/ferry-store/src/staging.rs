@@ -37,12 +37,13 @@ impl StagingArea {
     /// file is cut to `offset` first (see [`StagingArea::open_at`]); a region of a final
     /// upload's file is left as it is (the bytes past `offset` are this part's own).
     pub fn writer(&self, id: &UploadId, host: Option<&(UploadId, u64)>, offset: u64) -> io::Result<StagingWriter> {
-        let file = match host {
-            None => self.open_at(id, offset)?,
-            Some((h, _)) => OpenOptions::new().read(true).write(true).open(self.path_of(h))?,
-        };
-        let (_, base) = self.locate(id, host);
-        Ok(StagingWriter::new(file, base, host.is_none(), offset, self.faults.clone()))
+        // Opened (and closed again) to check and prepare it; the writer reopens it on demand.
+        match host {
+            None => drop(self.open_at(id, offset)?),
+            Some((h, _)) => drop(OpenOptions::new().read(true).write(true).open(self.path_of(h))?),
+        }
+        let (path, base) = self.locate(id, host);
+        Ok(StagingWriter::new(path, base, host.is_none(), offset, self.faults.clone()))
     }
 
     /// The directory.

@@ -7,12 +7,18 @@
 //! writeback error once, so a second `fsync` could succeed over lost pages) and
 //! [`StagingWriter::discard`] cuts the file back to the last acknowledged offset.
 //!
+//! The writer holds a file descriptor only while it has bytes that are written but not yet
+//! durable (from a write through the sync that covers it, so a writeback error is always
+//! seen on a descriptor that was open when it happened); a slow upload waiting for its
+//! next bytes pins none, so the server's limit is its sockets, not sockets × 2.
+//!
 //! Tests make the I/O fail through a [`FaultPlan`] on the [`crate::StagingArea`]: a sync
 //! error, a full disk after N bytes, or short writes.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -77,7 +83,10 @@ impl FaultPlan {
 /// The writer of one request's bytes into an upload's staging bytes.
 #[derive(Debug)]
 pub struct StagingWriter {
-    file: Arc<File>,
+    /// The file holding the upload's bytes (its own, or its final upload's).
+    path: PathBuf,
+    /// Open while bytes are written but not durable.
+    file: Option<Arc<File>>,
     /// File position of upload offset 0 (non-zero for a part written into its final upload).
     base: u64,
     /// True when the upload owns the file, so a discard may cut it.
@@ -92,7 +101,8 @@ pub struct StagingWriter {
 /// A `sync_data` that runs off the writer (in the background) while it keeps writing.
 #[derive(Debug)]
 pub struct FlushJob {
-    file: Arc<File>,
+    /// `None` when nothing was written since the last durable point.
+    file: Option<Arc<File>>,
     upto: u64,
     faults: Option<Arc<FaultPlan>>,
 }
@@ -105,18 +115,21 @@ impl FlushJob {
 
     /// Runs the flush (blocking).
     pub fn run(self) -> io::Result<u64> {
+        let Some(file) = self.file else { return Ok(self.upto) };
         if let Some(f) = &self.faults {
             f.sync()?;
         }
-        self.file.sync_data()?;
+        file.sync_data()?;
         Ok(self.upto)
     }
 }
 
 impl StagingWriter {
-    pub(crate) fn new(file: File, base: u64, own_file: bool, offset: u64, faults: Option<Arc<FaultPlan>>) -> Self {
+    /// A writer of the file at `path` (checked to exist by the caller; opened on demand).
+    pub(crate) fn new(path: PathBuf, base: u64, own_file: bool, offset: u64, faults: Option<Arc<FaultPlan>>) -> Self {
         Self {
-            file: Arc::new(file),
+            path,
+            file: None,
             base,
             own_file,
             acknowledged: offset,
@@ -164,12 +177,30 @@ impl StagingWriter {
         Ok(())
     }
 
-    fn write_some(&self, buf: &[u8]) -> io::Result<usize> {
+    fn write_some(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = match &self.faults {
             Some(f) => f.admit(buf.len())?,
             None => buf.len(),
         };
-        self.file.write_at(&buf[..n], self.base + self.written)
+        let at = self.base + self.written;
+        self.file()?.write_at(&buf[..n], at)
+    }
+
+    /// The open file, opened now if it is not.
+    fn file(&mut self) -> io::Result<Arc<File>> {
+        if let Some(f) = &self.file {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(OpenOptions::new().write(true).open(&self.path)?);
+        self.file = Some(f.clone());
+        Ok(f)
+    }
+
+    /// Closes the file once everything written is durable (nothing left for a sync to see).
+    fn close_if_clean(&mut self) {
+        if self.durable == self.written && !self.failed {
+            self.file = None;
+        }
     }
 
     /// `sync_data` now; everything written becomes durable. Refused after any failure.
@@ -190,6 +221,7 @@ impl StagingWriter {
         match result {
             Ok(upto) if !self.failed => {
                 self.durable = self.durable.max(upto);
+                self.close_if_clean();
                 Ok(self.durable)
             }
             Ok(_) => self.usable().map(|()| self.durable),
@@ -208,11 +240,17 @@ impl StagingWriter {
 
     /// Throws away everything past the acknowledged offset: an own file is cut back to it
     /// (a region of a final upload's file is simply overwritten later).
-    pub fn discard(self) -> io::Result<()> {
+    pub fn discard(mut self) -> io::Result<()> {
         if self.own_file && self.written > self.acknowledged {
-            self.file.set_len(self.base + self.acknowledged)?;
+            let len = self.base + self.acknowledged;
+            self.file()?.set_len(len)?;
         }
         Ok(())
+    }
+
+    /// Whether the writer holds a file descriptor now.
+    pub fn holds_descriptor(&self) -> bool {
+        self.file.is_some()
     }
 
     fn usable(&self) -> io::Result<()> {
@@ -298,5 +336,25 @@ mod tests {
         let mut w = area.writer(&id, None, 0).unwrap();
         w.write(b"fits again").unwrap();
         assert_eq!(w.sync().unwrap(), 10);
+    }
+
+    #[test]
+    fn a_descriptor_is_held_only_while_bytes_are_not_durable() {
+        let faults = Arc::new(FaultPlan::default());
+        let (_tmp, area, id) = area_with(&faults);
+        let mut w = area.writer(&id, None, 0).unwrap();
+        assert!(!w.holds_descriptor(), "a writer waiting for bytes holds no descriptor");
+        w.write(b"abc").unwrap();
+        assert!(w.holds_descriptor());
+        let job = w.flush_job();
+        w.write(b"def").unwrap();
+        let r = job.run();
+        assert_eq!(w.flushed(r).unwrap(), 3);
+        assert!(w.holds_descriptor(), "bytes past the flush are not durable yet");
+        assert_eq!(w.sync().unwrap(), 6);
+        assert!(!w.holds_descriptor());
+        w.write(b"ghi").unwrap();
+        w.sync().unwrap();
+        assert_eq!(std::fs::read(area.path_of(&id)).unwrap(), b"abcdefghi");
     }
 }

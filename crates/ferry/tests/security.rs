@@ -323,7 +323,7 @@ fn half_sent_headers_are_cut_and_do_not_stop_the_server() {
 }
 
 #[test]
-fn connections_past_the_cap_are_closed_on_arrival() {
+fn connections_past_the_cap_are_answered_503_on_arrival() {
     use std::io::{Read, Write};
     let tmp = tempfile::tempdir().unwrap();
     let s = Server::start_auth(&tmp.path().join("data"), &["--max-connections", "5"]);
@@ -332,8 +332,10 @@ fn connections_past_the_cap_are_closed_on_arrival() {
     let mut extra = std::net::TcpStream::connect(&s.addr).unwrap();
     extra.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
     let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
-    let mut buf = [0u8; 64];
-    assert!(matches!(extra.read(&mut buf), Ok(0) | Err(_)), "the sixth connection was served");
+    let mut answer = String::new();
+    let _ = extra.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "the sixth connection was served: {answer:?}");
+    assert!(answer.contains("Retry-After: 2"), "{answer:?}");
 }
 
 #[test]

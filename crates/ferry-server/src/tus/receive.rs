@@ -173,7 +173,8 @@ pub(crate) async fn receive(
         }
         Err(e) => return Err(io_failure(e)),
     };
-    let mut pipe = Pipeline::new(Sink { writer, sha, check: verify.checksummer() });
+    let sink = Sink { writer, sha, check: verify.checksummer() };
+    let mut pipe = Pipeline::new(sink, state.staging_files.clone());
 
     let trailers = match pump(state, guard, rec, &mut pipe, body, &verify, room).await {
         Ok(trailers) => trailers,

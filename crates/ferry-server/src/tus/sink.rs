@@ -8,6 +8,11 @@
 //! [`DIRTY_LIMIT`] bytes are written but not durable, so a fast client can never pile up
 //! unbounded dirty pages (and a final sync stays short). A finished flush makes everything
 //! written before it durable: [`Pipeline::durable_beyond`] is what may be acknowledged.
+//!
+//! The writer holds a file descriptor only while it has bytes that are not durable yet; the
+//! pipeline takes a permit from the server's descriptor gate before it opens one, and gives
+//! it back when the writer closes its file, so staging files can never use up the
+//! descriptors the connections need.
 
 use std::io;
 
@@ -15,6 +20,7 @@ use bytes::Bytes;
 use ferry_core::Checksummer;
 use ferry_store::StagingWriter;
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 /// Bytes written between background flushes.
@@ -57,6 +63,10 @@ enum Slot {
 /// The sink and its background work: at most one batch being written and one flush.
 pub(super) struct Pipeline {
     slot: Slot,
+    /// Permits for open staging files, shared by every request.
+    gate: std::sync::Arc<Semaphore>,
+    /// Held while the writer has a file open.
+    permit: Option<OwnedSemaphorePermit>,
     flush: Option<(Sha256, JoinHandle<io::Result<u64>>)>,
     last_flush_at: u64,
     last_flush_started: std::time::Instant,
@@ -69,10 +79,12 @@ fn lost() -> io::Error {
 }
 
 impl Pipeline {
-    pub fn new(sink: Sink) -> Self {
+    pub fn new(sink: Sink, gate: std::sync::Arc<Semaphore>) -> Self {
         let at = sink.writer.written();
         Self {
             slot: Slot::Ready(Box::new(sink)),
+            gate,
+            permit: None,
             flush: None,
             last_flush_at: at,
             last_flush_started: std::time::Instant::now(),
@@ -123,6 +135,10 @@ impl Pipeline {
             self.collect_flush(true).await?;
         }
         self.start_flush().await?;
+        if self.permit.is_none() {
+            let permit = self.gate.clone().acquire_owned().await.map_err(|_| lost())?;
+            self.permit = Some(permit);
+        }
         let Slot::Ready(mut sink) = std::mem::replace(&mut self.slot, Slot::Lost) else { return Err(lost()) };
         self.slot = Slot::Busy(tokio::task::spawn_blocking(move || {
             let r = sink.push(&batch);
@@ -162,8 +178,12 @@ impl Pipeline {
         let result = task.await.unwrap_or_else(|_| Err(lost()));
         let s = self.ready().await?;
         let upto = s.writer.flushed(result)?;
+        let closed = !s.writer.holds_descriptor();
         if self.durable.as_ref().is_none_or(|(at, _)| *at < upto) {
             self.durable = Some((upto, sha));
+        }
+        if closed {
+            self.permit = None;
         }
         Ok(())
     }
@@ -185,7 +205,11 @@ impl Pipeline {
     /// state there.
     pub async fn sync(&mut self) -> io::Result<(u64, Sha256)> {
         self.settle().await?;
-        self.run(|s| s.writer.sync().map(|at| (at, s.sha.clone()))).await
+        let r = self.run(|s| s.writer.sync().map(|at| (at, s.sha.clone()))).await;
+        if self.ready().await.is_ok_and(|s| !s.writer.holds_descriptor()) {
+            self.permit = None;
+        }
+        r
     }
 
     /// Throws away everything past the acknowledged offset (after settling).

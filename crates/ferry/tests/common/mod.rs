@@ -59,13 +59,30 @@ impl Server {
         s
     }
 
+    /// Starts a server without accounts whose file-descriptor limit (soft and hard) is
+    /// `nofile`.
+    pub fn start_with_fd_limit(data: &Path, nofile: u64) -> Server {
+        Self::spawn_in(data, vec!["--no-auth".into()], Stdio::inherit(), Some(nofile))
+    }
+
     fn spawn(data: &Path, args: Vec<String>) -> Server {
         Self::spawn_with(data, args, Stdio::inherit())
     }
 
     fn spawn_with(data: &Path, args: Vec<String>, stderr: Stdio) -> Server {
+        Self::spawn_in(data, args, stderr, None)
+    }
+
+    fn spawn_in(data: &Path, args: Vec<String>, stderr: Stdio, nofile: Option<u64>) -> Server {
         let listen_given = args.iter().any(|a| a == "--listen");
-        let mut cmd = Command::new(ferry_bin());
+        let mut cmd = match nofile {
+            None => Command::new(ferry_bin()),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), ferry_bin()]);
+                c
+            }
+        };
         cmd.arg("serve");
         if !listen_given {
             cmd.args(["--listen", "127.0.0.1:0"]);

@@ -211,9 +211,11 @@ impl StagingWriter {
         self.flushed(r)
     }
 
-    /// A flush of everything written so far, to run in the background.
-    pub fn flush_job(&self) -> FlushJob {
-        FlushJob { file: self.file.clone(), upto: self.written, faults: self.faults.clone() }
+    /// A flush of everything written so far, to run in the background. The job takes the
+    /// open descriptor with it (closed when the job is done); a later write opens the
+    /// file again, and the next flush covers it.
+    pub fn flush_job(&mut self) -> FlushJob {
+        FlushJob { file: self.file.take(), upto: self.written, faults: self.faults.clone() }
     }
 
     /// Records the result of a [`FlushJob`]: its offset is durable, or the writer failed.
@@ -350,7 +352,7 @@ mod tests {
         w.write(b"def").unwrap();
         let r = job.run();
         assert_eq!(w.flushed(r).unwrap(), 3);
-        assert!(w.holds_descriptor(), "bytes past the flush are not durable yet");
+        assert!(w.holds_descriptor(), "bytes past the flush are not durable yet (opened again for them)");
         assert_eq!(w.sync().unwrap(), 6);
         assert!(!w.holds_descriptor());
         w.write(b"ghi").unwrap();

@@ -26,6 +26,68 @@ use crate::{ApiError, AppState};
 
 /// Bytes gathered before one blocking write.
 const BATCH_BYTES: usize = 4 << 20;
+/// A slower stream writes (and flushes) what it has once this much is at least
+/// [`SLOW_AFTER`] old, so a slow connection holds little memory and no descriptor.
+const SLOW_BATCH: usize = 16 << 10;
+/// See [`SLOW_BATCH`].
+const SLOW_AFTER: Duration = Duration::from_secs(1);
+/// Frames smaller than this are copied into one compact buffer rather than kept, so a
+/// slow stream's small frames do not each pin a socket read buffer.
+const COPY_BELOW: usize = 16 << 10;
+
+/// Bytes of the body gathered for the next write.
+#[derive(Default)]
+struct Batch {
+    parts: Vec<Bytes>,
+    small: bytes::BytesMut,
+    len: usize,
+    since: Option<Instant>,
+}
+
+/// When a batch is to be written.
+enum Due {
+    Full,
+    Slow,
+}
+
+impl Batch {
+    fn add(&mut self, data: Bytes) {
+        self.since.get_or_insert_with(Instant::now);
+        self.len += data.len();
+        if data.len() < COPY_BELOW {
+            self.small.extend_from_slice(&data);
+        } else {
+            self.seal_small();
+            self.parts.push(data);
+        }
+    }
+
+    fn seal_small(&mut self) {
+        if !self.small.is_empty() {
+            self.parts.push(std::mem::take(&mut self.small).freeze());
+        }
+    }
+
+    fn due(&self) -> Option<Due> {
+        if self.len >= BATCH_BYTES {
+            Some(Due::Full)
+        } else if self.len >= SLOW_BATCH && self.since.is_some_and(|t| t.elapsed() >= SLOW_AFTER) {
+            Some(Due::Slow)
+        } else {
+            None
+        }
+    }
+
+    fn take(&mut self) -> Vec<Bytes> {
+        self.seal_small();
+        (self.len, self.since) = (0, None);
+        std::mem::take(&mut self.parts)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
 /// While an unchecksummed body streams, commit at least this often.
 const COMMIT_EVERY: Duration = Duration::from_secs(5);
 
@@ -262,8 +324,7 @@ async fn pump(
         Some(len) => len.saturating_sub(rec.offset),
         None => state.config.max_size.saturating_sub(rec.offset).min(room),
     };
-    let mut batch: Vec<Bytes> = Vec::new();
-    let mut batch_len = 0usize;
+    let mut batch = Batch::default();
     let mut accepted = 0u64;
     let mut trailers = None;
     let mut last_commit = Instant::now();
@@ -291,11 +352,13 @@ async fn pump(
         if accepted > limit {
             return Err(Stop::Overflow(limit));
         }
-        batch_len += data.len();
-        batch.push(data);
-        if batch_len >= BATCH_BYTES {
-            batch_len = 0;
-            pipe.push(std::mem::take(&mut batch)).await.map_err(Stop::Io)?;
+        batch.add(data);
+        let due = batch.due();
+        if matches!(due, Some(Due::Slow)) {
+            // Written and made durable now; acknowledged at the request's end, as before.
+            pipe.push_and_flush(batch.take()).await.map_err(Stop::Io)?;
+        } else if matches!(due, Some(Due::Full)) {
+            pipe.push(batch.take()).await.map_err(Stop::Io)?;
             if !verify.whole() {
                 let acked = pipe.ready().await.map_err(Stop::Io)?.writer.acknowledged();
                 if let Some((pos, sha)) = pipe.durable_beyond(acked)
@@ -309,7 +372,7 @@ async fn pump(
     };
     // What arrived before a stop is written too: an unchecksummed body keeps it.
     if !batch.is_empty() {
-        pipe.push(batch).await.map_err(Stop::Io)?;
+        pipe.push(batch.take()).await.map_err(Stop::Io)?;
     }
     pipe.settle().await.map_err(Stop::Io)?;
     match stop {

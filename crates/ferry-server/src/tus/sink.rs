@@ -134,7 +134,7 @@ impl Pipeline {
         if written - durable > DIRTY_LIMIT {
             self.collect_flush(true).await?;
         }
-        self.start_flush().await?;
+        self.start_flush(false).await?;
         if self.permit.is_none() {
             let permit = self.gate.clone().acquire_owned().await.map_err(|_| lost())?;
             self.permit = Some(permit);
@@ -147,13 +147,23 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Starts a background flush if one is due and none is running.
-    async fn start_flush(&mut self) -> io::Result<()> {
+    /// Writes a slow stream's small batch and starts its flush at once, so the descriptor
+    /// (and its permit) goes back as soon as the bytes are durable, not at the next batch.
+    pub async fn push_and_flush(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+        self.push(batch).await?;
+        self.ready().await?;
+        self.collect_flush(false).await?;
+        self.start_flush(true).await
+    }
+
+    /// Starts a background flush if one is due (or `now`) and none is running. The flush
+    /// takes the writer's descriptor and its permit with it and closes them when done.
+    async fn start_flush(&mut self, now: bool) -> io::Result<()> {
         if self.flush.is_some() {
             return Ok(());
         }
         let last = self.last_flush_at;
-        let quiet = self.last_flush_started.elapsed() >= FLUSH_AFTER;
+        let quiet = now || self.last_flush_started.elapsed() >= FLUSH_AFTER;
         let s = self.ready().await?;
         let written = s.writer.written();
         if written < last + FLUSH_EVERY && !(quiet && written > last) {
@@ -161,9 +171,17 @@ impl Pipeline {
         }
         let job = s.writer.flush_job();
         let sha = s.sha.clone();
+        let permit = self.permit.take();
         self.last_flush_started = std::time::Instant::now();
         self.last_flush_at = job.upto();
-        self.flush = Some((sha, tokio::task::spawn_blocking(move || job.run())));
+        self.flush = Some((
+            sha,
+            tokio::task::spawn_blocking(move || {
+                let r = job.run();
+                drop(permit);
+                r
+            }),
+        ));
         Ok(())
     }
 

@@ -21,6 +21,9 @@ pub enum StoreError {
     /// The metadata database failed.
     #[error("metadata database failed: {0}")]
     Db(#[from] sqlx::Error),
+    /// A group commit this write was part of failed.
+    #[error("metadata database failed: {0}")]
+    Batch(String),
 }
 
 impl From<io::Error> for StoreError {

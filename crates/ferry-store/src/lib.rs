@@ -15,6 +15,7 @@
 
 mod accounts;
 mod error;
+mod group_commit;
 mod meta;
 mod relay;
 mod staging;

@@ -130,7 +130,7 @@ pub enum ConcatKind {
 }
 
 impl ConcatKind {
-    fn to_db(&self) -> Option<String> {
+    pub(crate) fn to_db(&self) -> Option<String> {
         match self {
             Self::None => None,
             Self::Partial => Some("partial".into()),
@@ -249,6 +249,7 @@ pub struct TreeFileRecord {
 #[derive(Debug, Clone)]
 pub struct MetaStore {
     pool: SqlitePool,
+    creations: crate::group_commit::Creations,
 }
 
 impl MetaStore {
@@ -270,27 +271,13 @@ impl MetaStore {
             // Databases from before these columns lack them; adding one that exists fails harmlessly.
             let _ = sqlx::raw_sql(add).execute(&pool).await;
         }
-        Ok(Self { pool })
+        let creations = crate::group_commit::Creations::start(pool.clone());
+        Ok(Self { pool, creations })
     }
 
     /// Inserts a new upload in state `active` at offset 0.
     pub async fn create_upload(&self, new: &NewUpload, now: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO uploads (id, length, \"offset\", metadata, concat, state, created_at, expires_at, owner, tree_path, relay_to) \
-             VALUES (?, ?, 0, ?, ?, 'active', ?, ?, ?, ?, ?)",
-        )
-        .bind(new.id.as_str())
-        .bind(new.length.map(|v| v as i64))
-        .bind(&new.metadata)
-        .bind(new.concat.to_db())
-        .bind(now)
-        .bind(new.expires_at)
-        .bind(new.owner)
-        .bind(new.tree_path.as_deref())
-        .bind(new.relay_to.as_deref())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.creations.create(new, now).await
     }
 
     /// Reads one upload.

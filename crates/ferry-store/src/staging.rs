@@ -43,7 +43,11 @@ impl StagingArea {
             Some((h, _)) => drop(OpenOptions::new().read(true).write(true).open(self.path_of(h))?),
         }
         let (path, base) = self.locate(id, host);
-        Ok(StagingWriter::new(path, base, host.is_none(), offset, self.faults.clone()))
+        let mut w = StagingWriter::new(path, base, host.is_none(), offset, self.faults.clone());
+        if host.is_none() && offset == 0 {
+            w.sync_dir_on_first_flush(self.dir.clone());
+        }
+        Ok(w)
     }
 
     /// The directory.
@@ -56,11 +60,17 @@ impl StagingArea {
         self.dir.join(format!("{id}.part"))
     }
 
-    /// Creates the empty, durable file of a new upload.
-    pub fn create(&self, id: &UploadId) -> io::Result<()> {
+    /// Creates the empty file of a new upload. Nothing is synced: until a byte is
+    /// acknowledged a lost file is simply created again ([`StagingArea::open_at`] at offset
+    /// 0), and the first flush of its bytes makes its directory entry durable too
+    /// ([`StagingWriter`]). `durable` syncs now (an empty upload that completes at once).
+    pub fn create(&self, id: &UploadId, durable: bool) -> io::Result<()> {
         let f = OpenOptions::new().write(true).create_new(true).open(self.path_of(id))?;
-        f.sync_all()?;
-        sync_dir(&self.dir)
+        if durable {
+            f.sync_all()?;
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
     }
 
     /// Opens an upload's file for writing at `offset`, discarding any unacknowledged tail.
@@ -127,7 +137,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let area = StagingArea::open(tmp.path().join("staging")).unwrap();
         let id = UploadId::random();
-        area.create(&id).unwrap();
+        area.create(&id, false).unwrap();
         let mut f = area.open_at(&id, 0).unwrap();
         f.write_all(b"hello world").unwrap();
         let f = area.open_at(&id, 5).unwrap();

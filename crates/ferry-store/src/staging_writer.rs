@@ -96,6 +96,8 @@ pub struct StagingWriter {
     written: u64,
     failed: bool,
     faults: Option<Arc<FaultPlan>>,
+    /// A new file's directory, synced with the first flush of its bytes.
+    unsynced_dir: Option<PathBuf>,
 }
 
 /// A `sync_data` that runs off the writer (in the background) while it keeps writing.
@@ -105,6 +107,8 @@ pub struct FlushJob {
     file: Option<Arc<File>>,
     upto: u64,
     faults: Option<Arc<FaultPlan>>,
+    /// Synced after the file (a new file's entry).
+    dir: Option<PathBuf>,
 }
 
 impl FlushJob {
@@ -120,6 +124,9 @@ impl FlushJob {
             f.sync()?;
         }
         file.sync_data()?;
+        if let Some(dir) = &self.dir {
+            crate::staging::sync_dir(dir)?;
+        }
         Ok(self.upto)
     }
 }
@@ -137,7 +144,14 @@ impl StagingWriter {
             written: offset,
             failed: false,
             faults,
+            unsynced_dir: None,
         }
+    }
+
+    /// The file is new (created without syncing): its directory is synced with the first
+    /// flush of its bytes, before anything can be acknowledged.
+    pub(crate) fn sync_dir_on_first_flush(&mut self, dir: PathBuf) {
+        self.unsynced_dir = Some(dir);
     }
 
     /// The upload offset after everything written.
@@ -215,13 +229,17 @@ impl StagingWriter {
     /// open descriptor with it (closed when the job is done); a later write opens the
     /// file again, and the next flush covers it.
     pub fn flush_job(&mut self) -> FlushJob {
-        FlushJob { file: self.file.take(), upto: self.written, faults: self.faults.clone() }
+        let dir = self.unsynced_dir.clone().filter(|_| self.file.is_some());
+        FlushJob { file: self.file.take(), upto: self.written, faults: self.faults.clone(), dir }
     }
 
     /// Records the result of a [`FlushJob`]: its offset is durable, or the writer failed.
     pub fn flushed(&mut self, result: io::Result<u64>) -> io::Result<u64> {
         match result {
             Ok(upto) if !self.failed => {
+                if upto > self.durable {
+                    self.unsynced_dir = None; // that flush synced it
+                }
                 self.durable = self.durable.max(upto);
                 self.close_if_clean();
                 Ok(self.durable)
@@ -274,7 +292,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let area = StagingArea::open(tmp.path().join("staging")).unwrap().with_faults(faults.clone());
         let id = UploadId::random();
-        area.create(&id).unwrap();
+        area.create(&id, false).unwrap();
         (tmp, area, id)
     }
 

@@ -168,7 +168,7 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
         relay_to,
     };
     if !is_final {
-        state.staging.create(&id)?;
+        state.staging.create(&id, length == Some(0))?;
     }
     state.meta.create_upload(&new, unix_now()).await?;
     drop(admitted);

@@ -66,7 +66,8 @@ pub struct ServeArgs {
     /// (slow-header attacks) [default: 10s]
     #[arg(long, env = "FERRY_HEADER_TIMEOUT", value_parser = parse_duration)]
     header_timeout: Option<std::time::Duration>,
-    /// Connections served at once; more are closed on arrival [default: 10000]
+    /// Connections served at once (and at most 3/4 of the file-descriptor limit); more are
+    /// answered 503 with Retry-After [default: 10000]
     #[arg(long, env = "FERRY_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
     /// Unfinished uploads one user may have at once [default: 1000]

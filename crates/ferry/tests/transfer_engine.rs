@@ -65,8 +65,10 @@ fn parallel_upload_resumes_and_recreates_only_the_lost_part() {
     });
     assert!(paths.iter().all(|id| !s.staging_file(id).exists()), "no per-part files: the final upload holds the bytes");
     signal(child.id(), "INT");
-    // Let what the client already handed to the (throttling) proxy reach the server.
-    proxy.rate.store(0, Ordering::Relaxed);
+    // Let what the client already handed to the proxy reach the server, still throttled:
+    // unthrottled, a client slow to see the signal (a loaded machine) could send the
+    // whole file first, and there would be no interrupted part left to lose.
+    proxy.rate.store(4 << 20, Ordering::Relaxed);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
     std::thread::sleep(Duration::from_millis(500));

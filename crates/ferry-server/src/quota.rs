@@ -124,12 +124,6 @@ pub(crate) async fn admit(state: &AppState, who: &Identity, claim: Claim) -> Res
     Ok(Admitted { room, user: Some((user, guard)), reserved })
 }
 
-/// The caller's room for bytes of unfinished uploads (a PATCH to an upload whose length
-/// is deferred): admitted with nothing claimed yet.
-pub(crate) async fn room(state: &AppState, who: &Identity) -> Result<Admitted, ApiError> {
-    admit(state, who, Claim { staged: true, ..Claim::default() }).await
-}
-
 /// For a request body to an upload whose length is deferred: how many bytes it may take
 /// (the room under the quota and the staging limit, at most `wants` when the body's length
 /// is known), held as a reservation while the request runs. Nothing to hold when the
@@ -143,7 +137,7 @@ pub(crate) async fn for_body(
     if length.is_some() {
         return Ok((None, u64::MAX));
     }
-    let admitted = room(state, who).await?;
+    let admitted = admit(state, who, Claim { staged: true, ..Claim::default() }).await?;
     let take = wants.map_or(admitted.room, |w| w.min(admitted.room));
     Ok((Some(admitted.reserve(take)), take))
 }

@@ -210,13 +210,6 @@ impl StagingWriter {
         Ok(f)
     }
 
-    /// Closes the file once everything written is durable (nothing left for a sync to see).
-    fn close_if_clean(&mut self) {
-        if self.durable == self.written && !self.failed {
-            self.file = None;
-        }
-    }
-
     /// `sync_data` now; everything written becomes durable. Refused after any failure.
     pub fn sync(&mut self) -> io::Result<u64> {
         self.usable()?;
@@ -241,7 +234,6 @@ impl StagingWriter {
                     self.unsynced_dir = None; // that flush synced it
                 }
                 self.durable = self.durable.max(upto);
-                self.close_if_clean();
                 Ok(self.durable)
             }
             Ok(_) => self.usable().map(|()| self.durable),

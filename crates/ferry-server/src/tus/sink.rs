@@ -196,12 +196,8 @@ impl Pipeline {
         let result = task.await.unwrap_or_else(|_| Err(lost()));
         let s = self.ready().await?;
         let upto = s.writer.flushed(result)?;
-        let closed = !s.writer.holds_descriptor();
         if self.durable.as_ref().is_none_or(|(at, _)| *at < upto) {
             self.durable = Some((upto, sha));
-        }
-        if closed {
-            self.permit = None;
         }
         Ok(())
     }

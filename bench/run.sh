@@ -6,11 +6,11 @@
 #   ROWS="U1 D1" bench/run.sh
 #
 # Settings (env): BENCH_SIZE (default 2G, U1/U2/D1), BENCH_D2_SIZE (256M), BENCH_DIR
-# (/var/tmp/ferry-bench, must be on the disk being measured), ROWS (U1 U2 D1 D2 C1 R1 R2).
+# (/var/tmp/ferry-bench, must be on the disk being measured), ROWS (U1 U2 D1 D2 C1 M1 R1 R2).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/.."
-rows="${ROWS:-U1 U2 D1 D2 C1 R1 R2}"
+rows="${ROWS:-U1 U2 D1 D2 C1 M1 R1 R2}"
 size_h="${BENCH_SIZE:-2G}"
 d2_h="${BENCH_D2_SIZE:-256M}"
 work="${BENCH_DIR:-/var/tmp/ferry-bench}"
@@ -22,7 +22,7 @@ if ! command -v nginx >/dev/null || ! command -v aria2c >/dev/null || ! command 
   apt-get update -qq && apt-get install -y -qq nginx-light aria2 curl iproute2 nftables >/dev/null
 fi
 (cd "$here" && npm ci --no-audit --no-fund --silent)
-(cd "$root" && cargo build --release -q)
+(cd "$root" && cargo build --release -q && cargo build --release -q -p ferry-store --example commit_rate)
 rm -rf "$work" && mkdir -p "$work"
 pids=()
 cleanup() {
@@ -167,6 +167,14 @@ if [[ " $rows " == *" C1 "* ]]; then
     row C1 "$n slow uploads: errors (+503 turned away)" "$f_err+$f_busy" "$t_err+$t_busy" "-" "0"
     row C1 "$n slow uploads: p99 create ms" "$f_p99" "$t_p99" "$(ratio "$f_p99" "$t_p99")" "-"
   done
+fi
+
+if [[ " $rows " == *" M1 "* ]]; then
+  # Metadata writes with 10,000 uploads committing at once (each commit waits for its
+  # previous one, as a PATCH does), against one upload committing alone on the same store.
+  read -r m_creates m_commits m_lone < <("$root/target/release/examples/commit_rate" 10000 5 "$work")
+  row M1 "10000 uploads: offset commits/s (vs one alone)" "$m_commits" "$m_lone" "$(ratio "$m_commits" "$m_lone")" "no wait for a pool connection"
+  row M1 "10000 uploads created at once: creations/s" "$m_creates" "-" "-" "-"
 fi
 
 if [[ " $rows " == *" R1 "* ]]; then

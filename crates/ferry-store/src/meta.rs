@@ -11,6 +11,7 @@ use sqlx::sqlite::{
 };
 
 use crate::StoreError;
+use crate::group_commit::Write;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS uploads (
@@ -249,7 +250,8 @@ pub struct TreeFileRecord {
 #[derive(Debug, Clone)]
 pub struct MetaStore {
     pool: SqlitePool,
-    creations: crate::group_commit::Creations,
+    /// The data path's writes, grouped into shared transactions.
+    writes: crate::group_commit::Writes,
 }
 
 impl MetaStore {
@@ -271,13 +273,13 @@ impl MetaStore {
             // Databases from before these columns lack them; adding one that exists fails harmlessly.
             let _ = sqlx::raw_sql(add).execute(&pool).await;
         }
-        let creations = crate::group_commit::Creations::start(pool.clone());
-        Ok(Self { pool, creations })
+        let writes = crate::group_commit::Writes::start(pool.clone());
+        Ok(Self { pool, writes })
     }
 
     /// Inserts a new upload in state `active` at offset 0.
     pub async fn create_upload(&self, new: &NewUpload, now: i64) -> Result<(), StoreError> {
-        self.creations.create(new, now).await
+        self.writes.run(Write::Create { new: new.clone(), now }).await.map(drop)
     }
 
     /// Reads one upload.
@@ -297,18 +299,8 @@ impl MetaStore {
         new: u64,
         expires_at: Option<i64>,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE uploads SET \"offset\" = ?, expires_at = ? \
-             WHERE id = ? AND \"offset\" = ? AND state = 'active' AND ? >= \"offset\"",
-        )
-        .bind(new as i64)
-        .bind(expires_at)
-        .bind(id.as_str())
-        .bind(expected as i64)
-        .bind(new as i64)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let write = Write::CommitOffset { id: id.to_string(), expected, new, expires_at };
+        Ok(self.writes.run(write).await? == 1)
     }
 
     /// Sets the length of a deferred-length upload; false if it was already set.
@@ -333,26 +325,14 @@ impl MetaStore {
         tree_path: Option<&str>,
         expires_at: Option<i64>,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE uploads SET state = 'complete', length = ?, \"offset\" = ?, sha256 = ?, tree_path = ?, \
-             placed = 0, expires_at = ? WHERE id = ? AND state = 'active' AND \"offset\" = ?",
-        )
-        .bind(length as i64)
-        .bind(length as i64)
-        .bind(&sha256[..])
-        .bind(tree_path)
-        .bind(expires_at)
-        .bind(id.as_str())
-        .bind(expected as i64)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let tree_path = tree_path.map(str::to_owned);
+        let write = Write::Complete { id: id.to_string(), expected, length, sha256: *sha256, tree_path, expires_at };
+        Ok(self.writes.run(write).await? == 1)
     }
 
     /// Records that a completed upload's file is in the tree.
     pub async fn mark_placed(&self, id: &UploadId) -> Result<(), StoreError> {
-        sqlx::query("UPDATE uploads SET placed = 1 WHERE id = ?").bind(id.as_str()).execute(&self.pool).await?;
-        Ok(())
+        self.writes.run(Write::MarkPlaced { id: id.to_string() }).await.map(drop)
     }
 
     /// Completed uploads bound for the tree whose placement was not recorded (a crash
@@ -530,6 +510,54 @@ mod tests {
         assert_eq!(db.get(&id).await.unwrap().unwrap().offset, 4);
         db.finish(&id, UploadState::Terminated, None).await.unwrap();
         assert!(!db.commit_offset(&id, 4, 6, None).await.unwrap(), "terminated uploads take no bytes");
+    }
+
+    fn new_upload(length: u64) -> NewUpload {
+        NewUpload {
+            id: UploadId::random(),
+            length: Some(length),
+            metadata: String::new(),
+            concat: ConcatKind::None,
+            expires_at: None,
+            owner: None,
+            tree_path: None,
+            relay_to: None,
+        }
+    }
+
+    /// Writes queued together share a transaction, but each keeps its own answer: racing
+    /// commits on one upload (all expecting offset 0) let exactly one through, while every
+    /// other upload's commit in the same batches succeeds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn grouped_writes_keep_each_answer() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = MetaStore::open(&tmp.path().join("t.db")).await.unwrap();
+        let contested = new_upload(100);
+        let others: Vec<NewUpload> = (0..300).map(|_| new_upload(100)).collect();
+        let mut creates = tokio::task::JoinSet::new();
+        for new in others.iter().chain([&contested]) {
+            let (db, new) = (db.clone(), new.clone());
+            creates.spawn(async move { db.create_upload(&new, 1).await });
+        }
+        assert!(creates.join_all().await.iter().all(Result::is_ok));
+
+        let mut racers = tokio::task::JoinSet::new();
+        for n in 1..=50u64 {
+            let (db, id) = (db.clone(), contested.id.clone());
+            racers.spawn(async move { (n, db.commit_offset(&id, 0, n, None).await.unwrap()) });
+        }
+        for (i, new) in others.iter().enumerate() {
+            let (db, id) = (db.clone(), new.id.clone());
+            racers.spawn(async move { (1000 + i as u64, db.commit_offset(&id, 0, 7, None).await.unwrap()) });
+        }
+        let answers = racers.join_all().await;
+        let winners: Vec<u64> = answers.iter().filter(|(n, ok)| *n <= 50 && *ok).map(|(n, _)| *n).collect();
+        assert_eq!(winners.len(), 1, "exactly one racing commit wins: {winners:?}");
+        assert!(answers.iter().filter(|(n, _)| *n >= 1000).all(|(_, ok)| *ok), "uncontested commits all succeed");
+        assert_eq!(db.get(&contested.id).await.unwrap().unwrap().offset, winners[0]);
+        for new in &others {
+            assert_eq!(db.get(&new.id).await.unwrap().unwrap().offset, 7);
+        }
     }
 
     #[tokio::test]

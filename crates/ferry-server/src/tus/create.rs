@@ -168,7 +168,11 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
         relay_to,
     };
     if !is_final {
-        state.staging.create(&id, length == Some(0))?;
+        // Off the async threads, and few at once: creations in one directory serialise on
+        // its lock in the kernel, and a crowd of threads only spins on it.
+        let _turn = CREATING.acquire().await.map_err(|_| ApiError::Internal("creation gate closed".into()))?;
+        let (staging, id, durable) = (state.staging.clone(), id.clone(), length == Some(0));
+        tokio::task::spawn_blocking(move || staging.create(&id, durable)).await??;
     }
     state.meta.create_upload(&new, unix_now()).await?;
     drop(admitted);
@@ -183,6 +187,9 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
             tracing::info!(upload = %id, parts = ids.len(), "final upload holds its parts in place");
         }
         concat::try_assemble(&state, &id).await?;
+        return Ok((StatusCode::CREATED, out).into_response());
+    }
+    if length != Some(0) && !body {
         return Ok((StatusCode::CREATED, out).into_response());
     }
     let rec = state.meta.get(&id).await?.ok_or_else(|| ApiError::Internal("new upload vanished".into()))?;
@@ -210,6 +217,9 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
 }
 
 use sha2::Digest as _;
+
+/// Staging files being created at once.
+static CREATING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// `Location` of a new upload: relative, or absolute from `X-Forwarded-*` only when the
 /// server is configured to sit behind a proxy.

@@ -28,7 +28,7 @@ use crate::{ApiError, AppState};
 const BATCH_BYTES: usize = 4 << 20;
 /// A slower stream writes (and flushes) what it has once this much is at least
 /// [`SLOW_AFTER`] old, so a slow connection holds little memory and no descriptor.
-const SLOW_BATCH: usize = 16 << 10;
+const SLOW_BATCH: usize = 8 << 10;
 /// See [`SLOW_BATCH`].
 const SLOW_AFTER: Duration = Duration::from_secs(1);
 /// Frames smaller than this are copied into one compact buffer rather than kept, so a
@@ -39,7 +39,8 @@ const COPY_BELOW: usize = 16 << 10;
 #[derive(Default)]
 struct Batch {
     parts: Vec<Bytes>,
-    small: bytes::BytesMut,
+    /// Small frames, copied; grown to exactly what arrived (a slow stream's whole batch).
+    small: Vec<u8>,
     len: usize,
     since: Option<Instant>,
 }
@@ -55,6 +56,7 @@ impl Batch {
         self.since.get_or_insert_with(Instant::now);
         self.len += data.len();
         if data.len() < COPY_BELOW {
+            self.small.reserve_exact(data.len());
             self.small.extend_from_slice(&data);
         } else {
             self.seal_small();
@@ -64,7 +66,7 @@ impl Batch {
 
     fn seal_small(&mut self) {
         if !self.small.is_empty() {
-            self.parts.push(std::mem::take(&mut self.small).freeze());
+            self.parts.push(Bytes::from(std::mem::take(&mut self.small)));
         }
     }
 
@@ -161,12 +163,15 @@ pub(crate) async fn hasher_at(
     }
     let (path, base) = state.staging.locate(&rec.id, rec.host.as_ref());
     let offset = rec.offset;
+    if offset == 0 {
+        return Ok(Sha256::new());
+    }
     let sha = blocking(move || -> io::Result<Sha256> {
         let mut f = File::open(path)?;
         f.seek(SeekFrom::Start(base))?;
         let mut f = f.take(offset);
         let mut sha = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = vec![0u8; offset.min(1 << 20) as usize];
         loop {
             let n = f.read(&mut buf)?;
             if n == 0 {
@@ -225,7 +230,7 @@ pub(crate) async fn receive(
         None if trailer_declared => Verify::Trailer,
         None => Verify::Nothing,
     };
-    let sha = hasher_at(state, guard, rec).await?;
+    let sha = Box::pin(hasher_at(state, guard, rec)).await?;
     let staging = state.staging.clone();
     let (id, host, start) = (rec.id.clone(), rec.host.clone(), rec.offset);
     let writer = match blocking(move || staging.writer(&id, host.as_ref(), start)).await? {
@@ -241,17 +246,17 @@ pub(crate) async fn receive(
     let trailers = match pump(state, guard, rec, &mut pipe, body, &verify, room).await {
         Ok(trailers) => trailers,
         Err(stop @ (Stop::Overflow(_) | Stop::Io(_) | Stop::Api(_))) => {
-            discard(pipe).await;
+            Box::pin(discard(pipe)).await;
             return Err(stop.into_error());
         }
         Err(stop) if verify.whole() => {
-            discard(pipe).await;
+            Box::pin(discard(pipe)).await;
             return Err(stop.into_error());
         }
         Err(stop) => {
             // Keep what arrived: make it durable and acknowledge it.
-            if let Err(e) = commit(state, guard, rec, &mut pipe).await {
-                discard(pipe).await;
+            if let Err(e) = Box::pin(commit(state, guard, rec, &mut pipe)).await {
+                Box::pin(discard(pipe)).await;
                 return Err(e);
             }
             return Err(stop.into_error());
@@ -259,31 +264,31 @@ pub(crate) async fn receive(
     };
 
     // The body ended normally: verify the request's checksum, if any.
-    if let Err(e) = check_request(state, rec, &mut pipe, &verify, trailers.as_ref()).await {
-        discard(pipe).await;
+    if let Err(e) = Box::pin(check_request(state, rec, &mut pipe, &verify, trailers.as_ref())).await {
+        Box::pin(discard(pipe)).await;
         return Err(e);
     }
     let end = match pipe.ready().await {
         Ok(s) => s.writer.written(),
         Err(e) => {
-            discard(pipe).await;
+            Box::pin(discard(pipe)).await;
             return Err(io_failure(e));
         }
     };
     if rec.length != Some(end) {
-        return match commit(state, guard, rec, &mut pipe).await {
+        return match Box::pin(commit(state, guard, rec, &mut pipe)).await {
             Ok(offset) => Ok(Received { offset, completed: None }),
             Err(e) => {
-                discard(pipe).await;
+                Box::pin(discard(pipe)).await;
                 Err(e)
             }
         };
     }
     // The last byte arrived: make it durable, check a declared digest, complete.
-    let (acked, digest): (u64, [u8; 32]) = match pipe.sync().await {
+    let (acked, digest): (u64, [u8; 32]) = match Box::pin(pipe.sync()).await {
         Ok((_, sha)) => (pipe.ready().await.map(|s| s.writer.acknowledged()).unwrap_or(start), sha.finalize().into()),
         Err(e) => {
-            discard(pipe).await;
+            Box::pin(discard(pipe)).await;
             return Err(io_failure(e));
         }
     };
@@ -300,10 +305,10 @@ pub(crate) async fn receive(
             to_hex(&declared),
             to_hex(&digest)
         );
-        complete::fail(state, &rec.id, &reason).await?;
+        Box::pin(complete::fail(state, &rec.id, &reason)).await?;
         return Err(ApiError::ChecksumMismatch(reason));
     }
-    complete::complete_upload(state, guard, rec, acked, end, digest).await?;
+    Box::pin(complete::complete_upload(state, guard, rec, acked, end, digest)).await?;
     Ok(Received { offset: end, completed: Some(digest) })
 }
 
@@ -364,7 +369,7 @@ async fn pump(
                 if let Some((pos, sha)) = pipe.durable_beyond(acked)
                     && (pos - acked >= state.config.commit_every_bytes || last_commit.elapsed() >= COMMIT_EVERY)
                 {
-                    advance(state, guard, rec, pipe, acked, pos, sha).await.map_err(Stop::Api)?;
+                    Box::pin(advance(state, guard, rec, pipe, acked, pos, sha)).await.map_err(Stop::Api)?;
                     last_commit = Instant::now();
                 }
             }

@@ -164,7 +164,7 @@ pub(super) async fn patch(state: &AppState, id: &UploadId, who: &Identity, req: 
         let sha = receive::hasher_at(state, &mut guard, &rec).await?;
         use sha2::Digest as _;
         let digest: [u8; 32] = sha.finalize().into();
-        super::complete::complete_upload(state, &mut guard, &rec, rec.offset, rec.offset, digest).await?;
+        Box::pin(super::complete::complete_upload(state, &mut guard, &rec, rec.offset, rec.offset, digest)).await?;
         out.insert(UPLOAD_OFFSET, HeaderValue::from(rec.offset));
         out.insert(
             "repr-digest",
@@ -173,7 +173,10 @@ pub(super) async fn patch(state: &AppState, id: &UploadId, who: &Identity, req: 
         return Ok((StatusCode::NO_CONTENT, out).into_response());
     }
     let (_held, room) = quota::for_body(state, who, rec.length, content_length(&headers)).await?;
-    let received = receive::receive(state, &mut guard, &rec, &headers, req.into_body(), checksum, room).await?;
+    // Boxed, like the other paths not taken while a body streams, so the future a slow
+    // upload holds for its whole life stays small.
+    let received =
+        Box::pin(receive::receive(state, &mut guard, &rec, &headers, req.into_body(), checksum, room)).await?;
     out.insert(UPLOAD_OFFSET, HeaderValue::from(received.offset));
     match received.completed {
         Some(sha) => {

@@ -77,7 +77,7 @@ impl Ctx<'_> {
             })?;
             let new_offset = upload_offset(&resp)
                 .ok_or_else(|| ClientError::Protocol("PATCH answer without Upload-Offset".into()))?;
-            chunker.succeeded();
+            chunker.succeeded(new_offset.saturating_sub(offset), flight.started.elapsed());
             tracing::debug!(
                 bytes = new_offset.saturating_sub(offset),
                 elapsed_ms = flight.started.elapsed().as_millis() as u64,
@@ -114,7 +114,8 @@ impl Ctx<'_> {
             self.limiter.clone(),
             activity.clone(),
         )
-        .with_soft_end(plan.soft_end);
+        .with_soft_end(plan.soft_end)
+        .with_block(chunker.block());
         let mut req = self
             .up
             .http

@@ -34,7 +34,10 @@ pub struct Downloader {
     pub(crate) retry: RetryPolicy,
     pub(crate) progress: Option<ProgressFn>,
     pub(crate) cancel: CancellationToken,
-    pub(crate) connections: usize,
+    /// Connections for one file: `None` adapts (see [`crate::ramp`]).
+    pub(crate) connections: Option<usize>,
+    /// Cap on adaptive connections.
+    pub(crate) max_connections: usize,
     pub(crate) limiter: Option<Arc<RateLimiter>>,
     force: bool,
 }
@@ -89,7 +92,8 @@ impl Downloader {
             retry: RetryPolicy::default(),
             progress: None,
             cancel: CancellationToken::new(),
-            connections: 1,
+            connections: None,
+            max_connections: crate::ramp::DEFAULT_MAX,
             limiter: None,
             force: false,
         }
@@ -101,10 +105,18 @@ impl Downloader {
         self
     }
 
-    /// Fetches over `n` connections at once (segmented, with dynamic splitting) when the
-    /// server supports ranges.
+    /// Fetches over exactly `n` connections at once (segmented, with dynamic splitting)
+    /// when the server supports ranges. Without this, a download from a nearby server
+    /// uses one connection and one from a far server adapts the count (see
+    /// [`crate::ramp`]).
     pub fn with_connections(mut self, n: usize) -> Self {
-        self.connections = n.max(1);
+        self.connections = Some(n.max(1));
+        self
+    }
+
+    /// Caps the adaptive connection count (default [`crate::ramp::DEFAULT_MAX`]).
+    pub fn with_max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
         self
     }
 
@@ -157,7 +169,8 @@ impl Downloader {
                 }
             }
         }
-        if self.connections > 1
+        // A segmented download's partial file has holes: only the segmented path may resume it.
+        if (self.connections != Some(1) || crate::segmented::has_state(out))
             && let Some(outcome) = crate::segmented::download(self, url, out).await?
         {
             return Ok(outcome);

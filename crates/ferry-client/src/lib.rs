@@ -26,6 +26,7 @@ mod owned_task;
 mod parts;
 mod patch_body;
 mod progress;
+pub mod ramp;
 mod rate;
 mod relay;
 mod retry;
@@ -44,7 +45,7 @@ pub use relay::{RecipientState, RelayClient, RelayItem, ServerEvent};
 pub use reqwest::Url;
 pub use retry::RetryPolicy;
 pub use state_dir::StateDir;
-pub use upload::{UploadOptions, UploadOutcome, Uploader, default_parallel};
+pub use upload::{UploadOptions, UploadOutcome, Uploader};
 
 /// The HTTP client ferry's commands use: HTTP/1.1 (over TLS for https://, see [`tls`]), connect and read timeouts so a dead
 /// connection is noticed rather than waited on forever, and the API token (if any) on

@@ -6,16 +6,18 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ferry_core::digest::to_hex;
 use reqwest::Url;
+use tokio::sync::Semaphore;
 
 use crate::chunking::Chunker;
 use crate::hashing::RewindableSha;
 use crate::patch_body::Activity;
+use crate::ramp::{Ramp, START, STEP};
 use crate::rate::RateLimiter;
 use crate::state_dir::{PartRecord, UploadRecord};
 use crate::{ClientError, Uploader};
@@ -57,6 +59,17 @@ impl Part {
 
     pub(crate) fn url(&self) -> Option<Url> {
         self.url.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Bytes handed to the connections so far (finished PATCHes and the one in flight).
+    pub(crate) fn on_wire(&self) -> u64 {
+        let inflight = self
+            .activity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(0, |a| a.sent.load(Ordering::Relaxed));
+        self.sent.load(Ordering::Relaxed) + inflight
     }
 
     pub(crate) fn shown(&self) -> u64 {
@@ -180,11 +193,10 @@ impl Ctx<'_> {
     /// server (`Repr-Digest` trailer) before it counts; the whole file is hashed by one
     /// concurrent pass and compared with the finished final upload's digest.
     pub(crate) async fn parallel(&self) -> Result<(String, [u8; 32], bool), ClientError> {
-        for part in &self.parts {
-            if part.url().is_none() {
-                self.with_retries(|| self.create(part)).await?;
-            }
-        }
+        // All at once (a round trip each would add up on a far server), recorded together.
+        let missing = self.parts.iter().filter(|p| p.url().is_none());
+        futures_util::future::try_join_all(missing.map(|p| self.with_retries(|| self.post_part(p)))).await?;
+        self.save_record();
         let concat = format!(
             "final;{}",
             self.parts.iter().filter_map(|p| p.url()).map(|u| u.path().to_owned()).collect::<Vec<_>>().join(" ")
@@ -217,9 +229,30 @@ impl Ctx<'_> {
         let shas: Vec<_> =
             self.parts.iter().map(|p| Arc::new(Mutex::new(RewindableSha::starting_at(p.start)))).collect();
         let hashing = hash_file(self.file.clone(), self.size, self.path);
-        let sends = futures_util::future::try_join_all(
-            self.parts.iter().zip(&shas).map(|(p, sha)| self.run_part(p, Some(sha.clone()))),
-        );
+        // Parts run in order, as many at once as the gate lets through: all of them when the
+        // count was given, else a count that grows while the rate keeps rising.
+        let ramp = match self.up.options.parallel {
+            Some(_) => Ramp::new(self.parts.len(), self.parts.len()),
+            None => Ramp::new(START, self.parts.len()),
+        };
+        let gate = Semaphore::new(ramp.streams());
+        // Every part runs to its own end: on Ctrl-C each one ends its PATCH cleanly and waits
+        // for the server to keep it, so none may be dropped because another stopped first.
+        let sends = futures_util::future::join_all(self.parts.iter().zip(&shas).map(|(p, sha)| {
+            let gate = &gate;
+            async move {
+                let _turn = gate.acquire().await.map_err(|_| ClientError::Interrupted)?;
+                self.run_part(p, Some(sha.clone())).await
+            }
+        }));
+        let sends = async {
+            let mut sends = std::pin::pin!(sends);
+            let all = tokio::select! {
+                all = &mut sends => all,
+                never = self.adapt(ramp, &gate) => match never {},
+            };
+            all.into_iter().collect::<Result<Vec<_>, _>>()
+        };
         let (sha, done) = futures_util::future::try_join(hashing, sends).await?;
         for ((part, part_sha), d) in self.parts.iter().zip(&shas).zip(&done) {
             let local = {
@@ -284,6 +317,40 @@ impl Ctx<'_> {
         Err(ClientError::Unreachable("the server did not finish joining the parts; run again to resume".into()))
     }
 
+    /// Every [`STEP`], judges the rate the parts achieved and opens the gate wider (or
+    /// takes back the last widening) as the ramp says; runs until dropped. The rate counts
+    /// the bytes handed to the connections: PATCH bodies read small blocks on a slow link
+    /// ([`Chunker::block`]), so once a connection's buffers are full that stays close to
+    /// what the link delivers. (Filling them makes the first step look fast, so it is not
+    /// judged; the buffers of streams added later make a widening look a little better
+    /// than it is, which errs towards more streams.)
+    async fn adapt(&self, mut ramp: Ramp, gate: &Semaphore) -> std::convert::Infallible {
+        let on_wire = || self.parts.iter().map(|p| p.on_wire()).sum::<u64>();
+        // The first step only fills the new connections' buffers: judge from the second.
+        tokio::time::sleep(STEP).await;
+        let mut counted = (on_wire(), Instant::now());
+        loop {
+            tokio::time::sleep(STEP).await;
+            if ramp.settled() {
+                return std::future::pending().await;
+            }
+            let (now, at) = (on_wire(), Instant::now());
+            let rate = now.saturating_sub(counted.0) as f64 / (at - counted.1).as_secs_f64().max(1e-3);
+            counted = (now, at);
+            let before = ramp.streams();
+            let next = ramp.observe(rate);
+            tracing::debug!(rate_mb_s = rate / 1e6, streams = before, next, "upload streams");
+            if next > before {
+                gate.add_permits(next - before);
+            } else if next < before {
+                // Parts running keep their turn; the next ones wait for fewer.
+                if let Ok(p) = gate.acquire_many((before - next) as u32).await {
+                    p.forget();
+                }
+            }
+        }
+    }
+
     pub(crate) async fn with_retries<T, F, Fut>(&self, mut f: F) -> Result<T, ClientError>
     where
         F: FnMut() -> Fut,
@@ -310,8 +377,15 @@ impl Ctx<'_> {
         }
     }
 
-    /// Creates the tus upload of a part.
+    /// Creates the tus upload of a part and records it for a resume.
     pub(crate) async fn create(&self, part: &Part) -> Result<Url, ClientError> {
+        let url = self.post_part(part).await?;
+        self.save_record();
+        Ok(url)
+    }
+
+    /// Creates the tus upload of a part.
+    async fn post_part(&self, part: &Part) -> Result<Url, ClientError> {
         let mut headers = vec![("Upload-Length", part.len().to_string())];
         if part.concat_partial {
             headers.push(("Upload-Concat", "partial".to_owned()));
@@ -323,7 +397,6 @@ impl Ctx<'_> {
         }
         let url = self.up.post(&headers).await?;
         *part.url.lock().unwrap_or_else(|p| p.into_inner()) = Some(url.clone());
-        self.save_record();
         Ok(url)
     }
 

@@ -23,7 +23,7 @@ use tokio::time::Sleep;
 use crate::hashing::RewindableSha;
 use crate::rate::RateLimiter;
 
-/// Bytes read per block.
+/// Bytes read per block, unless the chunker says otherwise ([`PatchBody::with_block`]).
 const BLOCK: u64 = 1 << 20;
 
 /// Shared counters a watchdog and the progress display read.
@@ -78,6 +78,8 @@ pub(crate) struct PatchBody {
     soft_end: Option<(std::time::Duration, u64)>,
     started: Option<Instant>,
     done: bool,
+    /// Bytes read (and handed to the connection) at a time.
+    block: u64,
 }
 
 impl PatchBody {
@@ -103,7 +105,15 @@ impl PatchBody {
             soft_end: None,
             started: None,
             done: false,
+            block: BLOCK,
         }
+    }
+
+    /// Reads (and hands over) `block` bytes at a time: small blocks on a slow link keep the
+    /// bytes counted as sent close to the bytes on their way.
+    pub fn with_block(mut self, block: u64) -> Self {
+        self.block = block.clamp(4 << 10, BLOCK);
+        self
     }
 
     /// Ends the body cleanly at the first block boundary after `after` has passed, once at
@@ -195,7 +205,7 @@ impl Body for PatchBody {
                 this.done = true;
                 return Poll::Ready(this.trailers().map(|t| Ok(Frame::trailers(t))));
             }
-            let n = (this.end - this.pos).min(BLOCK);
+            let n = (this.end - this.pos).min(this.block);
             if let Some(l) = &this.limiter {
                 let wait = l.reserve(n);
                 if !wait.is_zero() {

@@ -2,7 +2,9 @@
 //!
 //! The file is cut into one segment per connection; a connection that runs out of work
 //! splits the largest remaining segment in two and takes the back half, so the
-//! connections finish together. Every range request carries `If-Range` with the strong
+//! connections finish together. Unless told how many, the download adapts the count
+//! ([`crate::ramp`]): a new connection simply splits off work. A connection that delivers
+//! nothing for [`STALL`] is dropped and its range fetched again on a fresh one. Every range request carries `If-Range` with the strong
 //! ETag: if the file changes, the server answers 200 and the download restarts from zero
 //! instead of stitching two versions. Bytes go straight to their place in
 //! `OUT.ferry-partial`; `OUT.ferry-state` records each segment's progress every second,
@@ -25,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::download::{Downloader, parse_content_range, publish, side_paths};
 use crate::error::{from_status, network};
+use crate::ramp::{NEAR, Ramp, STALL, START, STEP};
 use crate::{ClientError, DownloadOutcome, Progress};
 
 /// A segment is never split into halves smaller than this.
@@ -87,11 +90,15 @@ struct Probe {
     size: u64,
     etag: String,
     digest: Option<[u8; 32]>,
+    /// The HEAD took under two round trips of a nearby server (connect + request).
+    near: bool,
 }
 
 /// What the server says about the file, or `None` if it cannot serve ranges of it.
 async fn probe(d: &Downloader, url: &Url) -> Result<Option<Probe>, ClientError> {
+    let started = std::time::Instant::now();
     let resp = d.http.head(url.clone()).send().await.map_err(|e| network(&e))?;
+    let near = started.elapsed() < 2 * NEAR;
     if !resp.status().is_success() {
         return Err(from_status(resp).await);
     }
@@ -101,7 +108,7 @@ async fn probe(d: &Downloader, url: &Url) -> Result<Option<Probe>, ClientError> 
     let size = h.get(reqwest::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let digest = h.get("repr-digest").and_then(|v| v.to_str().ok()).and_then(parse_repr_digest_sha256);
     Ok(match (ranges, etag, size) {
-        (true, Some(etag), Some(size)) if size >= 2 * MIN_SPLIT => Some(Probe { size, etag, digest }),
+        (true, Some(etag), Some(size)) if size >= 2 * MIN_SPLIT => Some(Probe { size, etag, digest, near }),
         _ => None,
     })
 }
@@ -112,6 +119,9 @@ pub(crate) async fn download(d: &Downloader, url: &Url, out: &Path) -> Result<Op
     let mut restarted = false;
     for _ in 0..3 {
         let Some(p) = probe(d, url).await? else { return Ok(None) };
+        if d.connections.is_none() && p.near && !has_state(out) {
+            return Ok(None); // a nearby server: one connection is as fast and costs less
+        }
         match attempt(d, url, out, &p).await? {
             Attempt::Done(mut o) => {
                 o.restarted |= restarted;
@@ -131,6 +141,19 @@ enum Attempt {
     Changed,
 }
 
+/// Whether `out` has a segmented download's state to resume.
+pub(crate) fn has_state(out: &Path) -> bool {
+    let (_, state_path) = side_paths(out);
+    fs::read(&state_path).ok().and_then(|b| serde_json::from_slice::<SavedState>(&b).ok()).is_some()
+}
+
+/// A one-connection download's state (URL, ETag; the partial file holds the bytes so far).
+#[derive(Deserialize)]
+struct SingleState {
+    url: String,
+    etag: String,
+}
+
 async fn attempt(d: &Downloader, url: &Url, out: &Path, p: &Probe) -> Result<Attempt, ClientError> {
     let (partial, state_path) = side_paths(out);
     let saved: Option<SavedState> = fs::read(&state_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
@@ -142,11 +165,21 @@ async fn attempt(d: &Downloader, url: &Url, out: &Path, p: &Probe) -> Result<Att
             && !s.segments.is_empty()
             && fs::metadata(&partial).is_ok_and(|m| m.len() == p.size)
     });
-    let restarted = had_state && resumable.is_none();
-    let segments = match resumable {
-        Some(s) => s.segments,
-        None => {
-            let n = d.connections as u64;
+    // A download that one connection began goes on from where it stopped.
+    let single = fs::read(&state_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<SingleState>(&b).ok())
+        .filter(|s| !had_state && s.url == url.as_str() && s.etag == p.etag)
+        .and_then(|_| fs::metadata(&partial).ok())
+        .map(|m| m.len())
+        .filter(|&have| have <= p.size);
+    let restarted = had_state && resumable.is_none() && single.is_none();
+    let start = d.connections.unwrap_or(START);
+    let segments = match (resumable, single) {
+        (Some(s), _) => s.segments,
+        (None, Some(have)) => vec![Segment { start: 0, end: p.size, pos: have, busy: false }],
+        (None, None) => {
+            let n = start as u64;
             (0..n)
                 .map(|i| Segment { start: p.size * i / n, end: p.size * (i + 1) / n, pos: p.size * i / n, busy: false })
                 .collect()
@@ -157,7 +190,7 @@ async fn attempt(d: &Downloader, url: &Url, out: &Path, p: &Probe) -> Result<Att
         .read(true)
         .write(true)
         .create(true)
-        .truncate(resumed_from == 0)
+        .truncate(resumed_from == 0 && single.is_none())
         .open(&partial)
         .map_err(|e| ClientError::local(&partial, e))?;
     file.set_len(p.size).map_err(|e| ClientError::local(&partial, e))?;
@@ -175,7 +208,7 @@ async fn attempt(d: &Downloader, url: &Url, out: &Path, p: &Probe) -> Result<Att
             (shared.clone(), file.clone(), url.clone(), state_path.clone(), stop_ticker.clone());
         let (progress, size, etag) = (d.progress.clone(), p.size, p.etag.clone());
         tokio::spawn(async move {
-            let probe = Probe { size, etag, digest: None };
+            let probe = Probe { size, etag, digest: None, near: false };
             let mut n = 0u32;
             loop {
                 tokio::select! {
@@ -192,8 +225,7 @@ async fn attempt(d: &Downloader, url: &Url, out: &Path, p: &Probe) -> Result<Att
             }
         })
     };
-    let workers = (0..d.connections).map(|_| worker(d, url, &p.etag, &file, &partial, &shared));
-    let result = futures_util::future::join_all(workers).await;
+    let result = run_workers(d, url, &p.etag, &file, &partial, &shared, start).await;
     stop_ticker.cancel();
     let _ = ticker.await;
     let saved = save(&shared, &file, url, p, &state_path);
@@ -228,6 +260,50 @@ async fn attempt(d: &Downloader, url: &Url, out: &Path, p: &Probe) -> Result<Att
         restarted,
         already_there: false,
     }))
+}
+
+/// Runs `start` connections, adding more while the rate keeps rising (when the count
+/// was not given), until every connection has run out of work.
+async fn run_workers(
+    d: &Downloader,
+    url: &Url,
+    etag: &str,
+    file: &Arc<File>,
+    partial: &Path,
+    shared: &Arc<Shared>,
+    start: usize,
+) -> Vec<Result<(), ClientError>> {
+    let mut ramp = match d.connections {
+        Some(n) => Ramp::new(n, n),
+        None => Ramp::new(start, d.max_connections),
+    };
+    let mut workers = futures_util::stream::FuturesUnordered::new();
+    for _ in 0..ramp.streams() {
+        workers.push(worker(d, url, etag, file, partial, shared));
+    }
+    let mut results = Vec::new();
+    let mut step = tokio::time::interval_at(tokio::time::Instant::now() + STEP, STEP);
+    let mut counted = (shared.fetched.load(Ordering::Relaxed), tokio::time::Instant::now());
+    loop {
+        tokio::select! {
+            r = workers.next() => match r {
+                Some(r) => results.push(r),
+                None => return results,
+            },
+            _ = step.tick(), if !ramp.settled() => {
+                let (now, at) = (shared.fetched.load(Ordering::Relaxed), tokio::time::Instant::now());
+                let rate = (now - counted.0) as f64 / (at - counted.1).as_secs_f64().max(1e-3);
+                counted = (now, at);
+                let before = ramp.streams();
+                let next = ramp.observe(rate);
+                tracing::debug!(rate_mb_s = rate / 1e6, streams = before, next, "download connections");
+                // A count given back just stops growing: running connections finish their work.
+                for _ in before..next {
+                    workers.push(worker(d, url, etag, file, partial, shared));
+                }
+            }
+        }
+    }
 }
 
 /// Makes the written bytes durable, then records how far each segment got. The positions
@@ -298,7 +374,7 @@ async fn fetch(
     let req = d.http.get(url.clone()).header(RANGE, format!("bytes={pos}-{}", end - 1)).header(IF_RANGE, etag);
     let resp = tokio::select! {
         () = d.cancel.cancelled() => return Err(ClientError::Interrupted),
-        r = req.send() => r.map_err(|e| network(&e))?,
+        r = tokio::time::timeout(STALL, req.send()) => r.map_err(|_| stalled())?.map_err(|e| network(&e))?,
     };
     match resp.status() {
         StatusCode::PARTIAL_CONTENT => {
@@ -323,13 +399,16 @@ async fn fetch(
     loop {
         let next = tokio::select! {
             () = d.cancel.cancelled() => None,
-            n = stream.next() => Some(n),
+            n = tokio::time::timeout(STALL, stream.next()) => Some(n),
         };
         let (chunk, failure) = match next {
             None => (None, Some(ClientError::Interrupted)),
-            Some(None) => (None, None),
-            Some(Some(Err(e))) => (None, Some(network(&e))),
-            Some(Some(Ok(c))) => (Some(c), None),
+            Some(Err(_)) => (None, Some(stalled())),
+            Some(Ok(n)) => match n {
+                None => (None, None),
+                Some(Err(e)) => (None, Some(network(&e))),
+                Some(Ok(c)) => (Some(c), None),
+            },
         };
         let ended = chunk.is_none();
         if let Some(c) = &chunk {
@@ -355,6 +434,11 @@ async fn fetch(
             return Ok(());
         }
     }
+}
+
+/// A connection that delivered nothing for [`STALL`]: dropped, its range retried.
+fn stalled() -> ClientError {
+    ClientError::Unreachable(format!("no data for {} s on one connection", STALL.as_secs()))
 }
 
 /// Writes the buffered bytes at the segment's position; true when the segment is done.

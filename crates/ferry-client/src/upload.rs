@@ -32,9 +32,12 @@ pub(crate) const TUS: &str = "1.0.0";
 /// How an upload is sent.
 #[derive(Debug, Clone)]
 pub struct UploadOptions {
-    /// Number of partial uploads; `None` picks from the file size and the round-trip time
-    /// ([`default_parallel`]).
+    /// Number of partial uploads, all sent at once; `None` adapts: one upload to a nearby
+    /// server, else up to `max_parallel` parts sent by a stream count that grows while the
+    /// rate keeps rising ([`crate::ramp`]).
     pub parallel: Option<usize>,
+    /// Cap on the parts (and streams) an adaptive upload uses.
+    pub max_parallel: usize,
     /// PATCH sizing.
     pub chunk: ChunkSize,
     /// Per-PATCH checksum (sent as a trailer); `None` sends none.
@@ -57,6 +60,7 @@ impl Default for UploadOptions {
     fn default() -> Self {
         Self {
             parallel: None,
+            max_parallel: crate::ramp::DEFAULT_MAX,
             chunk: ChunkSize::Auto,
             checksum: Some(ChecksumAlgorithm::Crc32c),
             limit_rate: None,
@@ -68,19 +72,8 @@ impl Default for UploadOptions {
     }
 }
 
-/// The part count `parallel: None` chooses from the file size and the round-trip time to the
-/// server. Parallel connections pay off where one TCP stream cannot fill the path (long,
-/// lossy links); on a LAN or loopback the disk is the limit and more streams only add work.
-pub fn default_parallel(size: u64, rtt: Duration) -> usize {
-    if rtt < Duration::from_millis(5) {
-        return 1;
-    }
-    match size {
-        s if s < 256 << 20 => 1,
-        s if s < 2 << 30 => 2,
-        _ => 4,
-    }
-}
+/// Smallest part of an adaptive upload; a file under two of these goes as one upload.
+const MIN_PART: u64 = 1 << 20;
 
 /// Uploads files to a tus endpoint, resuming where an earlier run stopped.
 #[derive(Clone)]
@@ -230,8 +223,9 @@ impl Uploader {
             _ => {
                 let n = match self.options.parallel {
                     Some(n) => n,
-                    None if size < 256 << 20 => 1,
-                    None => default_parallel(size, self.measure_rtt().await),
+                    None if size < 2 * MIN_PART => 1,
+                    None if self.measure_rtt().await < crate::ramp::NEAR => 1,
+                    None => (size / MIN_PART).min(self.options.max_parallel as u64) as usize,
                 }
                 .clamp(1, 64);
                 let n = if size < n as u64 { 1 } else { n };

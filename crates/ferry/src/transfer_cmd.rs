@@ -34,13 +34,18 @@ pub struct UploadArgs {
     #[arg(long, default_value_t = 8)]
     retries: u32,
     /// Send each file as N partial uploads over N connections, joined on the server
-    /// [default: 1 on a LAN (round trip under 5 ms); otherwise from the size: 1 below
-    /// 256 MiB, 2 below 2 GiB, else 4]
+    /// [default: adapt — one upload to a server under 5 ms away; to a farther one, parts of
+    /// at least 1 MiB (at most --max-streams) sent by 4 streams, doubled while the rate
+    /// keeps rising]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     parallel: Option<u16>,
-    /// Bytes per PATCH: "auto" (each PATCH ends after ~1.5 s and at least 32 MiB shared by
-    /// the parts, so a server crash or restart costs at most that much; smaller after
-    /// failures), or a fixed size such as 8M
+    /// Most streams an adaptive transfer opens to the server
+    #[arg(long, value_name = "N", env = "FERRY_MAX_STREAMS", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    max_streams: u16,
+    /// Bytes per PATCH: "auto" (each PATCH ends after ~1.5 s, once it sent what the last
+    /// one carried in that time at most 32 MiB shared by the parts, so a server crash or
+    /// restart costs at most that much; smaller after failures), or a fixed size such as 8M
     #[arg(long, value_name = "auto|SIZE", default_value = "auto", value_parser = parse_chunk_size)]
     chunk_size: ChunkSize,
     /// Checksum sent with every PATCH: crc32c, sha1, sha256, md5 or none
@@ -103,10 +108,16 @@ pub struct DownloadArgs {
     #[arg(long, default_value_t = 8)]
     retries: u32,
     /// Fetch over N connections at once, splitting the remaining ranges as connections
-    /// free up (works with any server that supports Range)
-    #[arg(short = 'j', long = "connections", value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u16).range(1..=32))]
-    connections: u16,
+    /// free up (works with any server that supports Range) [default: adapt — one
+    /// connection to a server under 5 ms away; to a farther one, 4, doubled while the rate
+    /// keeps rising, up to --max-streams]
+    #[arg(short = 'j', long = "connections", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    connections: Option<u16>,
+    /// Most connections an adaptive download opens to the server
+    #[arg(long, value_name = "N", env = "FERRY_MAX_STREAMS", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    max_streams: u16,
     /// Replace OUT when it exists with content other than the server's file (an identical
     /// OUT is kept and nothing is fetched)
     #[arg(long)]
@@ -164,6 +175,7 @@ pub async fn upload(args: UploadArgs) -> anyhow::Result<()> {
         let (view, progress) = ProgressView::new(&label, args.json);
         let options = UploadOptions {
             parallel: args.parallel.map(usize::from),
+            max_parallel: usize::from(args.max_streams),
             chunk: args.chunk_size,
             checksum: args.checksum.0,
             limit_rate: args.limit_rate,
@@ -268,8 +280,11 @@ pub async fn download(args: DownloadArgs) -> anyhow::Result<()> {
     let mut downloader = Downloader::new(http_client(token_for(url.as_str()).as_deref())?)
         .with_cancel(cancel)
         .with_retry(retry(args.retries))
-        .with_connections(usize::from(args.connections))
+        .with_max_connections(usize::from(args.max_streams))
         .with_force(args.force);
+    if let Some(n) = args.connections {
+        downloader = downloader.with_connections(usize::from(n));
+    }
     if let Some(rate) = args.limit_rate {
         downloader = downloader.with_limit_rate(rate);
     }

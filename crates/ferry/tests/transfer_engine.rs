@@ -120,7 +120,7 @@ fn default_patches_are_bounded_in_time_so_a_server_fault_costs_little() {
     assert_eq!(sizes.iter().sum::<u64>(), data.len() as u64, "{sizes:?}");
     assert!(sizes.len() >= 3, "a 4 s upload is sent as several ~1.5 s PATCHes: {sizes:?}");
     for &n in &sizes[..sizes.len() - 1] {
-        assert!(n >= 32 << 20, "a PATCH ends only after the 32 MiB floor: {sizes:?}");
+        assert!(n >= rate, "a PATCH runs ~1.5 s, not less than 1 s: {sizes:?}");
         assert!(n <= 2 * rate, "no PATCH carries more than ~2 s of transfer: {sizes:?}");
     }
     assert_eq!(std::fs::read(s.tree_file("bounded.bin")).unwrap(), data);
@@ -363,4 +363,62 @@ fn rate_limits_hold_within_15_percent() {
         let rate = data.len() as f64 / secs / (2 << 20) as f64;
         assert!((0.85..=1.15).contains(&rate), "{what} ran at {rate:.2}x the limit ({secs:.2} s)");
     }
+}
+
+/// Streams the debug log reports for an adaptive transfer: (streams, next) per step.
+fn ramp_steps(log: &Path, what: &str) -> Vec<(u64, u64)> {
+    let field = |l: &str, name: &str| l.split(name).nth(1)?.split_whitespace().next()?.parse().ok();
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(what))
+        .filter_map(|l| Some((field(l, " streams=")?, field(l, " next=")?)))
+        .collect()
+}
+
+#[test]
+fn defaults_use_one_stream_nearby_and_grow_on_a_far_link() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"), &[]);
+    let data = test_data(24 << 20, 33);
+    let file = tmp.path().join("far.bin");
+    std::fs::write(&file, &data).unwrap();
+    let run = |args: &[&str], log: &Path| {
+        let out = client(&tmp.path().join("state"))
+            .args(args)
+            .env("RUST_LOG", "ferry_client=debug")
+            .stderr(std::fs::File::create(log).unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", std::fs::read_to_string(log).unwrap());
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+
+    // Nearby (loopback): one upload, one connection, no ramp.
+    let log = tmp.path().join("near-up.log");
+    let up = run(&["upload", "--json", "--server", &s.url(), file.to_str().unwrap()], &log);
+    assert_eq!(up["parts"], 1);
+    assert!(ramp_steps(&log, "upload streams").is_empty());
+    let out = tmp.path().join("near-down.bin");
+    let log = tmp.path().join("near-down.log");
+    run(&["download", "--json", "-o", out.to_str().unwrap(), &format!("{}/files/far.bin", s.url())], &log);
+    assert!(ramp_steps(&log, "download connections").is_empty());
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+
+    // Far (≥ 12 ms round trip), each connection limited to 1 MiB/s: more streams, more
+    // rate, so both directions grow past the 4 streams they start with.
+    let proxy = Proxy::start_far(&s.addr, 1 << 20, Duration::from_millis(6));
+    std::fs::remove_file(s.tree_file("far.bin")).unwrap();
+    let log = tmp.path().join("far-up.log");
+    let up = run(&["upload", "--json", "--server", &proxy.url(), file.to_str().unwrap()], &log);
+    let steps = ramp_steps(&log, "upload streams");
+    assert!(up["parts"].as_u64().unwrap() > 4, "{up}");
+    assert!(steps.first().is_some_and(|&(n, next)| n == 4 && next == 8), "{steps:?}");
+    assert_eq!(std::fs::read(s.tree_file("far.bin")).unwrap(), data);
+    let out = tmp.path().join("far-down.bin");
+    let log = tmp.path().join("far-down.log");
+    run(&["download", "--json", "-o", out.to_str().unwrap(), &format!("{}/files/far.bin", proxy.url())], &log);
+    let steps = ramp_steps(&log, "download connections");
+    assert!(steps.first().is_some_and(|&(n, next)| n == 4 && next == 8), "{steps:?}");
+    assert_eq!(std::fs::read(&out).unwrap(), data);
 }

@@ -333,6 +333,13 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn start(upstream: &str, rate: u64) -> Proxy {
+        Proxy::start_far(upstream, rate, Duration::ZERO)
+    }
+
+    /// A proxy that also holds every read for `delay` before passing it on, so a request's
+    /// round trip takes at least twice that (a far server), and each connection is limited
+    /// to `rate` on its own (like one loss-limited TCP stream on a long link).
+    pub fn start_far(upstream: &str, rate: u64, delay: Duration) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let addr = listener.local_addr().expect("addr").to_string();
         let rate = Arc::new(AtomicU64::new(rate));
@@ -361,6 +368,7 @@ impl Proxy {
                                 Ok(0) | Err(_) => break,
                                 Ok(n) => n,
                             };
+                            thread::sleep(delay);
                             if to.write_all(&buf[..n]).is_err() {
                                 break;
                             }

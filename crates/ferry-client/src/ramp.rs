@@ -1,0 +1,121 @@
+//! How many streams a transfer runs at once when nobody said: start small, add streams
+//! while the aggregate rate keeps rising, stop at the knee.
+//!
+//! One TCP stream cannot fill a long, lossy path (a loss-based congestion control such as
+//! Reno gets about MSS/RTT · 1.22/√loss: ~3.6 Mbit/s at 40 ms and 1 %), while on a LAN or
+//! loopback the disk is the limit and more streams only add work. So a transfer to a
+//! server more than [`NEAR`] away starts with [`START`] streams and, every [`STEP`], doubles
+//! them while the rate measured over that step rose by at least [`GAIN`]; the first step
+//! that gains less settles the count (and gives back the last doubling if it made things
+//! worse). Up to a cap per server. A nearby server gets one stream and none of this.
+
+use std::time::Duration;
+
+/// A server whose round trip is under this is near: one stream.
+pub const NEAR: Duration = Duration::from_millis(5);
+/// Streams a transfer to a far server starts with.
+pub const START: usize = 4;
+/// Default cap on streams to one server.
+pub const DEFAULT_MAX: usize = 16;
+/// How long each stream count runs before its rate is judged.
+pub const STEP: Duration = Duration::from_millis(1000);
+/// The rate must rise by this factor for the next doubling.
+pub const GAIN: f64 = 1.25;
+/// A stream that delivers nothing for this long is dropped and replaced.
+pub const STALL: Duration = Duration::from_secs(10);
+
+/// The stream-count controller.
+#[derive(Debug, Clone)]
+pub struct Ramp {
+    streams: usize,
+    max: usize,
+    /// The rate at the previous count, and that count.
+    before: Option<(f64, usize)>,
+    settled: bool,
+}
+
+impl Ramp {
+    /// Starts at `start` streams (at most `max`); `start == max` never changes.
+    pub fn new(start: usize, max: usize) -> Self {
+        let max = max.max(1);
+        let streams = start.clamp(1, max);
+        Self { streams, max, before: None, settled: streams == max }
+    }
+
+    /// The stream count now.
+    pub fn streams(&self) -> usize {
+        self.streams
+    }
+
+    /// Whether the count is final.
+    pub fn settled(&self) -> bool {
+        self.settled
+    }
+
+    /// The aggregate rate (bytes/s) over the last step at the current count; returns the
+    /// count for the next step.
+    pub fn observe(&mut self, rate: f64) -> usize {
+        if self.settled {
+            return self.streams;
+        }
+        match self.before {
+            Some((prev, fewer)) if rate < prev * GAIN => {
+                self.settled = true;
+                if rate < prev {
+                    // The last doubling made it worse: give it back.
+                    self.streams = fewer;
+                }
+            }
+            _ => {
+                self.before = Some((rate, self.streams));
+                self.streams = (self.streams * 2).min(self.max);
+                self.settled = self.streams == self.before.map_or(0, |b| b.1);
+            }
+        }
+        self.streams
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loss_limited_link_grows_to_the_cap() {
+        // Each stream gets 0.45 MB/s whatever the others do.
+        let mut r = Ramp::new(START, DEFAULT_MAX);
+        while !r.settled() {
+            let n = r.streams();
+            r.observe(n as f64 * 450e3);
+        }
+        assert_eq!(r.streams(), DEFAULT_MAX);
+    }
+
+    #[test]
+    fn a_full_link_stops_at_the_knee() {
+        // 4 streams already fill 10 MB/s; 8 gain a little, 16 would not be tried.
+        let mut r = Ramp::new(START, DEFAULT_MAX);
+        assert_eq!(r.observe(10e6), 8);
+        assert_eq!(r.observe(10.5e6), 8, "a small gain settles at the count that had it");
+        assert!(r.settled());
+        assert_eq!(r.observe(50e6), 8, "settled for good");
+    }
+
+    #[test]
+    fn a_doubling_that_hurts_is_given_back() {
+        let mut r = Ramp::new(2, 64);
+        assert_eq!(r.observe(1e6), 4);
+        assert_eq!(r.observe(2e6), 8);
+        assert_eq!(r.observe(1.5e6), 4);
+        assert!(r.settled());
+    }
+
+    #[test]
+    fn a_fixed_count_never_changes() {
+        let mut r = Ramp::new(8, 8);
+        assert!(r.settled());
+        assert_eq!(r.observe(1.0), 8);
+        assert_eq!(Ramp::new(100, 16).streams(), 16);
+        assert_eq!(Ramp::new(0, 16).streams(), 1);
+    }
+}

@@ -14,14 +14,14 @@ const started = process.hrtime.bigint();
 await new Promise((resolve, reject) => {
   const options = {
     endpoint,
-    uploadSize: size,
     metadata: { filename: 'bench.bin' },
     onError: reject,
     onSuccess: resolve,
   };
   if (parallel > 1) {
-    options.parallelUploads = parallel;
+    options.parallelUploads = parallel; // the Buffer's size is the upload's
   } else {
+    options.uploadSize = size;
     options.chunkSize = 256 * 1024 * 1024; // a ReadStream needs a chunk size; as large as ferry's PATCHes
   }
   new tus.Upload(input, options).start();

@@ -331,7 +331,7 @@ impl Ctx<'_> {
         let mut counted = (on_wire(), Instant::now());
         loop {
             tokio::time::sleep(STEP).await;
-            if ramp.settled() {
+            if ramp.fixed() {
                 return std::future::pending().await;
             }
             let (now, at) = (on_wire(), Instant::now());

@@ -7,7 +7,9 @@
 //! server more than [`NEAR`] away starts with [`START`] streams and, every [`STEP`], doubles
 //! them while the rate measured over that step rose by at least [`GAIN`]; the first step
 //! that gains less settles the count (and gives back the last doubling if it made things
-//! worse). Up to a cap per server. A nearby server gets one stream and none of this.
+//! worse). Up to a cap per server. Links change (a burst of loss, other traffic ending), so
+//! a settled count below the cap is probed again every [`REPROBE`] steps: one more doubling,
+//! kept only if it gains at least [`GAIN`]. A nearby server gets one stream and none of this.
 
 use std::time::Duration;
 
@@ -21,6 +23,8 @@ pub const DEFAULT_MAX: usize = 16;
 pub const STEP: Duration = Duration::from_millis(1000);
 /// The rate must rise by this factor for the next doubling.
 pub const GAIN: f64 = 1.25;
+/// Steps a settled count below the cap runs before it is probed again.
+pub const REPROBE: u32 = 5;
 /// A stream that delivers nothing for this long is dropped and replaced.
 pub const STALL: Duration = Duration::from_secs(10);
 
@@ -32,6 +36,10 @@ pub struct Ramp {
     /// The rate at the previous count, and that count.
     before: Option<(f64, usize)>,
     settled: bool,
+    /// Steps since the count settled.
+    quiet: u32,
+    /// The current doubling is a probe from a settled count: kept only if it gains.
+    probing: bool,
 }
 
 impl Ramp {
@@ -39,7 +47,7 @@ impl Ramp {
     pub fn new(start: usize, max: usize) -> Self {
         let max = max.max(1);
         let streams = start.clamp(1, max);
-        Self { streams, max, before: None, settled: streams == max }
+        Self { streams, max, before: None, settled: streams == max, quiet: 0, probing: false }
     }
 
     /// The stream count now.
@@ -47,32 +55,52 @@ impl Ramp {
         self.streams
     }
 
-    /// Whether the count is final.
+    /// Whether the count stays as it is (at the cap for good, or until the next probe).
     pub fn settled(&self) -> bool {
         self.settled
+    }
+
+    /// Whether the count can never change again.
+    pub fn fixed(&self) -> bool {
+        self.settled && self.streams == self.max
     }
 
     /// The aggregate rate (bytes/s) over the last step at the current count; returns the
     /// count for the next step.
     pub fn observe(&mut self, rate: f64) -> usize {
         if self.settled {
+            self.quiet += 1;
+            if self.streams < self.max && self.quiet >= REPROBE {
+                self.settled = false;
+                self.probing = true;
+                self.grow(rate);
+            }
             return self.streams;
         }
         match self.before {
             Some((prev, fewer)) if rate < prev * GAIN => {
                 self.settled = true;
-                if rate < prev {
-                    // The last doubling made it worse: give it back.
+                self.quiet = 0;
+                if rate < prev || self.probing {
+                    // The last doubling made it worse (or a probe did not pay): give it back.
                     self.streams = fewer;
                 }
+                self.probing = false;
             }
             _ => {
-                self.before = Some((rate, self.streams));
-                self.streams = (self.streams * 2).min(self.max);
-                self.settled = self.streams == self.before.map_or(0, |b| b.1);
+                self.probing = false;
+                self.grow(rate);
             }
         }
         self.streams
+    }
+
+    fn grow(&mut self, rate: f64) {
+        self.before = Some((rate, self.streams));
+        self.streams = (self.streams * 2).min(self.max);
+        if self.before.is_some_and(|b| b.1 == self.streams) {
+            self.settled = true;
+        }
     }
 }
 
@@ -84,7 +112,7 @@ mod tests {
     fn a_loss_limited_link_grows_to_the_cap() {
         // Each stream gets 0.45 MB/s whatever the others do.
         let mut r = Ramp::new(START, DEFAULT_MAX);
-        while !r.settled() {
+        while !r.fixed() {
             let n = r.streams();
             r.observe(n as f64 * 450e3);
         }
@@ -97,8 +125,25 @@ mod tests {
         let mut r = Ramp::new(START, DEFAULT_MAX);
         assert_eq!(r.observe(10e6), 8);
         assert_eq!(r.observe(10.5e6), 8, "a small gain settles at the count that had it");
-        assert!(r.settled());
-        assert_eq!(r.observe(50e6), 8, "settled for good");
+        assert!(r.settled() && !r.fixed());
+        for _ in 1..REPROBE {
+            assert_eq!(r.observe(10.5e6), 8, "settled until the next probe");
+        }
+        assert_eq!(r.observe(10.5e6), 16, "then probed again");
+        assert_eq!(r.observe(11e6), 8, "a probe that does not pay is given back");
+    }
+
+    #[test]
+    fn a_link_that_recovers_is_probed_and_grows_again() {
+        let mut r = Ramp::new(START, DEFAULT_MAX);
+        assert_eq!(r.observe(1.6e6), 8);
+        assert_eq!(r.observe(1.7e6), 8, "a burst of loss: no gain, settled at 8");
+        for _ in 1..REPROBE {
+            r.observe(3.6e6);
+        }
+        assert_eq!(r.observe(3.6e6), 16, "probed after the burst");
+        assert_eq!(r.observe(7.2e6), 16, "it paid: kept, at the cap");
+        assert!(r.fixed());
     }
 
     #[test]
@@ -113,7 +158,7 @@ mod tests {
     #[test]
     fn a_fixed_count_never_changes() {
         let mut r = Ramp::new(8, 8);
-        assert!(r.settled());
+        assert!(r.fixed());
         assert_eq!(r.observe(1.0), 8);
         assert_eq!(Ramp::new(100, 16).streams(), 16);
         assert_eq!(Ramp::new(0, 16).streams(), 1);

@@ -14,7 +14,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,6 +56,10 @@ struct Shared {
     segments: Mutex<Vec<Segment>>,
     fetched: AtomicU64,
     changed: AtomicBool,
+    /// Connections running, and how many may run (a connection past that ends after its
+    /// current range).
+    running: AtomicUsize,
+    allowed: AtomicUsize,
 }
 
 impl Shared {
@@ -65,6 +69,15 @@ impl Shared {
 
     fn done(&self) -> u64 {
         self.lock().iter().map(|s| s.pos - s.start).sum()
+    }
+
+    /// Uncounts the caller if more connections run than are allowed; true when it should end.
+    fn surplus(&self) -> bool {
+        self.running
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n > self.allowed.load(Ordering::Relaxed)).then(|| n - 1)
+            })
+            .is_ok()
     }
 }
 
@@ -199,6 +212,8 @@ async fn attempt(d: &Downloader, url: &Url, out: &Path, p: &Probe) -> Result<Att
         segments: Mutex::new(segments),
         fetched: AtomicU64::new(0),
         changed: AtomicBool::new(false),
+        running: AtomicUsize::new(0),
+        allowed: AtomicUsize::new(usize::MAX),
     });
     save(&shared, &file, url, p, &state_path)?;
 
@@ -278,8 +293,10 @@ async fn run_workers(
         None => Ramp::new(start, d.max_connections),
     };
     let mut workers = futures_util::stream::FuturesUnordered::new();
+    shared.allowed.store(ramp.streams(), Ordering::Relaxed);
     for _ in 0..ramp.streams() {
-        workers.push(worker(d, url, etag, file, partial, shared));
+        shared.running.fetch_add(1, Ordering::Relaxed);
+        workers.push(counted_worker(d, url, etag, file, partial, shared));
     }
     let mut results = Vec::new();
     let mut step = tokio::time::interval_at(tokio::time::Instant::now() + STEP, STEP);
@@ -290,16 +307,19 @@ async fn run_workers(
                 Some(r) => results.push(r),
                 None => return results,
             },
-            _ = step.tick(), if !ramp.settled() => {
+            _ = step.tick(), if !ramp.fixed() => {
                 let (now, at) = (shared.fetched.load(Ordering::Relaxed), tokio::time::Instant::now());
                 let rate = (now - counted.0) as f64 / (at - counted.1).as_secs_f64().max(1e-3);
                 counted = (now, at);
                 let before = ramp.streams();
                 let next = ramp.observe(rate);
                 tracing::debug!(rate_mb_s = rate / 1e6, streams = before, next, "download connections");
-                // A count given back just stops growing: running connections finish their work.
-                for _ in before..next {
-                    workers.push(worker(d, url, etag, file, partial, shared));
+                // A count given back lets the surplus connections end after their range.
+                shared.allowed.store(next, Ordering::Relaxed);
+                let running = shared.running.load(Ordering::Relaxed);
+                for _ in running.min(next)..next {
+                    shared.running.fetch_add(1, Ordering::Relaxed);
+                    workers.push(counted_worker(d, url, etag, file, partial, shared));
                 }
             }
         }
@@ -317,7 +337,25 @@ fn save(shared: &Shared, file: &File, url: &Url, p: &Probe, state_path: &Path) -
     fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, state_path)).map_err(|e| ClientError::local(state_path, e))
 }
 
-/// One connection: claim work, fetch it, retry what fails.
+/// One connection, counted in `shared.running` until it ends.
+async fn counted_worker(
+    d: &Downloader,
+    url: &Url,
+    etag: &str,
+    file: &Arc<File>,
+    partial: &Path,
+    shared: &Arc<Shared>,
+) -> Result<(), ClientError> {
+    let mut left = false;
+    let r = worker(d, url, etag, file, partial, shared, &mut left).await;
+    if !left {
+        shared.running.fetch_sub(1, Ordering::Relaxed);
+    }
+    r
+}
+
+/// One connection: claim work, fetch it, retry what fails. Sets `left` when it ended as a
+/// surplus connection (already uncounted).
 async fn worker(
     d: &Downloader,
     url: &Url,
@@ -325,6 +363,7 @@ async fn worker(
     file: &Arc<File>,
     partial: &Path,
     shared: &Arc<Shared>,
+    left: &mut bool,
 ) -> Result<(), ClientError> {
     let mut attempts = 0u32;
     loop {
@@ -333,6 +372,10 @@ async fn worker(
         }
         if d.cancel.is_cancelled() {
             return Err(ClientError::Interrupted);
+        }
+        if shared.surplus() {
+            *left = true;
+            return Ok(());
         }
         let Some(idx) = claim(&mut shared.lock()) else { return Ok(()) };
         let before = shared.fetched.load(Ordering::Relaxed);

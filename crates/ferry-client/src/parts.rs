@@ -61,25 +61,19 @@ impl Part {
         self.url.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Bytes the PATCH in flight has handed to its connection.
+    fn in_flight(&self) -> u64 {
+        let activity = self.activity.lock().unwrap_or_else(|p| p.into_inner());
+        activity.as_ref().map_or(0, |a| a.sent.load(Ordering::Relaxed))
+    }
+
     /// Bytes handed to the connections so far (finished PATCHes and the one in flight).
     pub(crate) fn on_wire(&self) -> u64 {
-        let inflight = self
-            .activity
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map_or(0, |a| a.sent.load(Ordering::Relaxed));
-        self.sent.load(Ordering::Relaxed) + inflight
+        self.sent.load(Ordering::Relaxed) + self.in_flight()
     }
 
     pub(crate) fn shown(&self) -> u64 {
-        let inflight = self
-            .activity
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map_or(0, |a| a.sent.load(Ordering::Relaxed));
-        (self.confirmed.load(Ordering::Relaxed) + inflight).min(self.len())
+        (self.confirmed.load(Ordering::Relaxed) + self.in_flight()).min(self.len())
     }
 }
 

@@ -240,7 +240,8 @@ async fn attempt(d: &Downloader, url: &Url, out: &Path, p: &Probe) -> Result<Att
             }
         })
     };
-    let result = run_workers(d, url, &p.etag, &file, &partial, &shared, start).await;
+    let job = Job { d, url, etag: &p.etag, file: &file, partial: &partial, shared: &shared };
+    let result = run_workers(&job, start).await;
     stop_ticker.cancel();
     let _ = ticker.await;
     let saved = save(&shared, &file, url, p, &state_path);
@@ -277,17 +278,21 @@ async fn attempt(d: &Downloader, url: &Url, out: &Path, p: &Probe) -> Result<Att
     }))
 }
 
+/// What every connection of one download shares.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    d: &'a Downloader,
+    url: &'a Url,
+    etag: &'a str,
+    file: &'a Arc<File>,
+    partial: &'a Path,
+    shared: &'a Arc<Shared>,
+}
+
 /// Runs `start` connections, adding more while the rate keeps rising (when the count
 /// was not given), until every connection has run out of work.
-async fn run_workers(
-    d: &Downloader,
-    url: &Url,
-    etag: &str,
-    file: &Arc<File>,
-    partial: &Path,
-    shared: &Arc<Shared>,
-    start: usize,
-) -> Vec<Result<(), ClientError>> {
+async fn run_workers(job: &Job<'_>, start: usize) -> Vec<Result<(), ClientError>> {
+    let Job { d, shared, .. } = *job;
     let mut ramp = match d.connections {
         Some(n) => Ramp::new(n, n),
         None => Ramp::new(start, d.max_connections),
@@ -296,7 +301,7 @@ async fn run_workers(
     shared.allowed.store(ramp.streams(), Ordering::Relaxed);
     for _ in 0..ramp.streams() {
         shared.running.fetch_add(1, Ordering::Relaxed);
-        workers.push(counted_worker(d, url, etag, file, partial, shared));
+        workers.push(counted_worker(job));
     }
     let mut results = Vec::new();
     let mut step = tokio::time::interval_at(tokio::time::Instant::now() + STEP, STEP);
@@ -319,7 +324,7 @@ async fn run_workers(
                 let running = shared.running.load(Ordering::Relaxed);
                 for _ in running.min(next)..next {
                     shared.running.fetch_add(1, Ordering::Relaxed);
-                    workers.push(counted_worker(d, url, etag, file, partial, shared));
+                    workers.push(counted_worker(job));
                 }
             }
         }
@@ -338,16 +343,10 @@ fn save(shared: &Shared, file: &File, url: &Url, p: &Probe, state_path: &Path) -
 }
 
 /// One connection, counted in `shared.running` until it ends.
-async fn counted_worker(
-    d: &Downloader,
-    url: &Url,
-    etag: &str,
-    file: &Arc<File>,
-    partial: &Path,
-    shared: &Arc<Shared>,
-) -> Result<(), ClientError> {
+async fn counted_worker(job: &Job<'_>) -> Result<(), ClientError> {
+    let shared = job.shared;
     let mut left = false;
-    let r = worker(d, url, etag, file, partial, shared, &mut left).await;
+    let r = worker(job, &mut left).await;
     if !left {
         shared.running.fetch_sub(1, Ordering::Relaxed);
     }
@@ -356,15 +355,8 @@ async fn counted_worker(
 
 /// One connection: claim work, fetch it, retry what fails. Sets `left` when it ended as a
 /// surplus connection (already uncounted).
-async fn worker(
-    d: &Downloader,
-    url: &Url,
-    etag: &str,
-    file: &Arc<File>,
-    partial: &Path,
-    shared: &Arc<Shared>,
-    left: &mut bool,
-) -> Result<(), ClientError> {
+async fn worker(job: &Job<'_>, left: &mut bool) -> Result<(), ClientError> {
+    let Job { d, shared, .. } = *job;
     let mut attempts = 0u32;
     loop {
         if shared.changed.load(Ordering::Relaxed) {
@@ -379,7 +371,7 @@ async fn worker(
         }
         let Some(idx) = claim(&mut shared.lock()) else { return Ok(()) };
         let before = shared.fetched.load(Ordering::Relaxed);
-        let r = fetch(d, url, etag, file, partial, shared, idx).await;
+        let r = fetch(job, idx).await;
         shared.lock()[idx].busy = false;
         match r {
             Ok(()) => attempts = 0,
@@ -398,15 +390,8 @@ async fn worker(
 }
 
 /// Fetches what is left of segment `idx` (its end may shrink while this runs).
-async fn fetch(
-    d: &Downloader,
-    url: &Url,
-    etag: &str,
-    file: &Arc<File>,
-    partial: &Path,
-    shared: &Arc<Shared>,
-    idx: usize,
-) -> Result<(), ClientError> {
+async fn fetch(job: &Job<'_>, idx: usize) -> Result<(), ClientError> {
+    let Job { d, url, etag, file, partial, shared } = *job;
     let (pos, end) = {
         let s = &shared.lock()[idx];
         (s.pos, s.end)

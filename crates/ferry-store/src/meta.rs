@@ -492,17 +492,8 @@ mod tests {
     async fn offsets_are_compare_and_set_and_never_decrease() {
         let tmp = tempfile::tempdir().unwrap();
         let db = MetaStore::open(&tmp.path().join("t.db")).await.unwrap();
-        let id = UploadId::random();
-        let new = NewUpload {
-            id: id.clone(),
-            length: Some(10),
-            metadata: String::new(),
-            concat: ConcatKind::None,
-            expires_at: None,
-            owner: None,
-            tree_path: None,
-            relay_to: None,
-        };
+        let new = new_upload(10);
+        let id = new.id.clone();
         db.create_upload(&new, 1).await.unwrap();
         assert!(db.commit_offset(&id, 0, 4, None).await.unwrap());
         assert!(!db.commit_offset(&id, 0, 8, None).await.unwrap(), "stale expected offset");

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use crate::chunking::Chunker;
 use crate::hashing::RewindableSha;
 use crate::patch_body::Activity;
-use crate::ramp::{Ramp, START, STEP};
+use crate::ramp::{Ramp, START, step_rate};
 use crate::rate::RateLimiter;
 use crate::state_dir::{PartRecord, UploadRecord};
 use crate::{ClientError, Uploader};
@@ -311,26 +311,18 @@ impl Ctx<'_> {
         Err(ClientError::Unreachable("the server did not finish joining the parts; run again to resume".into()))
     }
 
-    /// Every [`STEP`], judges the rate the parts achieved and opens the gate wider (or
-    /// takes back the last widening) as the ramp says; runs until dropped. The rate counts
-    /// the bytes handed to the connections: PATCH bodies read small blocks on a slow link
-    /// ([`Chunker::block`]), so once a connection's buffers are full that stays close to
-    /// what the link delivers. (Filling them makes the first step look fast, so it is not
-    /// judged; the buffers of streams added later make a widening look a little better
-    /// than it is, which errs towards more streams.)
+    /// Step by step, judges the rate the parts achieved and opens the gate wider (or takes
+    /// back the last widening) as the ramp says; runs until dropped. The rate counts the
+    /// bytes handed to the connections: PATCH bodies read small blocks on a slow link
+    /// ([`Chunker::block`]), and a new connection's buffers fill during the warm-up before
+    /// each measurement, so that stays close to what the link delivers.
     async fn adapt(&self, mut ramp: Ramp, gate: &Semaphore) -> std::convert::Infallible {
         let on_wire = || self.parts.iter().map(|p| p.on_wire()).sum::<u64>();
-        // The first step only fills the new connections' buffers: judge from the second.
-        tokio::time::sleep(STEP).await;
-        let mut counted = (on_wire(), Instant::now());
         loop {
-            tokio::time::sleep(STEP).await;
             if ramp.fixed() {
                 return std::future::pending().await;
             }
-            let (now, at) = (on_wire(), Instant::now());
-            let rate = now.saturating_sub(counted.0) as f64 / (at - counted.1).as_secs_f64().max(1e-3);
-            counted = (now, at);
+            let rate = step_rate(on_wire).await;
             let before = ramp.streams();
             let next = ramp.observe(rate);
             tracing::debug!(rate_mb_s = rate / 1e6, streams = before, next, "upload streams");

@@ -4,10 +4,11 @@
 //! One TCP stream cannot fill a long, lossy path (a loss-based congestion control such as
 //! Reno gets about MSS/RTT · 1.22/√loss: ~3.6 Mbit/s at 40 ms and 1 %), while on a LAN or
 //! loopback the disk is the limit and more streams only add work. So a transfer to a
-//! server more than [`NEAR`] away starts with [`START`] streams and, every [`STEP`], doubles
-//! them while the rate measured over that step rose by at least [`GAIN`]; the first step
-//! that gains less settles the count (and gives back the last doubling if it made things
-//! worse). Up to a cap per server. Links change (a burst of loss, other traffic ending), so
+//! server more than [`NEAR`] away starts with [`START`] streams and doubles them while the
+//! rate (measured over a [`STEP`] after a [`WARM`]-up) rose by at least [`GAIN`]. A step that gains
+//! less is measured once more at the same count (new connections spend their first second
+//! in slow start, and the ones before them overshoot in theirs); if it still gains less,
+//! the count settles (giving back the last doubling if it made things worse). Up to a cap per server. Links change (a burst of loss, other traffic ending), so
 //! a settled count below the cap is probed again every [`REPROBE`] steps: one more doubling,
 //! kept only if it gains at least [`GAIN`]. A nearby server gets one stream and none of this.
 
@@ -19,14 +20,26 @@ pub const NEAR: Duration = Duration::from_millis(5);
 pub const START: usize = 4;
 /// Default cap on streams to one server.
 pub const DEFAULT_MAX: usize = 16;
-/// How long each stream count runs before its rate is judged.
+/// How long the rate is measured at each stream count.
 pub const STEP: Duration = Duration::from_millis(1000);
+/// How long a new count runs before its rate is measured: new connections spend it in
+/// their handshake and slow start, new upload connections filling their buffers.
+pub const WARM: Duration = Duration::from_millis(500);
 /// The rate must rise by this factor for the next doubling.
-pub const GAIN: f64 = 1.25;
+pub const GAIN: f64 = 1.15;
 /// Steps a settled count below the cap runs before it is probed again.
-pub const REPROBE: u32 = 5;
+pub const REPROBE: u32 = 3;
 /// A stream that delivers nothing for this long is dropped and replaced.
 pub const STALL: Duration = Duration::from_secs(10);
+
+/// The rate (per second) at which `counter` grows over one [`STEP`], measured after
+/// [`WARM`].
+pub async fn step_rate(counter: impl Fn() -> u64) -> f64 {
+    tokio::time::sleep(WARM).await;
+    let (before, at) = (counter(), std::time::Instant::now());
+    tokio::time::sleep(STEP).await;
+    counter().saturating_sub(before) as f64 / at.elapsed().as_secs_f64().max(1e-3)
+}
 
 /// The stream-count controller.
 #[derive(Debug, Clone)]
@@ -40,6 +53,8 @@ pub struct Ramp {
     quiet: u32,
     /// The current doubling is a probe from a settled count: kept only if it gains.
     probing: bool,
+    /// The last step gained too little; the next one at the same count decides.
+    doubtful: bool,
 }
 
 impl Ramp {
@@ -47,7 +62,7 @@ impl Ramp {
     pub fn new(start: usize, max: usize) -> Self {
         let max = max.max(1);
         let streams = start.clamp(1, max);
-        Self { streams, max, before: None, settled: streams == max, quiet: 0, probing: false }
+        Self { streams, max, before: None, settled: streams == max, quiet: 0, probing: false, doubtful: false }
     }
 
     /// The stream count now.
@@ -78,7 +93,11 @@ impl Ramp {
             return self.streams;
         }
         match self.before {
+            Some((prev, _)) if rate < prev * GAIN && !self.doubtful && !self.probing => {
+                self.doubtful = true;
+            }
             Some((prev, fewer)) if rate < prev * GAIN => {
+                self.doubtful = false;
                 self.settled = true;
                 self.quiet = 0;
                 if rate < prev || self.probing {
@@ -88,7 +107,7 @@ impl Ramp {
                 self.probing = false;
             }
             _ => {
-                self.probing = false;
+                (self.probing, self.doubtful) = (false, false);
                 self.grow(rate);
             }
         }
@@ -124,7 +143,9 @@ mod tests {
         // 4 streams already fill 10 MB/s; 8 gain a little, 16 would not be tried.
         let mut r = Ramp::new(START, DEFAULT_MAX);
         assert_eq!(r.observe(10e6), 8);
-        assert_eq!(r.observe(10.5e6), 8, "a small gain settles at the count that had it");
+        assert_eq!(r.observe(10.5e6), 8, "a small gain is measured once more");
+        assert!(!r.settled());
+        assert_eq!(r.observe(10.4e6), 8, "and then settles at the count that had it");
         assert!(r.settled() && !r.fixed());
         for _ in 1..REPROBE {
             assert_eq!(r.observe(10.5e6), 8, "settled until the next probe");
@@ -137,7 +158,9 @@ mod tests {
     fn a_link_that_recovers_is_probed_and_grows_again() {
         let mut r = Ramp::new(START, DEFAULT_MAX);
         assert_eq!(r.observe(1.6e6), 8);
+        assert_eq!(r.observe(1.7e6), 8);
         assert_eq!(r.observe(1.7e6), 8, "a burst of loss: no gain, settled at 8");
+        assert!(r.settled());
         for _ in 1..REPROBE {
             r.observe(3.6e6);
         }
@@ -151,8 +174,17 @@ mod tests {
         let mut r = Ramp::new(2, 64);
         assert_eq!(r.observe(1e6), 4);
         assert_eq!(r.observe(2e6), 8);
-        assert_eq!(r.observe(1.5e6), 4);
+        assert_eq!(r.observe(1.5e6), 8);
+        assert_eq!(r.observe(1.6e6), 4);
         assert!(r.settled());
+    }
+
+    #[test]
+    fn a_slow_first_step_is_measured_again_before_settling() {
+        let mut r = Ramp::new(START, DEFAULT_MAX);
+        assert_eq!(r.observe(4e6), 8, "4 streams overshooting in slow start");
+        assert_eq!(r.observe(4.2e6), 8, "8 look no better at first");
+        assert_eq!(r.observe(6.4e6), 16, "warm, they are");
     }
 
     #[test]

@@ -27,11 +27,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::download::{Downloader, parse_content_range, publish, side_paths};
 use crate::error::{from_status, network};
-use crate::ramp::{NEAR, Ramp, STALL, START, STEP};
+use crate::ramp::{NEAR, Ramp, STALL, START, step_rate};
 use crate::{ClientError, DownloadOutcome, Progress};
 
 /// A segment is never split into halves smaller than this.
-const MIN_SPLIT: u64 = 1 << 20;
+const MIN_SPLIT: u64 = 256 << 10;
 /// Bytes gathered before one positional write.
 const WRITE_BATCH: usize = 1 << 20;
 
@@ -304,18 +304,16 @@ async fn run_workers(job: &Job<'_>, start: usize) -> Vec<Result<(), ClientError>
         workers.push(counted_worker(job));
     }
     let mut results = Vec::new();
-    let mut step = tokio::time::interval_at(tokio::time::Instant::now() + STEP, STEP);
-    let mut counted = (shared.fetched.load(Ordering::Relaxed), tokio::time::Instant::now());
+    let fetched = || shared.fetched.load(Ordering::Relaxed);
+    let mut measuring = Box::pin(step_rate(fetched));
     loop {
         tokio::select! {
             r = workers.next() => match r {
                 Some(r) => results.push(r),
                 None => return results,
             },
-            _ = step.tick(), if !ramp.fixed() => {
-                let (now, at) = (shared.fetched.load(Ordering::Relaxed), tokio::time::Instant::now());
-                let rate = (now - counted.0) as f64 / (at - counted.1).as_secs_f64().max(1e-3);
-                counted = (now, at);
+            rate = &mut measuring, if !ramp.fixed() => {
+                measuring = Box::pin(step_rate(fetched));
                 let before = ramp.streams();
                 let next = ramp.observe(rate);
                 tracing::debug!(rate_mb_s = rate / 1e6, streams = before, next, "download connections");

@@ -318,21 +318,26 @@ impl Ctx<'_> {
     /// each measurement, so that stays close to what the link delivers.
     async fn adapt(&self, mut ramp: Ramp, gate: &Semaphore) -> std::convert::Infallible {
         let on_wire = || self.parts.iter().map(|p| p.on_wire()).sum::<u64>();
+        // Turns given back but still held by running parts: taken as they come back, so
+        // this loop never waits for them.
+        let mut owed = 0usize;
         loop {
             if ramp.fixed() {
                 return std::future::pending().await;
             }
             let rate = step_rate(on_wire).await;
+            owed -= gate.forget_permits(owed);
             let before = ramp.streams();
             let next = ramp.observe(rate);
             tracing::debug!(rate_mb_s = rate / 1e6, streams = before, next, "upload streams");
             if next > before {
-                gate.add_permits(next - before);
+                let repaid = owed.min(next - before);
+                owed -= repaid;
+                gate.add_permits(next - before - repaid);
             } else if next < before {
                 // Parts running keep their turn; the next ones wait for fewer.
-                if let Ok(p) = gate.acquire_many((before - next) as u32).await {
-                    p.forget();
-                }
+                owed += before - next;
+                owed -= gate.forget_permits(owed);
             }
         }
     }

@@ -5,12 +5,14 @@
 //! Reno gets about MSS/RTT · 1.22/√loss: ~3.6 Mbit/s at 40 ms and 1 %), while on a LAN or
 //! loopback the disk is the limit and more streams only add work. So a transfer to a
 //! server more than [`NEAR`] away starts with [`START`] streams and doubles them while the
-//! rate (measured over a [`STEP`] after a [`WARM`]-up) rose by at least [`GAIN`]. A step that gains
-//! less is measured once more at the same count (new connections spend their first second
-//! in slow start, and the ones before them overshoot in theirs); if it still gains less,
-//! the count settles (giving back the last doubling if it made things worse). Up to a cap per server. Links change (a burst of loss, other traffic ending), so
-//! a settled count below the cap is probed again every [`REPROBE`] steps: one more doubling,
-//! kept only if it gains at least [`GAIN`]. A nearby server gets one stream and none of this.
+//! rate (measured over a [`STEP`] after a [`WARM`]-up) rose by at least [`GAIN`]. A step
+//! that gains less is measured once more at the same count (new connections spend their
+//! first second in slow start, and the ones before them overshoot in theirs); if it still
+//! gains less, the count settles (giving back the last doubling if it made things worse).
+//! Up to a cap per server. Links change (a burst of loss, other traffic ending), so a
+//! settled count below the cap is probed again every [`REPROBE`] steps, and at once when its
+//! own rate rises by [`GAIN`] (the link got better): one more doubling, kept only if it
+//! gains at least [`GAIN`]. A nearby server gets one stream and none of this.
 
 use std::time::Duration;
 
@@ -49,8 +51,9 @@ pub struct Ramp {
     /// The rate at the previous count, and that count.
     before: Option<(f64, usize)>,
     settled: bool,
-    /// Steps since the count settled.
+    /// Steps since the count settled, and the lowest rate seen at it since.
     quiet: u32,
+    settled_rate: f64,
     /// The current doubling is a probe from a settled count: kept only if it gains.
     probing: bool,
     /// The last step gained too little; the next one at the same count decides.
@@ -62,7 +65,16 @@ impl Ramp {
     pub fn new(start: usize, max: usize) -> Self {
         let max = max.max(1);
         let streams = start.clamp(1, max);
-        Self { streams, max, before: None, settled: streams == max, quiet: 0, probing: false, doubtful: false }
+        Self {
+            streams,
+            max,
+            before: None,
+            settled: streams == max,
+            quiet: 0,
+            settled_rate: f64::MAX,
+            probing: false,
+            doubtful: false,
+        }
     }
 
     /// The stream count now.
@@ -85,7 +97,9 @@ impl Ramp {
     pub fn observe(&mut self, rate: f64) -> usize {
         if self.settled {
             self.quiet += 1;
-            if self.streams < self.max && self.quiet >= REPROBE {
+            let recovered = rate >= self.settled_rate * GAIN;
+            self.settled_rate = self.settled_rate.min(rate);
+            if self.streams < self.max && (self.quiet >= REPROBE || recovered) {
                 self.settled = false;
                 self.probing = true;
                 self.grow(rate);
@@ -100,6 +114,7 @@ impl Ramp {
                 self.doubtful = false;
                 self.settled = true;
                 self.quiet = 0;
+                self.settled_rate = rate;
                 if rate < prev || self.probing {
                     // The last doubling made it worse (or a probe did not pay): give it back.
                     self.streams = fewer;
@@ -161,10 +176,8 @@ mod tests {
         assert_eq!(r.observe(1.7e6), 8);
         assert_eq!(r.observe(1.7e6), 8, "a burst of loss: no gain, settled at 8");
         assert!(r.settled());
-        for _ in 1..REPROBE {
-            r.observe(3.6e6);
-        }
-        assert_eq!(r.observe(3.6e6), 16, "probed after the burst");
+        assert_eq!(r.observe(1.6e6), 8, "still in the burst");
+        assert_eq!(r.observe(3.6e6), 16, "the burst is over: probed at once");
         assert_eq!(r.observe(7.2e6), 16, "it paid: kept, at the cap");
         assert!(r.fixed());
     }

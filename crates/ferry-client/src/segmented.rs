@@ -4,9 +4,9 @@
 //! splits the largest remaining segment in two and takes the back half, so the
 //! connections finish together. Unless told how many, the download adapts the count
 //! ([`crate::ramp`]): a new connection simply splits off work. A connection that delivers
-//! nothing for [`STALL`] is dropped and its range fetched again on a fresh one. Every range request carries `If-Range` with the strong
-//! ETag: if the file changes, the server answers 200 and the download restarts from zero
-//! instead of stitching two versions. Bytes go straight to their place in
+//! nothing for [`STALL`] is dropped and its range fetched again on a fresh one. Every
+//! range request carries `If-Range` with the strong ETag: if the file changes, the server
+//! answers 200 and the download restarts from zero instead of stitching two versions. Bytes go straight to their place in
 //! `OUT.ferry-partial`; `OUT.ferry-state` records each segment's progress every second,
 //! so an interrupted download resumes every segment where it stopped. The finished file is
 //! hashed once and checked against `Repr-Digest` before it is renamed to OUT.
@@ -169,7 +169,8 @@ struct SingleState {
 
 async fn attempt(d: &Downloader, url: &Url, out: &Path, p: &Probe) -> Result<Attempt, ClientError> {
     let (partial, state_path) = side_paths(out);
-    let saved: Option<SavedState> = fs::read(&state_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let state = fs::read(&state_path).ok();
+    let saved: Option<SavedState> = state.as_deref().and_then(|b| serde_json::from_slice(b).ok());
     let had_state = saved.is_some();
     let resumable = saved.filter(|s| {
         s.url == url.as_str()
@@ -179,9 +180,9 @@ async fn attempt(d: &Downloader, url: &Url, out: &Path, p: &Probe) -> Result<Att
             && fs::metadata(&partial).is_ok_and(|m| m.len() == p.size)
     });
     // A download that one connection began goes on from where it stopped.
-    let single = fs::read(&state_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<SingleState>(&b).ok())
+    let single = state
+        .as_deref()
+        .and_then(|b| serde_json::from_slice::<SingleState>(b).ok())
         .filter(|s| !had_state && s.url == url.as_str() && s.etag == p.etag)
         .and_then(|_| fs::metadata(&partial).ok())
         .map(|m| m.len())

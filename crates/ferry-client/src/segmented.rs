@@ -42,6 +42,9 @@ struct Segment {
     pos: u64,
     #[serde(skip)]
     busy: bool,
+    /// Bytes received past `pos` and not yet written: a split leaves them to this segment.
+    #[serde(skip)]
+    buffered: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -87,13 +90,17 @@ fn claim(segments: &mut Vec<Segment>) -> Option<usize> {
         segments[i].busy = true;
         return Some(i);
     }
-    let (i, left) =
-        segments.iter().enumerate().filter(|(_, s)| s.busy).map(|(i, s)| (i, s.end - s.pos)).max_by_key(|x| x.1)?;
+    let (i, left) = segments
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.busy)
+        .map(|(i, s)| (i, s.end.saturating_sub(s.pos + s.buffered)))
+        .max_by_key(|x| x.1)?;
     if left < 2 * MIN_SPLIT {
         return None;
     }
-    let mid = segments[i].pos + left / 2;
-    let back = Segment { start: mid, end: segments[i].end, pos: mid, busy: true };
+    let mid = segments[i].end - left / 2;
+    let back = Segment { start: mid, end: segments[i].end, pos: mid, busy: true, buffered: 0 };
     segments[i].end = mid;
     segments.push(back);
     Some(segments.len() - 1)
@@ -191,11 +198,17 @@ async fn attempt(d: &Downloader, url: &Url, out: &Path, p: &Probe) -> Result<Att
     let start = d.connections.unwrap_or(START);
     let segments = match (resumable, single) {
         (Some(s), _) => s.segments,
-        (None, Some(have)) => vec![Segment { start: 0, end: p.size, pos: have, busy: false }],
+        (None, Some(have)) => vec![Segment { start: 0, end: p.size, pos: have, busy: false, buffered: 0 }],
         (None, None) => {
             let n = start as u64;
             (0..n)
-                .map(|i| Segment { start: p.size * i / n, end: p.size * (i + 1) / n, pos: p.size * i / n, busy: false })
+                .map(|i| Segment {
+                    start: p.size * i / n,
+                    end: p.size * (i + 1) / n,
+                    pos: p.size * i / n,
+                    busy: false,
+                    buffered: 0,
+                })
                 .collect()
         }
     };
@@ -371,7 +384,11 @@ async fn worker(job: &Job<'_>, left: &mut bool) -> Result<(), ClientError> {
         let Some(idx) = claim(&mut shared.lock()) else { return Ok(()) };
         let before = shared.fetched.load(Ordering::Relaxed);
         let r = fetch(job, idx).await;
-        shared.lock()[idx].busy = false;
+        {
+            let s = &mut shared.lock()[idx];
+            s.busy = false;
+            s.buffered = 0;
+        }
         match r {
             Ok(()) => attempts = 0,
             Err(e) if e.is_retryable() && attempts < d.retry.max_attempts => {
@@ -438,14 +455,26 @@ async fn fetch(job: &Job<'_>, idx: usize) -> Result<(), ClientError> {
             },
         };
         let ended = chunk.is_none();
+        // Another connection may have taken the back of this range: what lies past its
+        // end now is neither kept, nor counted, nor charged to the rate limit.
+        let mut full = false;
         if let Some(c) = &chunk {
+            let (room, take) = {
+                let s = &mut shared.lock()[idx];
+                let room = s.end.saturating_sub(s.pos + buf.len() as u64);
+                let take = (c.len() as u64).min(room);
+                s.buffered = buf.len() as u64 + take;
+                (room, take)
+            };
+            let take = take as usize;
+            full = take as u64 == room;
             if let Some(l) = &d.limiter {
-                l.acquire(c.len() as u64).await;
+                l.acquire(take as u64).await;
             }
-            shared.fetched.fetch_add(c.len() as u64, Ordering::Relaxed);
-            buf.extend_from_slice(c);
+            shared.fetched.fetch_add(take as u64, Ordering::Relaxed);
+            buf.extend_from_slice(&c[..take]);
         }
-        if buf.len() >= WRITE_BATCH || ended {
+        if buf.len() >= WRITE_BATCH || ended || full {
             let finished = flush(file, partial, shared, idx, &mut buf).await?;
             if finished {
                 return Ok(());
@@ -490,6 +519,7 @@ async fn flush(
     let mut segs = shared.lock();
     let s = &mut segs[idx];
     s.pos = (s.pos + written as u64).min(s.end.max(s.pos));
+    s.buffered = 0;
     Ok(s.pos >= s.end)
 }
 
@@ -499,7 +529,7 @@ mod tests {
 
     #[test]
     fn idle_connections_split_the_largest_remaining_segment() {
-        let mut segs = vec![Segment { start: 0, end: 100 << 20, pos: 0, busy: false }];
+        let mut segs = vec![Segment { start: 0, end: 100 << 20, pos: 0, busy: false, buffered: 0 }];
         assert_eq!(claim(&mut segs), Some(0));
         assert_eq!(claim(&mut segs), Some(1), "splits the busy segment");
         assert_eq!((segs[0].end, segs[1].start, segs[1].end), (50 << 20, 50 << 20, 100 << 20));

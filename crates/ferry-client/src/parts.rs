@@ -125,6 +125,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) parts: Vec<Arc<Part>>,
     pub(crate) limiter: Option<Arc<RateLimiter>>,
     pub(crate) final_url: Mutex<Option<Url>>,
+    /// Round trip to the server, when it was measured for this run.
+    pub(crate) rtt: Option<std::time::Duration>,
     /// A part had to be created again (its upload was gone), so an existing final upload
     /// names a dead part: join with a new final upload.
     pub(crate) recreated: AtomicBool,
@@ -227,7 +229,11 @@ impl Ctx<'_> {
         // count was given, else a count that grows while the rate keeps rising.
         let ramp = match self.up.options.parallel {
             Some(_) => Ramp::new(self.parts.len(), self.parts.len()),
-            None => Ramp::new(START, self.parts.len()),
+            None => Ramp::new(START, self.parts.len().min(self.up.options.max_parallel)),
+        };
+        let ramp = match self.rtt {
+            Some(rtt) => ramp.with_rtt(rtt),
+            None => ramp,
         };
         let gate = Semaphore::new(ramp.streams());
         // Every part runs to its own end: on Ctrl-C each one ends its PATCH cleanly and waits

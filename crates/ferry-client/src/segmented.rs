@@ -110,20 +110,22 @@ struct Probe {
     size: u64,
     etag: String,
     digest: Option<[u8; 32]>,
-    /// The server answers within a nearby server's round trip ([`NEAR`]).
-    near: bool,
+    /// Round trip to the server (a nearby one is under [`NEAR`]).
+    rtt: Duration,
 }
 
 /// What the server says about the file, or `None` if it cannot serve ranges of it.
 async fn probe(d: &Downloader, url: &Url) -> Result<Option<Probe>, ClientError> {
     let started = std::time::Instant::now();
     let resp = d.http.head(url.clone()).send().await.map_err(|e| network(&e))?;
-    // Connect + request is two round trips; a busy machine may slow one of them, so a
-    // server that looks far is asked once more over the open connection.
-    let mut near = started.elapsed() < 2 * NEAR;
-    if !near && resp.status().is_success() {
+    // The first request may also have opened the connection, and a busy machine may slow
+    // it: a server that looks far is asked once more over the open connection.
+    let mut rtt = started.elapsed();
+    if rtt >= NEAR && resp.status().is_success() {
         let again = std::time::Instant::now();
-        near = d.http.head(url.clone()).send().await.is_ok_and(|r| r.status().is_success()) && again.elapsed() < NEAR;
+        if d.http.head(url.clone()).send().await.is_ok_and(|r| r.status().is_success()) {
+            rtt = rtt.min(again.elapsed());
+        }
     }
     if !resp.status().is_success() {
         return Err(from_status(resp).await);
@@ -134,7 +136,7 @@ async fn probe(d: &Downloader, url: &Url) -> Result<Option<Probe>, ClientError> 
     let size = h.get(reqwest::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let digest = h.get("repr-digest").and_then(|v| v.to_str().ok()).and_then(parse_repr_digest_sha256);
     Ok(match (ranges, etag, size) {
-        (true, Some(etag), Some(size)) if size >= 2 * MIN_SPLIT => Some(Probe { size, etag, digest, near }),
+        (true, Some(etag), Some(size)) if size >= 2 * MIN_SPLIT => Some(Probe { size, etag, digest, rtt }),
         _ => None,
     })
 }
@@ -145,7 +147,7 @@ pub(crate) async fn download(d: &Downloader, url: &Url, out: &Path) -> Result<Op
     let mut restarted = false;
     for _ in 0..3 {
         let Some(p) = probe(d, url).await? else { return Ok(None) };
-        if d.connections.is_none() && p.near && !has_state(out) {
+        if d.connections.is_none() && p.rtt < NEAR && !has_state(out) {
             return Ok(None); // a nearby server: one connection is as fast and costs less
         }
         match attempt(d, url, out, &p).await? {
@@ -243,7 +245,7 @@ async fn attempt(d: &Downloader, url: &Url, out: &Path, p: &Probe) -> Result<Att
             (shared.clone(), file.clone(), url.clone(), state_path.clone(), stop_ticker.clone());
         let (progress, size, etag) = (d.progress.clone(), p.size, p.etag.clone());
         tokio::spawn(async move {
-            let probe = Probe { size, etag, digest: None, near: false };
+            let probe = Probe { size, etag, digest: None, rtt: Duration::MAX };
             let mut n = 0u32;
             loop {
                 tokio::select! {
@@ -261,7 +263,7 @@ async fn attempt(d: &Downloader, url: &Url, out: &Path, p: &Probe) -> Result<Att
         })
     };
     let job = Job { d, url, etag: &p.etag, file: &file, partial: &partial, shared: &shared };
-    let result = run_workers(&job, start).await;
+    let result = run_workers(&job, start, p.rtt).await;
     stop_ticker.cancel();
     let _ = ticker.await;
     let saved = save(&shared, &file, url, p, &state_path);
@@ -311,11 +313,11 @@ struct Job<'a> {
 
 /// Runs `start` connections, adding more while the rate keeps rising (when the count
 /// was not given), until every connection has run out of work.
-async fn run_workers(job: &Job<'_>, start: usize) -> Vec<Result<(), ClientError>> {
+async fn run_workers(job: &Job<'_>, start: usize, rtt: Duration) -> Vec<Result<(), ClientError>> {
     let Job { d, shared, .. } = *job;
     let mut ramp = match d.connections {
         Some(n) => Ramp::new(n, n),
-        None => Ramp::new(start, d.max_connections),
+        None => Ramp::new(start, d.max_connections).with_rtt(rtt),
     };
     let mut workers = futures_util::stream::FuturesUnordered::new();
     shared.allowed.store(ramp.streams(), Ordering::Relaxed);

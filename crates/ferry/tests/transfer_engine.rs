@@ -417,12 +417,12 @@ fn defaults_use_one_stream_nearby_and_grow_on_a_far_link() {
     let up = run(&["upload", "--json", "--server", &proxy.url(), file.to_str().unwrap()], &log);
     let steps = ramp_steps(&log, "upload streams");
     assert!(up["parts"].as_u64().unwrap() > 4, "{up}");
-    assert!(steps.first().is_some_and(|&(n, next)| n == 4 && next == 8), "{steps:?}");
+    assert!(steps.first().is_some_and(|&(n, next)| n == 4 && next > 4), "{steps:?}");
     assert_eq!(std::fs::read(s.tree_file("far.bin")).unwrap(), data);
     let out = tmp.path().join("far-down.bin");
     let log = tmp.path().join("far-down.log");
     run(&["download", "--json", "-o", out.to_str().unwrap(), &format!("{}/files/far.bin", proxy.url())], &log);
     let steps = ramp_steps(&log, "download connections");
-    assert!(steps.first().is_some_and(|&(n, next)| n == 4 && next == 8), "{steps:?}");
+    assert!(steps.first().is_some_and(|&(n, next)| n == 4 && next > 4), "{steps:?}");
     assert_eq!(std::fs::read(&out).unwrap(), data);
 }

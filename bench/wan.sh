@@ -109,12 +109,6 @@ if [[ " $rows " == *" W1 "* ]]; then
   done
 fi
 
-# ferry_ups ARGS...: REPS uploads; sets ups (seconds) and sents (bytes sent).
-ferry_ups() {
-  local secs sent; ups=(); sents=()
-  for _ in $(seq "$reps"); do read -r secs sent < <(ferry_up "$@"); ups+=("$secs"); sents+=("$sent"); done
-}
-
 if [[ " $rows " == *" W2 "* ]]; then
   for cc in $ccs; do
     start_link 20 0.01 200 "$cc"

@@ -146,8 +146,7 @@ impl From<StoreError> for ApiError {
             StoreError::DiskFull => Self::InsufficientStorage,
             StoreError::Escapes(p) => Self::bad(format!("path {p:?} leads outside the served tree")),
             StoreError::Conflict(m) => Self::Conflict(m),
-            // Out of file descriptors (process or system): a moment later it may work.
-            StoreError::Io(e) if matches!(e.raw_os_error(), Some(23 | 24)) => {
+            StoreError::OutOfDescriptors => {
                 Self::Unavailable("the server is out of file descriptors; retry shortly".into())
             }
             other => Self::Internal(other.to_string()),

@@ -5,7 +5,7 @@
 //! - A final upload whose parts all finished is assembled now.
 //!
 //! Uploads that were mid-PATCH need nothing: their committed offset is the truth and the
-//! next PATCH cuts any unacknowledged tail off the staging file.
+//! next PATCH leaves any unacknowledged tail behind.
 
 use ferry_core::TreePath;
 
@@ -17,12 +17,12 @@ pub(crate) async fn recover(state: &AppState) -> Result<(), ApiError> {
     for rec in state.meta.unplaced().await? {
         let (Some(path), Some(sha)) = (rec.tree_path.as_deref(), rec.sha256) else { continue };
         let dest = TreePath::parse(path).map_err(|e| ApiError::Internal(e.to_string()))?;
-        if !state.staging.path_of(&rec.id).exists() {
-            // Renamed before the crash; the digest record and the flag were lost. The file
+        if !state.blobs.exists(&rec.id).await? {
+            // Published before the crash; the digest record and the flag were lost. The file
             // at the destination is this upload's when its size matches.
-            match state.tree.resolve(&dest) {
-                Ok(real) if std::fs::metadata(&real).is_ok_and(|m| Some(m.len()) == rec.length) => {
-                    tus::record_placed(state, &rec.id, &dest, &real, &sha).await?;
+            match state.blobs.stat(&dest).await {
+                Ok(Some(placed)) if !placed.is_dir && Some(placed.size) == rec.length => {
+                    tus::record_placed(state, &rec.id, &dest, &placed, &sha).await?;
                 }
                 _ => state.meta.mark_placed(&rec.id).await?,
             }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ferry_store::{MetaStore, StagingArea, Tree};
+use ferry_store::{Blobs, LocalBlobs, Metadata, SqliteMeta};
 use tokio_util::sync::CancellationToken;
 
 use crate::locks::UploadLocks;
@@ -13,12 +13,10 @@ use crate::{ApiError, ServerConfig};
 pub struct AppState {
     /// The configuration.
     pub config: Arc<ServerConfig>,
-    /// Upload records and file digests.
-    pub meta: MetaStore,
-    /// Bytes of unfinished uploads.
-    pub staging: StagingArea,
-    /// The served tree.
-    pub tree: Tree,
+    /// Upload records, accounts, the relay and file digests (SQLite today).
+    pub meta: Arc<dyn Metadata>,
+    /// Bytes: unfinished uploads and the served tree (local directories today).
+    pub blobs: Arc<dyn Blobs>,
     pub(crate) locks: Arc<UploadLocks>,
     pub(crate) challenges: Arc<crate::api::ChallengeStore>,
     /// Permits for staging files held open by writers (see `tus/sink.rs`), sized from the
@@ -46,14 +44,12 @@ impl AppState {
     /// stop (see [`AppState::shutdown`]).
     pub async fn open(config: ServerConfig, shutdown: CancellationToken) -> Result<Self, ApiError> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let meta = MetaStore::open(&config.data_dir.join("ferry.db")).await?;
-        let staging = StagingArea::open(config.data_dir.join("staging"))?;
-        let tree = Tree::open(config.tree_dir())?;
+        let meta = Arc::new(SqliteMeta::open(&config.data_dir.join("ferry.db")).await?);
+        let blobs = Arc::new(LocalBlobs::open(config.data_dir.join("staging"), config.tree_dir())?);
         Ok(Self {
             config: Arc::new(config),
             meta,
-            staging,
-            tree,
+            blobs,
             locks: Arc::default(),
             challenges: Arc::default(),
             quotas: Arc::default(),

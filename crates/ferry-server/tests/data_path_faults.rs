@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use bytes::Bytes;
 use ferry_server::{AppState, ServerConfig, app};
-use ferry_store::FaultPlan;
+use ferry_store::{FaultPlan, LocalBlobs};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -21,7 +21,8 @@ async fn state(faults: &Arc<FaultPlan>, commit_every: u64) -> (tempfile::TempDir
     config.auth = false;
     config.commit_every_bytes = commit_every;
     let mut state = AppState::open(config, CancellationToken::new()).await.unwrap();
-    state.staging = state.staging.clone().with_faults(faults.clone());
+    let local = LocalBlobs::open(state.config.data_dir.join("staging"), state.config.tree_dir()).unwrap();
+    state.blobs = Arc::new(local.with_faults(faults.clone()));
     (tmp, state)
 }
 
@@ -78,11 +79,12 @@ async fn head_offset(s: &AppState, loc: &str) -> u64 {
 
 fn staged_len(s: &AppState, loc: &str) -> u64 {
     let id = ferry_core::UploadId::parse(loc.trim_start_matches("/tus/")).unwrap();
-    std::fs::metadata(s.staging.path_of(&id)).unwrap().len()
+    // The local store's layout: one file per upload under DATA/staging.
+    std::fs::metadata(s.config.data_dir.join("staging").join(format!("{id}.part"))).unwrap().len()
 }
 
 fn placed(s: &AppState, name: &str) -> Vec<u8> {
-    std::fs::read(s.tree.root().join(name)).unwrap()
+    std::fs::read(s.config.tree_dir().join(name)).unwrap()
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use ferry_core::UploadId;
-use ferry_store::{ConcatKind, MetaStore, NewUpload};
+use ferry_store::{ConcatKind, Metadata, NewUpload, SqliteMeta, UploadStore};
 
 fn upload(i: usize) -> NewUpload {
     NewUpload {
@@ -25,14 +25,14 @@ fn upload(i: usize) -> NewUpload {
     }
 }
 
-async fn commit_rounds(meta: &MetaStore, id: &UploadId, rounds: u64) {
+async fn commit_rounds(meta: &SqliteMeta, id: &UploadId, rounds: u64) {
     for r in 0..rounds {
         assert!(meta.commit_offset(id, r, r + 1, None).await.expect("commit"), "commit refused");
     }
 }
 
 async fn run(uploads: usize, rounds: u64, dir: &std::path::Path) -> (f64, f64, f64) {
-    let meta = MetaStore::open(&dir.join("meta.db")).await.expect("open");
+    let meta = SqliteMeta::open(&dir.join("meta.db")).await.expect("open");
     let news: Vec<NewUpload> = (0..uploads).map(upload).collect();
     let t = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();

@@ -3,9 +3,11 @@
 //! Passwords are stored as argon2id PHC strings; tokens only as their SHA-256, so the
 //! database never holds a secret that works as a credential.
 
+use crate::AccountStore;
+use async_trait::async_trait;
 use sqlx::Row;
 
-use crate::{MetaStore, StoreError, unix_now};
+use crate::{SqliteMeta, StoreError, unix_now};
 
 /// An account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,15 +52,9 @@ macro_rules! held {
     };
 }
 
-impl MetaStore {
-    /// Creates a user with an argon2id `pw_hash`; false if the name is taken.
-    pub async fn add_user(
-        &self,
-        name: &str,
-        pw_hash: &str,
-        admin: bool,
-        quota: Option<u64>,
-    ) -> Result<bool, StoreError> {
+#[async_trait]
+impl AccountStore for SqliteMeta {
+    async fn add_user(&self, name: &str, pw_hash: &str, admin: bool, quota: Option<u64>) -> Result<bool, StoreError> {
         // Ids are never reused: a new user must not inherit a removed one's uploads or items.
         let mut tx = self.pool().begin().await?;
         let id: i64 = sqlx::query_scalar(
@@ -87,14 +83,12 @@ impl MetaStore {
         Ok(r.rows_affected() == 1)
     }
 
-    /// All users, by name.
-    pub async fn users(&self) -> Result<Vec<User>, StoreError> {
+    async fn users(&self) -> Result<Vec<User>, StoreError> {
         let rows = sqlx::query("SELECT id, name, admin, quota FROM users ORDER BY name").fetch_all(self.pool()).await?;
         Ok(rows.iter().map(User::from_row).collect::<Result<_, _>>()?)
     }
 
-    /// A user and their password hash, by name.
-    pub async fn user_by_name(&self, name: &str) -> Result<Option<(User, String)>, StoreError> {
+    async fn user_by_name(&self, name: &str) -> Result<Option<(User, String)>, StoreError> {
         let row = sqlx::query("SELECT id, name, admin, quota, pw_hash FROM users WHERE name = ?")
             .bind(name)
             .fetch_optional(self.pool())
@@ -105,8 +99,7 @@ impl MetaStore {
         })
     }
 
-    /// Replaces a user's password hash and revokes their tokens; false for an unknown user.
-    pub async fn set_password(&self, name: &str, pw_hash: &str) -> Result<bool, StoreError> {
+    async fn set_password(&self, name: &str, pw_hash: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         let r = sqlx::query("UPDATE users SET pw_hash = ? WHERE name = ?")
             .bind(pw_hash)
@@ -121,8 +114,7 @@ impl MetaStore {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Removes a user, their tokens and grants; false for an unknown user.
-    pub async fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
+    async fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         for q in [
             "DELETE FROM tokens WHERE user_id = (SELECT id FROM users WHERE name = ?)",
@@ -141,13 +133,11 @@ impl MetaStore {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Whether any user exists.
-    pub async fn has_users(&self) -> Result<bool, StoreError> {
+    async fn has_users(&self) -> Result<bool, StoreError> {
         Ok(sqlx::query("SELECT 1 FROM users LIMIT 1").fetch_optional(self.pool()).await?.is_some())
     }
 
-    /// Stores a token (by its SHA-256) for a user.
-    pub async fn add_token(&self, token_sha: &[u8; 32], user_id: i64, label: &str) -> Result<(), StoreError> {
+    async fn add_token(&self, token_sha: &[u8; 32], user_id: i64, label: &str) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO tokens (sha256, user_id, label, created_at) VALUES (?, ?, ?, ?)")
             .bind(&token_sha[..])
             .bind(user_id)
@@ -158,8 +148,7 @@ impl MetaStore {
         Ok(())
     }
 
-    /// The user a token belongs to.
-    pub async fn user_by_token(&self, token_sha: &[u8; 32]) -> Result<Option<User>, StoreError> {
+    async fn user_by_token(&self, token_sha: &[u8; 32]) -> Result<Option<User>, StoreError> {
         let row = sqlx::query(
             "SELECT u.id, u.name, u.admin, u.quota FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.sha256 = ?",
         )
@@ -169,14 +158,12 @@ impl MetaStore {
         Ok(row.as_ref().map(User::from_row).transpose()?)
     }
 
-    /// Revokes a token; false if it did not exist.
-    pub async fn revoke_token(&self, token_sha: &[u8; 32]) -> Result<bool, StoreError> {
+    async fn revoke_token(&self, token_sha: &[u8; 32]) -> Result<bool, StoreError> {
         let r = sqlx::query("DELETE FROM tokens WHERE sha256 = ?").bind(&token_sha[..]).execute(self.pool()).await?;
         Ok(r.rows_affected() == 1)
     }
 
-    /// Shares the folder `path` with a user (replacing an earlier grant of it).
-    pub async fn grant(&self, user_id: i64, path: &str, write: bool) -> Result<(), StoreError> {
+    async fn grant(&self, user_id: i64, path: &str, write: bool) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO grants (user_id, path, write) VALUES (?, ?, ?) ON CONFLICT(user_id, path) DO UPDATE SET write = excluded.write")
             .bind(user_id)
             .bind(path)
@@ -186,8 +173,7 @@ impl MetaStore {
         Ok(())
     }
 
-    /// A user's grants.
-    pub async fn grants(&self, user_id: i64) -> Result<Vec<Grant>, StoreError> {
+    async fn grants(&self, user_id: i64) -> Result<Vec<Grant>, StoreError> {
         let rows = sqlx::query("SELECT path, write FROM grants WHERE user_id = ? ORDER BY path")
             .bind(user_id)
             .fetch_all(self.pool())
@@ -198,9 +184,7 @@ impl MetaStore {
             .map_err(Into::into)
     }
 
-    /// How many unfinished uploads a user has (a finished partial upload counts until a
-    /// finished final upload has used it).
-    pub async fn open_uploads(&self, user_id: i64) -> Result<u64, StoreError> {
+    async fn open_uploads(&self, user_id: i64) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar(concat!("SELECT COUNT(*) FROM uploads u WHERE ", held!()))
             .bind(user_id)
             .fetch_one(self.pool())
@@ -208,10 +192,7 @@ impl MetaStore {
         Ok(n.max(0) as u64)
     }
 
-    /// Bytes a user holds on the server: files in the tree under `home`, unfinished uploads
-    /// (declared length, or the bytes stored so far while the length is deferred) and relay
-    /// items they sent that still wait for a recipient.
-    pub async fn usage_of(&self, user_id: i64, home: &str) -> Result<Usage, StoreError> {
+    async fn usage_of(&self, user_id: i64, home: &str) -> Result<Usage, StoreError> {
         let files: Option<i64> = sqlx::query("SELECT SUM(size) AS s FROM tree_files WHERE path LIKE ? ESCAPE '\\'")
             .bind(format!("{}/%", home.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")))
             .fetch_one(self.pool())
@@ -239,8 +220,7 @@ impl MetaStore {
         Ok(Usage { files: n(files), staging: n(uploads), relay: n(relay) })
     }
 
-    /// [`MetaStore::usage_of`] in one figure.
-    pub async fn usage(&self, user_id: i64, home: &str) -> Result<u64, StoreError> {
+    async fn usage(&self, user_id: i64, home: &str) -> Result<u64, StoreError> {
         Ok(self.usage_of(user_id, home).await?.total())
     }
 }
@@ -266,11 +246,12 @@ impl Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{TreeIndex, UploadStore};
 
     #[tokio::test]
     async fn users_tokens_grants_and_usage() {
         let tmp = tempfile::tempdir().unwrap();
-        let db = MetaStore::open(&tmp.path().join("t.db")).await.unwrap();
+        let db = SqliteMeta::open(&tmp.path().join("t.db")).await.unwrap();
         assert!(!db.has_users().await.unwrap());
         assert!(db.add_user("alice", "h1", false, Some(100)).await.unwrap());
         assert!(!db.add_user("alice", "h2", true, None).await.unwrap(), "names are unique");
@@ -294,7 +275,7 @@ mod tests {
     #[tokio::test]
     async fn a_removed_users_id_is_never_given_to_a_new_user() {
         let tmp = tempfile::tempdir().unwrap();
-        let db = MetaStore::open(&tmp.path().join("t.db")).await.unwrap();
+        let db = SqliteMeta::open(&tmp.path().join("t.db")).await.unwrap();
         db.add_user("alice", "h", false, None).await.unwrap();
         db.add_user("bob", "h", false, None).await.unwrap();
         let bob = db.user_by_name("bob").await.unwrap().unwrap().0;

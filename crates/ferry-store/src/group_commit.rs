@@ -56,7 +56,7 @@ impl Writes {
     /// Runs `write`; the rows it affected, once committed.
     pub(crate) async fn run(&self, write: Write) -> Result<u64, StoreError> {
         let (answer, result) = oneshot::channel();
-        let closed = || StoreError::Db(sqlx::Error::PoolClosed);
+        let closed = || StoreError::Database("the database is closed".into());
         self.tx.send((write, answer)).map_err(|_| closed())?;
         result.await.map_err(|_| closed())?
     }
@@ -77,8 +77,8 @@ async fn write_batches(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Job>) {
         let mut results = results.into_iter();
         for (_, answer) in jobs.drain(..) {
             let r = match &committed {
-                Ok(()) => results.next().unwrap_or(Err(StoreError::Db(sqlx::Error::PoolClosed))),
-                Err(e) => Err(StoreError::Batch(format!("group commit failed: {e}"))),
+                Ok(()) => results.next().unwrap_or(Err(StoreError::Database("the database is closed".into()))),
+                Err(e) => Err(StoreError::Database(format!("group commit failed: {e}"))),
             };
             let _ = answer.send(r);
         }

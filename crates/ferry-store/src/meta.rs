@@ -1,5 +1,7 @@
 //! Upload records and known file digests in SQLite.
 
+use crate::{Metadata, TreeIndex, UploadStore};
+use async_trait::async_trait;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -248,13 +250,13 @@ pub struct TreeFileRecord {
 /// The metadata database (SQLite in WAL mode with `synchronous=FULL`, so a committed
 /// offset survives power loss as well as `kill -9`).
 #[derive(Debug, Clone)]
-pub struct MetaStore {
+pub struct SqliteMeta {
     pool: SqlitePool,
     /// The data path's writes, grouped into shared transactions.
     writes: crate::group_commit::Writes,
 }
 
-impl MetaStore {
+impl SqliteMeta {
     /// Opens (creating if needed) the database file and its schema.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
@@ -277,22 +279,24 @@ impl MetaStore {
         Ok(Self { pool, writes })
     }
 
-    /// Inserts a new upload in state `active` at offset 0.
-    pub async fn create_upload(&self, new: &NewUpload, now: i64) -> Result<(), StoreError> {
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl UploadStore for SqliteMeta {
+    async fn create_upload(&self, new: &NewUpload, now: i64) -> Result<(), StoreError> {
         self.writes.run(Write::Create { new: new.clone(), now }).await.map(drop)
     }
 
-    /// Reads one upload.
-    pub async fn get(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
+    async fn get(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
         let row =
             sqlx::query("SELECT * FROM uploads WHERE id = ?").bind(id.as_str()).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(UploadRecord::from_row).transpose()?)
     }
 
-    /// Advances the offset from `expected` to `new` (compare-and-set) and pushes the
-    /// expiry out. Returns false, changing nothing, when the stored offset is not
-    /// `expected` or the upload is no longer active.
-    pub async fn commit_offset(
+    async fn commit_offset(
         &self,
         id: &UploadId,
         expected: u64,
@@ -303,8 +307,7 @@ impl MetaStore {
         Ok(self.writes.run(write).await? == 1)
     }
 
-    /// Sets the length of a deferred-length upload; false if it was already set.
-    pub async fn set_length(&self, id: &UploadId, length: u64) -> Result<bool, StoreError> {
+    async fn set_length(&self, id: &UploadId, length: u64) -> Result<bool, StoreError> {
         let done = sqlx::query("UPDATE uploads SET length = ? WHERE id = ? AND length IS NULL")
             .bind(length as i64)
             .bind(id.as_str())
@@ -313,10 +316,7 @@ impl MetaStore {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Records an active upload at offset `expected` as complete, with its digest and (for
-    /// a file bound for the tree) its destination, not yet placed. Compare-and-set: false,
-    /// changing nothing, if the upload is not active at `expected`.
-    pub async fn complete(
+    async fn complete(
         &self,
         id: &UploadId,
         expected: u64,
@@ -330,14 +330,11 @@ impl MetaStore {
         Ok(self.writes.run(write).await? == 1)
     }
 
-    /// Records that a completed upload's file is in the tree.
-    pub async fn mark_placed(&self, id: &UploadId) -> Result<(), StoreError> {
+    async fn mark_placed(&self, id: &UploadId) -> Result<(), StoreError> {
         self.writes.run(Write::MarkPlaced { id: id.to_string() }).await.map(drop)
     }
 
-    /// Completed uploads bound for the tree whose placement was not recorded (a crash
-    /// between the completion commit and the rename).
-    pub async fn unplaced(&self) -> Result<Vec<UploadRecord>, StoreError> {
+    async fn unplaced(&self) -> Result<Vec<UploadRecord>, StoreError> {
         let rows =
             sqlx::query("SELECT * FROM uploads WHERE state = 'complete' AND placed = 0 AND tree_path IS NOT NULL")
                 .fetch_all(&self.pool)
@@ -345,16 +342,14 @@ impl MetaStore {
         Ok(rows.iter().map(UploadRecord::from_row).collect::<Result<_, _>>()?)
     }
 
-    /// Final uploads not yet assembled.
-    pub async fn active_finals(&self) -> Result<Vec<UploadRecord>, StoreError> {
+    async fn active_finals(&self) -> Result<Vec<UploadRecord>, StoreError> {
         let rows = sqlx::query("SELECT * FROM uploads WHERE state = 'active' AND concat LIKE 'final;%'")
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(UploadRecord::from_row).collect::<Result<_, _>>()?)
     }
 
-    /// Moves an upload to a final state (`expired`, `terminated`, `failed`) with a reason.
-    pub async fn finish(&self, id: &UploadId, state: UploadState, reason: Option<&str>) -> Result<(), StoreError> {
+    async fn finish(&self, id: &UploadId, state: UploadState, reason: Option<&str>) -> Result<(), StoreError> {
         sqlx::query("UPDATE uploads SET state = ?, reason = ? WHERE id = ?")
             .bind(state.as_str())
             .bind(reason)
@@ -364,8 +359,7 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Unfinished uploads, and completed partial uploads, whose expiry has passed.
-    pub async fn expired(&self, now: i64, limit: i64) -> Result<Vec<UploadId>, StoreError> {
+    async fn expired(&self, now: i64, limit: i64) -> Result<Vec<UploadId>, StoreError> {
         let rows = sqlx::query(
             "SELECT id FROM uploads WHERE expires_at IS NOT NULL AND expires_at < ? \
              AND (state = 'active' OR (state = 'complete' AND concat = 'partial')) LIMIT ?",
@@ -383,8 +377,7 @@ impl MetaStore {
             .map_err(Into::into)
     }
 
-    /// Final uploads still waiting for `partial` to finish.
-    pub async fn finals_waiting_on(&self, partial: &UploadId) -> Result<Vec<UploadRecord>, StoreError> {
+    async fn finals_waiting_on(&self, partial: &UploadId) -> Result<Vec<UploadRecord>, StoreError> {
         let rows = sqlx::query("SELECT * FROM uploads WHERE state = 'active' AND concat LIKE ?")
             .bind(format!("final;%{}%", partial.as_str()))
             .fetch_all(&self.pool)
@@ -392,8 +385,7 @@ impl MetaStore {
         Ok(rows.iter().map(UploadRecord::from_row).collect::<Result<_, _>>()?)
     }
 
-    /// A final upload, unfinished or finished, that already uses `partial`.
-    pub async fn final_using(&self, partial: &UploadId) -> Result<Option<UploadId>, StoreError> {
+    async fn final_using(&self, partial: &UploadId) -> Result<Option<UploadId>, StoreError> {
         let id: Option<String> = sqlx::query_scalar(
             "SELECT id FROM uploads WHERE state IN ('active', 'complete') AND concat LIKE ? LIMIT 1",
         )
@@ -403,36 +395,7 @@ impl MetaStore {
         Ok(id.and_then(|i| UploadId::parse(&i)))
     }
 
-    /// Remembers the digest of a file placed in the tree.
-    pub async fn record_tree_file(&self, path: &str, rec: &TreeFileRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO tree_files (path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?) \
-             ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256",
-        )
-        .bind(path)
-        .bind(rec.size as i64)
-        .bind(rec.mtime_ns)
-        .bind(&rec.sha256[..])
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// The recorded digest of a tree file, if its size and mtime still match.
-    pub async fn tree_file_digest(&self, path: &str, size: u64, mtime_ns: i64) -> Result<Option<[u8; 32]>, StoreError> {
-        let row = sqlx::query("SELECT sha256 FROM tree_files WHERE path = ? AND size = ? AND mtime_ns = ?")
-            .bind(path)
-            .bind(size as i64)
-            .bind(mtime_ns)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.and_then(|r| r.try_get::<Vec<u8>, _>("sha256").ok()).and_then(|v| v.try_into().ok()))
-    }
-
-    /// Lets final upload `host` hold the bytes of fresh partial uploads, each at its base
-    /// offset, so concatenation needs no copy. All or nothing: false (nothing changed) if
-    /// any part is no longer an empty, active, unhosted partial upload.
-    pub async fn adopt(&self, host: &UploadId, parts: &[(UploadId, u64)]) -> Result<bool, StoreError> {
+    async fn adopt(&self, host: &UploadId, parts: &[(UploadId, u64)]) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         for (id, base) in parts {
             let done = sqlx::query(
@@ -453,18 +416,42 @@ impl MetaStore {
         Ok(true)
     }
 
-    /// Whether partial uploads that still matter (active, or complete and not yet expired)
-    /// keep their bytes in `host`'s staging file.
-    pub async fn hosts_live_parts(&self, host: &UploadId) -> Result<bool, StoreError> {
+    async fn hosts_live_parts(&self, host: &UploadId) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT 1 FROM uploads WHERE host = ? AND state IN ('active', 'complete') LIMIT 1")
             .bind(host.as_str())
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.is_some())
     }
+}
 
-    /// Tree paths recorded with this digest and size (newest first).
-    pub async fn tree_paths_with_digest(&self, sha256: &[u8; 32], size: u64) -> Result<Vec<String>, StoreError> {
+#[async_trait]
+impl TreeIndex for SqliteMeta {
+    async fn record_tree_file(&self, path: &str, rec: &TreeFileRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tree_files (path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?) \
+             ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256",
+        )
+        .bind(path)
+        .bind(rec.size as i64)
+        .bind(rec.mtime_ns)
+        .bind(&rec.sha256[..])
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn tree_file_digest(&self, path: &str, size: u64, mtime_ns: i64) -> Result<Option<[u8; 32]>, StoreError> {
+        let row = sqlx::query("SELECT sha256 FROM tree_files WHERE path = ? AND size = ? AND mtime_ns = ?")
+            .bind(path)
+            .bind(size as i64)
+            .bind(mtime_ns)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(|r| r.try_get::<Vec<u8>, _>("sha256").ok()).and_then(|v| v.try_into().ok()))
+    }
+
+    async fn tree_paths_with_digest(&self, sha256: &[u8; 32], size: u64) -> Result<Vec<String>, StoreError> {
         let rows =
             sqlx::query("SELECT path FROM tree_files WHERE sha256 = ? AND size = ? ORDER BY mtime_ns DESC LIMIT 16")
                 .bind(&sha256[..])
@@ -473,13 +460,11 @@ impl MetaStore {
                 .await?;
         Ok(rows.iter().filter_map(|r| r.try_get::<String, _>("path").ok()).collect())
     }
+}
 
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    /// Closes the pool, flushing the WAL.
-    pub async fn close(&self) {
+#[async_trait]
+impl Metadata for SqliteMeta {
+    async fn close(&self) {
         self.pool.close().await;
     }
 }
@@ -487,11 +472,12 @@ impl MetaStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{TreeIndex, UploadStore};
 
     #[tokio::test]
     async fn offsets_are_compare_and_set_and_never_decrease() {
         let tmp = tempfile::tempdir().unwrap();
-        let db = MetaStore::open(&tmp.path().join("t.db")).await.unwrap();
+        let db = SqliteMeta::open(&tmp.path().join("t.db")).await.unwrap();
         let new = new_upload(10);
         let id = new.id.clone();
         db.create_upload(&new, 1).await.unwrap();
@@ -522,7 +508,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn grouped_writes_keep_each_answer() {
         let tmp = tempfile::tempdir().unwrap();
-        let db = MetaStore::open(&tmp.path().join("t.db")).await.unwrap();
+        let db = SqliteMeta::open(&tmp.path().join("t.db")).await.unwrap();
         let contested = new_upload(100);
         let others: Vec<NewUpload> = (0..300).map(|_| new_upload(100)).collect();
         let mut creates = tokio::task::JoinSet::new();
@@ -554,7 +540,7 @@ mod tests {
     #[tokio::test]
     async fn concat_and_tree_records_round_trip() {
         let tmp = tempfile::tempdir().unwrap();
-        let db = MetaStore::open(&tmp.path().join("t.db")).await.unwrap();
+        let db = SqliteMeta::open(&tmp.path().join("t.db")).await.unwrap();
         let (a, f) = (UploadId::random(), UploadId::random());
         let concat = ConcatKind::Final(vec![a.clone(), a.clone()]);
         db.create_upload(

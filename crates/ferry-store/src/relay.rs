@@ -4,9 +4,11 @@
 //! recipient acknowledged a verified copy), `declined` or `expired`; the bytes may go once
 //! every delivery of an item has ended.
 
+use crate::RelayStore;
+use async_trait::async_trait;
 use sqlx::Row;
 
-use crate::{MetaStore, StoreError, unix_now};
+use crate::{SqliteMeta, StoreError, unix_now};
 
 /// Where one recipient's copy stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,12 +104,9 @@ macro_rules! item_columns {
     };
 }
 
-impl MetaStore {
-    /// Completes relay upload `upload` (active at offset `expected`) and records its item
-    /// and deliveries, all in one transaction: either the file is an item for its
-    /// recipients, or it is still an unfinished upload. False (nothing changed) if the
-    /// upload was not active at `expected`.
-    pub async fn complete_relay(
+#[async_trait]
+impl RelayStore for SqliteMeta {
+    async fn complete_relay(
         &self,
         upload: &ferry_core::UploadId,
         expected: u64,
@@ -153,8 +152,7 @@ impl MetaStore {
         Ok(true)
     }
 
-    /// An item, if `user_id` is its sender or one of its recipients.
-    pub async fn relay_item_for(&self, id: &str, user_id: i64) -> Result<Option<RelayItem>, StoreError> {
+    async fn relay_item_for(&self, id: &str, user_id: i64) -> Result<Option<RelayItem>, StoreError> {
         let row = sqlx::query(concat!(
             "SELECT ",
             item_columns!(),
@@ -169,8 +167,7 @@ impl MetaStore {
         Ok(row.as_ref().map(item_from_row).transpose()?)
     }
 
-    /// Items waiting for `user_id` (not yet delivered, declined or expired), oldest first.
-    pub async fn relay_inbox(&self, user_id: i64) -> Result<Vec<(RelayItem, DeliveryState)>, StoreError> {
+    async fn relay_inbox(&self, user_id: i64) -> Result<Vec<(RelayItem, DeliveryState)>, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             item_columns!(),
@@ -187,8 +184,7 @@ impl MetaStore {
             .map_err(Into::into)
     }
 
-    /// Items `user_id` sent, newest first, with every recipient's delivery.
-    pub async fn relay_outbox(&self, user_id: i64) -> Result<Vec<(RelayItem, Vec<Delivery>)>, StoreError> {
+    async fn relay_outbox(&self, user_id: i64) -> Result<Vec<(RelayItem, Vec<Delivery>)>, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             item_columns!(),
@@ -207,8 +203,7 @@ impl MetaStore {
         Ok(out)
     }
 
-    /// The deliveries of an item.
-    pub async fn relay_deliveries(&self, item_id: &str) -> Result<Vec<Delivery>, StoreError> {
+    async fn relay_deliveries(&self, item_id: &str) -> Result<Vec<Delivery>, StoreError> {
         let rows = sqlx::query(
             "SELECT u.name, d.recipient_id, d.state, d.updated_at FROM relay_deliveries d JOIN users u ON u.id = d.recipient_id \
              WHERE d.item_id = ? ORDER BY u.name",
@@ -229,9 +224,7 @@ impl MetaStore {
             .map_err(Into::into)
     }
 
-    /// Moves `recipient_id`'s delivery of an item to `to`, only from a state that has not
-    /// ended. Returns whether it changed.
-    pub async fn set_delivery(&self, item_id: &str, recipient_id: i64, to: DeliveryState) -> Result<bool, StoreError> {
+    async fn set_delivery(&self, item_id: &str, recipient_id: i64, to: DeliveryState) -> Result<bool, StoreError> {
         let r = sqlx::query(
             "UPDATE relay_deliveries SET state = ?, updated_at = ? WHERE item_id = ? AND recipient_id = ? \
              AND state IN ('waiting', 'downloading') AND state != ?",
@@ -246,8 +239,7 @@ impl MetaStore {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Whether every delivery of an item has ended (so its bytes may go).
-    pub async fn relay_item_done(&self, item_id: &str) -> Result<bool, StoreError> {
+    async fn relay_item_done(&self, item_id: &str) -> Result<bool, StoreError> {
         let row = sqlx::query(
             "SELECT 1 FROM relay_deliveries WHERE item_id = ? AND state IN ('waiting', 'downloading') LIMIT 1",
         )
@@ -257,9 +249,7 @@ impl MetaStore {
         Ok(row.is_none())
     }
 
-    /// Items past their expiry that still have open deliveries; their open deliveries are
-    /// marked expired. Returns the item ids.
-    pub async fn expire_relay_items(&self, now: i64) -> Result<Vec<String>, StoreError> {
+    async fn expire_relay_items(&self, now: i64) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT DISTINCT i.id FROM relay_items i JOIN relay_deliveries d ON d.item_id = i.id \
              WHERE i.expires_at < ? AND d.state IN ('waiting', 'downloading')",
@@ -278,8 +268,7 @@ impl MetaStore {
         Ok(ids)
     }
 
-    /// The sender's name of an item.
-    pub async fn relay_sender(&self, item_id: &str) -> Result<Option<String>, StoreError> {
+    async fn relay_sender(&self, item_id: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT s.name FROM relay_items i JOIN users s ON s.id = i.sender_id WHERE i.id = ?")
             .bind(item_id)
             .fetch_optional(self.pool())

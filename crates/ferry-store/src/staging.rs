@@ -50,9 +50,9 @@ impl StagingArea {
         Ok(w)
     }
 
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// A fresh name in the staging directory for a temporary copy.
+    pub fn temp_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.copy", UploadId::random()))
     }
 
     /// The file of an upload.
@@ -106,11 +106,6 @@ impl StagingArea {
         f.set_len(len)?;
         f.sync_all()?;
         sync_dir(&self.dir)
-    }
-
-    /// Opens an upload's file for reading.
-    pub fn open_read(&self, id: &UploadId) -> io::Result<File> {
-        File::open(self.path_of(id))
     }
 
     /// Removes an upload's bytes (missing is fine).

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use ferry_core::TreePath;
 
 use crate::StoreError;
+use crate::blobs::{DirEntry, FileStat};
 use crate::staging::sync_dir;
 
 /// Prefix of ferry's temporary names inside the tree; hidden from listings, refused in
@@ -26,17 +27,11 @@ pub struct Tree {
     root: PathBuf,
 }
 
-/// One entry of a directory listing.
-#[derive(Debug, Clone)]
-pub struct DirEntry {
-    /// File or directory name.
-    pub name: String,
-    /// True for a directory.
-    pub is_dir: bool,
-    /// Size in bytes (0 for directories).
-    pub size: u64,
-    /// Modification time.
-    pub modified: SystemTime,
+/// What a file's metadata says, as the store reports it.
+pub(crate) fn stat_of(meta: &fs::Metadata) -> FileStat {
+    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let version = modified.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+    FileStat { is_dir: meta.is_dir(), size: if meta.is_dir() { 0 } else { meta.len() }, modified, version }
 }
 
 impl Tree {
@@ -45,11 +40,6 @@ impl Tree {
         let root = root.into();
         fs::create_dir_all(&root)?;
         Ok(Self { root: root.canonicalize()? })
-    }
-
-    /// The canonical root directory.
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// Resolves an existing path, refusing one that a symlink leads out of the tree.
@@ -103,13 +93,7 @@ impl Tree {
             if !real.starts_with(&self.root) {
                 continue;
             }
-            let meta = fs::metadata(&real)?;
-            out.push(DirEntry {
-                name,
-                is_dir: meta.is_dir(),
-                size: if meta.is_dir() { 0 } else { meta.len() },
-                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            });
+            out.push(DirEntry { name, stat: stat_of(&fs::metadata(&real)?) });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -214,11 +198,11 @@ mod tests {
         fs::create_dir(&outside).unwrap();
         fs::write(outside.join("secret"), b"s").unwrap();
         let tree = Tree::open(tmp.path().join("files")).unwrap();
-        std::os::unix::fs::symlink(&outside, tree.root().join("link")).unwrap();
+        std::os::unix::fs::symlink(&outside, tree.root.join("link")).unwrap();
         let p = TreePath::parse("link/secret").unwrap();
         assert!(matches!(tree.resolve(&p), Err(StoreError::Escapes(_))));
         assert!(matches!(tree.check_placeable(&TreePath::parse("link/new").unwrap()), Err(StoreError::Escapes(_))));
-        assert!(tree.list(tree.root()).unwrap().is_empty(), "escaping link is not listed");
+        assert!(tree.list(&tree.root).unwrap().is_empty(), "escaping link is not listed");
     }
 
     #[test]
@@ -226,9 +210,9 @@ mod tests {
         use std::os::unix::ffi::OsStrExt;
         let tmp = tempfile::tempdir().unwrap();
         let tree = Tree::open(tmp.path().join("files")).unwrap();
-        fs::write(tree.root().join(std::ffi::OsStr::from_bytes(b"bad\xff.bin")), b"x").unwrap();
-        fs::write(tree.root().join("good.bin"), b"x").unwrap();
-        let names: Vec<String> = tree.list(tree.root()).unwrap().into_iter().map(|e| e.name).collect();
+        fs::write(tree.root.join(std::ffi::OsStr::from_bytes(b"bad\xff.bin")), b"x").unwrap();
+        fs::write(tree.root.join("good.bin"), b"x").unwrap();
+        let names: Vec<String> = tree.list(&tree.root).unwrap().into_iter().map(|e| e.name).collect();
         assert_eq!(names, vec!["good.bin".to_owned()]);
     }
 
@@ -236,9 +220,9 @@ mod tests {
     fn the_real_path_follows_links_inside_the_tree() {
         let tmp = tempfile::tempdir().unwrap();
         let tree = Tree::open(tmp.path().join("files")).unwrap();
-        fs::create_dir_all(tree.root().join("~alice/docs")).unwrap();
-        fs::create_dir(tree.root().join("team")).unwrap();
-        std::os::unix::fs::symlink("../~alice", tree.root().join("team/shortcut")).unwrap();
+        fs::create_dir_all(tree.root.join("~alice/docs")).unwrap();
+        fs::create_dir(tree.root.join("team")).unwrap();
+        std::os::unix::fs::symlink("../~alice", tree.root.join("team/shortcut")).unwrap();
         let real = |p: &str| tree.real_tree_path(&TreePath::parse(p).unwrap()).unwrap().to_string();
         assert_eq!(real("team/shortcut/docs/new.txt"), "~alice/docs/new.txt");
         assert_eq!(real("team/plain/new.txt"), "team/plain/new.txt");
@@ -248,8 +232,8 @@ mod tests {
     fn conflicts_are_reported() {
         let tmp = tempfile::tempdir().unwrap();
         let tree = Tree::open(tmp.path().join("files")).unwrap();
-        fs::create_dir(tree.root().join("d")).unwrap();
-        fs::write(tree.root().join("f"), b"").unwrap();
+        fs::create_dir(tree.root.join("d")).unwrap();
+        fs::write(tree.root.join("f"), b"").unwrap();
         assert!(matches!(tree.check_placeable(&TreePath::parse("d").unwrap()), Err(StoreError::Conflict(_))));
         assert!(matches!(tree.check_placeable(&TreePath::parse("f/x").unwrap()), Err(StoreError::Conflict(_))));
         assert!(tree.check_placeable(&TreePath::parse("d/new/x").unwrap()).is_ok());

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use ferry_client::{ClientError, Credentials, Url, http_client};
-use ferry_store::MetaStore;
+use ferry_store::{AccountStore, Metadata, SqliteMeta};
 
 use crate::units::parse_size;
 
@@ -182,7 +182,7 @@ fn valid_name(name: &str) -> anyhow::Result<()> {
 pub async fn user(args: UserArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("cannot use data directory {}", args.data.display()))?;
-    let db = MetaStore::open(&args.data.join("ferry.db")).await.context("cannot open the server's database")?;
+    let db = SqliteMeta::open(&args.data.join("ferry.db")).await.context("cannot open the server's database")?;
     match args.command {
         UserCommand::Add { name, admin, quota, password_stdin } => {
             valid_name(&name)?;

@@ -1,6 +1,7 @@
 //! `ferry serve`: flags > `FERRY_*` environment > TOML config file > defaults, merged into
 //! one validated [`ServerConfig`].
 
+use ferry_store::{AccountStore, Metadata};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -252,7 +253,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// to log in, once.
 async fn bootstrap_admin(data: &std::path::Path, url: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
-    let db = ferry_store::MetaStore::open(&data.join("ferry.db")).await.context("cannot open the database")?;
+    let db = ferry_store::SqliteMeta::open(&data.join("ferry.db")).await.context("cannot open the database")?;
     if !db.has_users().await? {
         let password = ferry_server::auth::new_token().0.trim_start_matches("fy_").chars().take(20).collect::<String>();
         let hash = ferry_server::auth::hash_password(&password)?;

@@ -111,7 +111,7 @@ fn connections_cut_at_random_byte_counts_keep_exactly_what_arrived() {
 
 #[test]
 fn recovery_records_the_digest_of_a_file_renamed_just_before_a_crash() {
-    use ferry_store::{ConcatKind, MetaStore, NewUpload};
+    use ferry_store::{ConcatKind, Metadata, NewUpload, SqliteMeta, UploadStore};
     use sha2::Digest;
     // The state a crash leaves between the rename into the tree and the digest record:
     // the upload is complete but not marked placed, its staging file is gone, and the file
@@ -124,7 +124,7 @@ fn recovery_records_the_digest_of_a_file_renamed_just_before_a_crash() {
     std::fs::write(data_dir.join("files/found.txt"), content).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let meta = MetaStore::open(&data_dir.join("ferry.db")).await.unwrap();
+        let meta = SqliteMeta::open(&data_dir.join("ferry.db")).await.unwrap();
         let id = ferry_core::UploadId::random();
         let new = NewUpload {
             id: id.clone(),

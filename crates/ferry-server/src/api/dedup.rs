@@ -16,10 +16,8 @@
 //! bound to the caller and expire after five minutes.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -27,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use ferry_core::digest::{parse_sha256_text, possession_proof, to_hex};
 use ferry_core::{TreePath, UploadId};
-use ferry_store::TreeFileRecord;
+use ferry_store::{StoreError, TreeFileRecord};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -166,11 +164,10 @@ pub(super) async fn begin(
 }
 
 /// Whether `path` (as recorded) is still a regular file with this digest.
-async fn is_current(state: &AppState, path: &str, real: &std::path::Path, sha: &[u8; 32]) -> Result<bool, ApiError> {
-    let Ok(meta) = std::fs::metadata(real) else { return Ok(false) };
-    let mtime_ns =
-        meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos() as i64);
-    Ok(meta.is_file() && state.meta.tree_file_digest(path, meta.len(), mtime_ns).await?.as_ref() == Some(sha))
+async fn is_current(state: &AppState, path: &TreePath, sha: &[u8; 32]) -> Result<bool, ApiError> {
+    let Ok(Some(stat)) = state.blobs.stat(path).await else { return Ok(false) };
+    Ok(!stat.is_dir
+        && state.meta.tree_file_digest(&path.to_string(), stat.size, stat.version).await?.as_ref() == Some(sha))
 }
 
 /// A current copy of this content in the tree that the caller may reuse (see the module
@@ -179,14 +176,8 @@ async fn find_copy(state: &AppState, who: &Identity, sha: &[u8; 32], size: u64) 
     let anyone = state.config.dedup == DedupMode::Global && size >= state.config.dedup_min_size;
     for path in state.meta.tree_paths_with_digest(sha, size).await?.into_iter().take(MAX_CANDIDATES) {
         let Ok(tree_path) = TreePath::parse(&path) else { continue };
-        let tree = state.tree.clone();
-        let p = tree_path.clone();
-        let Ok(Ok((real, real_tree))) =
-            tokio::task::spawn_blocking(move || Ok::<_, ApiError>((tree.resolve(&p)?, tree.real_tree_path(&p)?))).await
-        else {
-            continue;
-        };
-        if (anyone || who.may_read(&real_tree)) && is_current(state, &path, &real, sha).await? {
+        let Ok(real_tree) = state.blobs.real_tree_path(&tree_path).await else { continue };
+        if (anyone || who.may_read(&real_tree)) && is_current(state, &tree_path, sha).await? {
             return Ok(Some(tree_path));
         }
     }
@@ -210,21 +201,17 @@ pub(super) async fn prove(
     if req.proofs.len() != c.ranges.len() {
         return Err(ApiError::bad(format!("expected {} proofs, got {}", c.ranges.len(), req.proofs.len())));
     }
-    let source = state.tree.resolve(&c.source)?;
-    if !is_current(&state, &c.source.to_string(), &source, &c.sha256).await? {
+    // The ranges are read from the version whose digest is checked.
+    let (source, stat) = state.blobs.open(&c.source).await.map_err(|_| ApiError::NotFound(NO_COPY.into()))?;
+    let digest = state.meta.tree_file_digest(&c.source.to_string(), stat.size, stat.version).await?;
+    if stat.is_dir || digest != Some(c.sha256) {
         return Err(ApiError::NotFound(NO_COPY.into()));
     }
-    let (ranges, nonce, src) = (c.ranges.clone(), c.nonce, source.clone());
-    let expected = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<String>> {
-        let f = File::open(src)?;
-        let mut buf = Vec::new();
+    let (ranges, nonce) = (c.ranges.clone(), c.nonce);
+    let expected = tokio::task::spawn_blocking(move || -> Result<Vec<String>, StoreError> {
         ranges
             .iter()
-            .map(|&(offset, len)| {
-                buf.resize(len as usize, 0);
-                f.read_exact_at(&mut buf, offset)?;
-                Ok(possession_proof(&nonce, offset, &buf))
-            })
+            .map(|&(offset, len)| Ok(possession_proof(&nonce, offset, &source.read_vec(offset, len as usize)?)))
             .collect()
     })
     .await??;
@@ -237,30 +224,10 @@ pub(super) async fn prove(
     }
     // The quota holds at proof time too: the copy's bytes are reserved until recorded.
     let _held = quota::admit(&state, &who, Claim { adds: c.size, ..Claim::default() }).await?.reserve(c.size);
-    // Copy the server's file next to staging, make it durable, then place it atomically.
-    let tmp = state.staging.dir().join(format!("{}.dedup", UploadId::random()));
-    let tmp2 = tmp.clone();
-    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        std::fs::copy(&source, &tmp2)?;
-        File::open(&tmp2)?.sync_all()
-    })
-    .await??;
-    let tree = state.tree.clone();
-    let dest = c.dest.clone();
-    let placed = tokio::task::spawn_blocking(move || {
-        let r = tree.place(&tmp, &dest);
-        if r.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        r
-    })
-    .await??;
-    let meta = std::fs::metadata(&placed)?;
-    let mtime_ns = meta.modified()?.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
-    state
-        .meta
-        .record_tree_file(&c.dest.to_string(), &TreeFileRecord { size: c.size, mtime_ns, sha256: c.sha256 })
-        .await?;
+    // A durable copy of the server's file, published atomically.
+    let placed = state.blobs.publish_copy(&c.source, &c.dest).await?;
+    let rec = TreeFileRecord { size: placed.size, mtime_ns: placed.version, sha256: c.sha256 };
+    state.meta.record_tree_file(&c.dest.to_string(), &rec).await?;
     tracing::info!(path = %c.dest, bytes = c.size, "placed by dedup");
     let body = Placed { path: c.dest.to_string(), size: c.size, sha256: to_hex(&c.sha256) };
     Ok((StatusCode::CREATED, Json(body)).into_response())

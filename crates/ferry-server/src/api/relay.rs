@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use ferry_core::UploadId;
 use ferry_core::digest::{parse_sha256_text, to_hex};
-use ferry_store::{DeliveryState, RelayItem};
+use ferry_store::{DeliveryState, FileStat, RelayItem};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -107,7 +107,7 @@ pub(crate) async fn release_if_done(state: &AppState, item_id: &str) -> Result<(
     if state.meta.relay_item_done(item_id).await?
         && let Some(id) = UploadId::parse(item_id)
     {
-        state.staging.remove(&id)?;
+        state.blobs.remove(&id).await?;
         tracing::info!(item = item_id, "relay item finished; bytes deleted");
     }
     Ok(())
@@ -124,12 +124,15 @@ pub(super) async fn content(
     let me = user(&who)?;
     let item = load(&state, &id, me).await?;
     let upload = UploadId::parse(&item.id).ok_or_else(|| ApiError::NotFound("no such item".into()))?;
-    let path = state.staging.path_of(&upload);
-    let meta = std::fs::metadata(&path).map_err(|_| ApiError::Gone("this item's bytes are gone".into()))?;
+    let blob =
+        state.blobs.reader(&upload, None).await.map_err(|_| ApiError::Gone("this item's bytes are gone".into()))?;
+    // The bytes never change once the item exists: its creation is their version.
+    let created = std::time::UNIX_EPOCH + std::time::Duration::from_secs(item.created_at.max(0) as u64);
+    let stat = FileStat { is_dir: false, size: item.size, modified: created, version: item.created_at };
     if method == Method::GET && state.meta.set_delivery(&item.id, me, DeliveryState::Downloading).await? {
         notify_sender(&state, &item, &who_name(&who), DeliveryState::Downloading).await;
     }
-    let resp = crate::files::send_file(&state, &path, &meta, &item.name, Some(item.sha256), &method, &headers)?;
+    let resp = crate::files::send_file(&state, blob, &stat, &item.name, Some(item.sha256), &method, &headers)?;
     if method != Method::GET || resp.status() != StatusCode::OK && resp.status() != StatusCode::PARTIAL_CONTENT {
         return Ok(resp);
     }

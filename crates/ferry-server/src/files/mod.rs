@@ -8,9 +8,6 @@
 mod body;
 pub mod conditional;
 
-use std::fs::File;
-use std::io;
-use std::path::Path as FsPath;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
@@ -23,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ferry_core::digest::{format_repr_digest, to_hex};
 use ferry_core::{RangeRequest, TreePath};
-use ferry_store::StoreError;
+use ferry_store::{BlobRead, FileStat, StoreError};
 use serde::Serialize;
 
 use self::conditional::{Precondition, Validators, evaluate, if_range_allows};
@@ -66,44 +63,38 @@ async fn serve(
         return Err(ApiError::Forbidden(format!("you may not read /{tree_path}")));
     }
     let not_found = || ApiError::NotFound(format!("no such file: /{tree_path}"));
-    let real = match state.tree.resolve(&tree_path) {
-        Ok(p) => p,
-        Err(StoreError::Io(e)) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
-            return Err(not_found());
-        }
-        Err(StoreError::Escapes(_)) => return Err(not_found()),
-        Err(e) => return Err(e.into()),
+    let missing = |e: StoreError| match e {
+        StoreError::NotFound(_) | StoreError::Escapes(_) => not_found(),
+        e => e.into(),
     };
+    let stat = state.blobs.stat(&tree_path).await.map_err(missing)?.ok_or_else(not_found)?;
     // Decide on where the path really leads: a link must not open another user's folder.
-    match state.tree.real_tree_path(&tree_path) {
+    match state.blobs.real_tree_path(&tree_path).await {
         Ok(p) if who.may_read(&p) => {}
         Ok(_) => return Err(ApiError::Forbidden(format!("you may not read /{tree_path}"))),
         Err(_) => return Err(not_found()),
     }
-    let meta = std::fs::metadata(&real)?;
-    if meta.is_dir() {
-        return listing(state, who, &tree_path, &real).await;
+    if stat.is_dir {
+        return listing(state, who, &tree_path).await;
     }
-    let modified = meta.modified()?;
-    let mtime_ns = modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
-    let sha = state.meta.tree_file_digest(&tree_path.to_string(), meta.len(), mtime_ns).await?;
-    send_file(state, &real, &meta, tree_path.file_name().unwrap_or("download"), sha, method, headers)
+    let (blob, stat) = state.blobs.open(&tree_path).await.map_err(missing)?;
+    let sha = state.meta.tree_file_digest(&tree_path.to_string(), stat.size, stat.version).await?;
+    send_file(state, blob, &stat, tree_path.file_name().unwrap_or("download"), sha, method, headers)
 }
 
-/// Answers GET/HEAD for one file on disk: validators, conditionals, ranges, `Repr-Digest`
-/// when the SHA-256 is known.
+/// Answers GET/HEAD for one stored file (`stat` describes the version `file` reads):
+/// validators, conditionals, ranges, `Repr-Digest` when the SHA-256 is known.
 pub(crate) fn send_file(
     state: &AppState,
-    real: &FsPath,
-    meta: &std::fs::Metadata,
+    file: Arc<dyn BlobRead>,
+    stat: &FileStat,
     name: &str,
     sha: Option<[u8; 32]>,
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let size = meta.len();
-    let modified = meta.modified()?;
-    let v = Validators::new(size, modified, sha.as_ref());
+    let size = stat.size;
+    let v = Validators::new(size, stat.modified, sha.as_ref());
 
     let mut h = HeaderMap::new();
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -124,7 +115,6 @@ pub(crate) fn send_file(
         _ => RangeRequest::Full,
     };
     let head_only = method == Method::HEAD;
-    let file = Arc::new(File::open(real)?);
     match ranges {
         RangeRequest::Unsatisfiable => Err(ApiError::RangeNotSatisfiable(size)),
         RangeRequest::Full => {
@@ -197,34 +187,26 @@ struct ListingEntry {
     sha256: Option<String>,
 }
 
-async fn listing(state: &AppState, who: &Identity, dir: &TreePath, real: &FsPath) -> Result<Response, ApiError> {
-    let tree = state.tree.clone();
-    let real = real.to_path_buf();
-    let entries = tokio::task::spawn_blocking(move || tree.list(&real)).await??;
+async fn listing(state: &AppState, who: &Identity, dir: &TreePath) -> Result<Response, ApiError> {
+    let entries = state.blobs.list(dir).await?;
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
-        let readable = TreePath::parse(&e.name).is_ok_and(|c| {
-            let p = dir.join(&c);
-            who.may_read(&p) && state.tree.real_tree_path(&p).is_ok_and(|r| who.may_read(&r))
-        });
+        let Ok(child) = TreePath::parse(&e.name).map(|c| dir.join(&c)) else { continue };
+        let readable = who.may_read(&child) && state.blobs.real_tree_path(&child).await.is_ok_and(|r| who.may_read(&r));
         if !readable {
             continue; // another user's home, or a folder not shared with this one
         }
-        let mtime_ns = e.modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
-        let sha256 = if e.is_dir {
+        let sha256 = if e.stat.is_dir {
             None
         } else {
-            let child = TreePath::parse(&e.name).map(|c| dir.join(&c)).ok();
-            match child {
-                Some(c) => state.meta.tree_file_digest(&c.to_string(), e.size, mtime_ns).await?.map(|d| to_hex(&d)),
-                None => None,
-            }
+            state.meta.tree_file_digest(&child.to_string(), e.stat.size, e.stat.version).await?.map(|d| to_hex(&d))
         };
+        let mtime = e.stat.modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         out.push(ListingEntry {
             name: e.name,
-            kind: if e.is_dir { "dir" } else { "file" },
-            size: e.size,
-            mtime: (mtime_ns / 1_000_000_000) as u64,
+            kind: if e.stat.is_dir { "dir" } else { "file" },
+            size: e.stat.size,
+            mtime,
             sha256,
         });
     }

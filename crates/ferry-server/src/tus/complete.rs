@@ -5,11 +5,9 @@
 //! tree, then `placed = 1`. A crash between the two steps is finished by recovery at the
 //! next start; a crash before the first leaves the upload resumable at its old offset.
 
-use std::time::UNIX_EPOCH;
-
 use ferry_core::digest::{parse_sha256_text, to_hex};
 use ferry_core::{TreePath, UploadId, UploadMetadata};
-use ferry_store::{ConcatKind, TreeFileRecord, UploadRecord, UploadState};
+use ferry_store::{ConcatKind, FileStat, TreeFileRecord, UploadRecord, UploadState};
 
 use super::{concat, next_expiry};
 use crate::locks::UploadGuard;
@@ -29,12 +27,8 @@ pub(crate) async fn authorise_destination(
     if !who.may_write(dest) {
         return Err(ApiError::Forbidden(format!("you may not write to /{}", dest.parent())));
     }
-    let (tree, check) = (state.tree.clone(), dest.clone());
-    let real = tokio::task::spawn_blocking(move || {
-        tree.check_placeable(&check)?;
-        tree.real_tree_path(&check)
-    })
-    .await??;
+    state.blobs.check_placeable(dest).await?;
+    let real = state.blobs.real_tree_path(dest).await?;
     if !who.may_write(&real) {
         return Err(ApiError::Forbidden(format!("you may not write to /{} (a link leads there)", real.parent())));
     }
@@ -160,7 +154,7 @@ pub(crate) async fn place_if_pending(state: &AppState, rec: &UploadRecord) -> Re
     let (Some(path), Some(sha), UploadState::Complete) = (rec.tree_path.as_deref(), rec.sha256, rec.state) else {
         return Ok(());
     };
-    if rec.relay_to.is_some() || !state.staging.path_of(&rec.id).exists() {
+    if rec.relay_to.is_some() || !state.blobs.exists(&rec.id).await? {
         return Ok(());
     }
     let dest = TreePath::parse(path).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -205,33 +199,28 @@ async fn finish_relay(
     Ok(())
 }
 
-/// Renames the staging file of `id` to `dest` and records its digest. Idempotent enough
-/// for recovery: the caller only calls it while the staging file exists.
+/// Publishes the bytes of `id` at `dest` and records its digest. Idempotent enough for
+/// recovery: the caller only calls it while the upload's blob exists.
 pub(crate) async fn place(state: &AppState, id: &UploadId, dest: &TreePath, sha: &[u8; 32]) -> Result<(), ApiError> {
-    let src = state.staging.path_of(id);
-    let tree = state.tree.clone();
-    let dest_owned = dest.clone();
-    let placed = tokio::task::spawn_blocking(move || tree.place(&src, &dest_owned)).await??;
-    let bytes = record_placed(state, id, dest, &placed, sha).await?;
-    tracing::info!(upload = %id, path = %dest, bytes, sha256 = %to_hex(sha), "upload complete");
+    let placed = state.blobs.publish(id, dest).await?;
+    record_placed(state, id, dest, &placed, sha).await?;
+    tracing::info!(upload = %id, path = %dest, bytes = placed.size, sha256 = %to_hex(sha), "upload complete");
     Ok(())
 }
 
-/// Records the digest of an upload's file now at `placed` in the tree, and the upload as
-/// placed. Returns the file's size.
+/// Records the digest of an upload's file now in the tree at `dest` (as `placed`
+/// describes it), and the upload as placed.
 pub(crate) async fn record_placed(
     state: &AppState,
     id: &UploadId,
     dest: &TreePath,
-    placed: &std::path::Path,
+    placed: &FileStat,
     sha: &[u8; 32],
-) -> Result<u64, ApiError> {
-    let meta = std::fs::metadata(placed)?;
-    let mtime_ns = meta.modified()?.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
-    let rec = TreeFileRecord { size: meta.len(), mtime_ns, sha256: *sha };
+) -> Result<(), ApiError> {
+    let rec = TreeFileRecord { size: placed.size, mtime_ns: placed.version, sha256: *sha };
     state.meta.record_tree_file(&dest.to_string(), &rec).await?;
     state.meta.mark_placed(id).await?;
-    Ok(meta.len())
+    Ok(())
 }
 
 /// Marks an upload failed and frees its bytes.
@@ -247,7 +236,7 @@ pub(crate) async fn fail(state: &AppState, id: &UploadId, reason: &str) -> Resul
 /// bytes in it; a partial upload's end may be what lets its dead host's file go.
 pub(crate) async fn release_bytes(state: &AppState, id: &UploadId) -> Result<(), ApiError> {
     if !state.meta.hosts_live_parts(id).await? {
-        state.staging.remove(id)?;
+        state.blobs.remove(id).await?;
     }
     if let Some(rec) = state.meta.get(id).await?
         && let Some((host, _)) = &rec.host
@@ -255,7 +244,7 @@ pub(crate) async fn release_bytes(state: &AppState, id: &UploadId) -> Result<(),
         && !matches!(h.state, UploadState::Active | UploadState::Complete)
         && !state.meta.hosts_live_parts(host).await?
     {
-        state.staging.remove(host)?;
+        state.blobs.remove(host).await?;
     }
     Ok(())
 }

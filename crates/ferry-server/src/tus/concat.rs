@@ -1,14 +1,12 @@
 //! Concatenation: a final upload assembled from its partial uploads.
 //!
-//! The final's bytes are written to its own staging file by one sequential copy that also
-//! computes the SHA-256, then completed like any named upload. Partial uploads stay (until
+//! The final's bytes are its parts' bytes in place when the store hosts parts (one pass to
+//! hash them), or else one sequential copy into its own blob that also computes the
+//! SHA-256; then it is completed like any named upload. Partial uploads stay (until
 //! they expire) so a client that retries the final POST still finds them.
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
-
 use ferry_core::UploadId;
-use ferry_store::{ConcatKind, UploadRecord, UploadState};
+use ferry_store::{ConcatKind, StoreError, UploadRecord, UploadState};
 use sha2::{Digest, Sha256};
 
 use super::{LOCK_WAIT, complete};
@@ -50,6 +48,9 @@ pub(crate) async fn load_parts(
 /// assembly needs no copy. Takes each part's lock (ending any in-flight PATCH, which then
 /// commits, making that part ineligible). Returns whether the parts were adopted.
 pub(crate) async fn adopt_parts(state: &AppState, final_id: &UploadId, ids: &[UploadId]) -> Result<bool, ApiError> {
+    if !state.blobs.hosts_parts() {
+        return Ok(false);
+    }
     let mut seen = std::collections::HashSet::new();
     if !ids.iter().all(|i| seen.insert(i.clone())) {
         return Ok(false); // a part listed twice cannot live in two places
@@ -71,13 +72,13 @@ pub(crate) async fn adopt_parts(state: &AppState, final_id: &UploadId, ids: &[Up
             (p.id.clone(), here)
         })
         .collect();
-    state.staging.create_host(final_id, base)?;
+    state.blobs.create_host(final_id, base).await?;
     if !state.meta.adopt(final_id, &plan).await? {
-        state.staging.remove(final_id)?;
+        state.blobs.remove(final_id).await?;
         return Ok(false);
     }
     for (id, _) in &plan {
-        state.staging.remove(id)?;
+        state.blobs.remove(id).await?;
     }
     drop(guards);
     Ok(true)
@@ -115,47 +116,46 @@ pub(crate) async fn try_assemble(state: &AppState, id: &UploadId) -> Result<bool
         expected_base += p.length.unwrap_or(0);
         ok
     });
-    let sources: Vec<_> = parts
-        .iter()
-        .map(|p| {
-            let (path, base) = state.staging.locate(&p.id, p.host.as_ref());
-            (path, base, p.length.unwrap_or(0))
+    let sha = if in_place {
+        let reader = state.blobs.reader(id, None).await?;
+        blocking(move || {
+            let mut sha = Sha256::new();
+            reader.scan(0, length, &mut |b| sha.update(b))?;
+            Ok(sha.finalize().into())
         })
-        .collect();
-    let staging = state.staging.clone();
-    let target = id.clone();
-    let sha = tokio::task::spawn_blocking(move || -> io::Result<[u8; 32]> {
-        let mut sha = Sha256::new();
-        let mut buf = vec![0u8; 4 << 20];
-        if in_place {
-            let mut f = File::open(staging.path_of(&target))?.take(length);
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                sha.update(&buf[..n]);
-            }
-            return Ok(sha.finalize().into());
+        .await?
+    } else {
+        let mut sources = Vec::with_capacity(parts.len());
+        for p in &parts {
+            sources.push((state.blobs.reader(&p.id, p.host.as_ref()).await?, p.length.unwrap_or(0)));
         }
-        let mut out = staging.open_at(&target, 0)?;
-        for (src, base, len) in sources {
-            let mut f = File::open(src)?;
-            f.seek(SeekFrom::Start(base))?;
-            let mut f = f.take(len);
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
+        let mut out = state.blobs.writer(id, None, 0).await?;
+        blocking(move || {
+            let mut sha = Sha256::new();
+            for (src, len) in sources {
+                let mut failed = None;
+                src.scan(0, len, &mut |b| {
+                    if failed.is_none() {
+                        failed = out.write(b).err();
+                        sha.update(b);
+                    }
+                })?;
+                if let Some(e) = failed {
+                    return Err(e);
                 }
-                out.write_all(&buf[..n])?;
-                sha.update(&buf[..n]);
             }
-        }
-        out.sync_data()?;
-        Ok(sha.finalize().into())
-    })
-    .await??;
+            out.sync()?;
+            Ok(sha.finalize().into())
+        })
+        .await?
+    };
     complete::finish_named(state, &rec, 0, length, sha).await?;
     Ok(true)
+}
+
+/// Runs store reads and writes on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    Ok(tokio::task::spawn_blocking(f).await??)
 }

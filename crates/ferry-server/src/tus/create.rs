@@ -168,11 +168,7 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
         relay_to,
     };
     if !is_final {
-        // Off the async threads, and few at once: creations in one directory serialise on
-        // its lock in the kernel, and a crowd of threads only spins on it.
-        let _turn = CREATING.acquire().await.map_err(|_| ApiError::Internal("creation gate closed".into()))?;
-        let (staging, id, durable) = (state.staging.clone(), id.clone(), length == Some(0));
-        tokio::task::spawn_blocking(move || staging.create(&id, durable)).await??;
+        state.blobs.create(&id, length == Some(0)).await?;
     }
     state.meta.create_upload(&new, unix_now()).await?;
     drop(admitted);
@@ -217,9 +213,6 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
 }
 
 use sha2::Digest as _;
-
-/// Staging files being created at once.
-static CREATING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// `Location` of a new upload: relative, or absolute from `X-Forwarded-*` only when the
 /// server is configured to sit behind a proxy.

@@ -6,8 +6,6 @@
 //! except a checksummed body, which is verified or discarded whole; a write or sync error
 //! discards everything unacknowledged (a failed sync is never retried and trusted).
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -15,7 +13,7 @@ use axum::http::HeaderMap;
 use bytes::Bytes;
 use ferry_core::digest::{parse_repr_digest_sha256, to_hex};
 use ferry_core::{ChecksumAlgorithm, Checksummer, UploadChecksum};
-use ferry_store::UploadRecord;
+use ferry_store::{StoreError, UploadRecord};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 
@@ -112,8 +110,8 @@ enum Stop {
     Shutdown,
     /// More bytes than the upload can take.
     Overflow(u64),
-    /// The disk refused the bytes.
-    Io(io::Error),
+    /// The storage refused the bytes.
+    Io(StoreError),
     /// The commit failed or found the upload changed.
     Api(ApiError),
 }
@@ -136,7 +134,7 @@ impl Stop {
 }
 
 /// A write or sync failure as the client sees it: 507 for a full disk, else 500.
-fn io_failure(e: io::Error) -> ApiError {
+fn io_failure(e: StoreError) -> ApiError {
     match ApiError::from(e) {
         ApiError::InsufficientStorage => ApiError::InsufficientStorage,
         other => ApiError::Internal(format!(
@@ -161,24 +159,14 @@ pub(crate) async fn hasher_at(
     {
         return Ok(h.clone());
     }
-    let (path, base) = state.staging.locate(&rec.id, rec.host.as_ref());
     let offset = rec.offset;
     if offset == 0 {
         return Ok(Sha256::new());
     }
-    let sha = blocking(move || -> io::Result<Sha256> {
-        let mut f = File::open(path)?;
-        f.seek(SeekFrom::Start(base))?;
-        let mut f = f.take(offset);
+    let reader = state.blobs.reader(&rec.id, rec.host.as_ref()).await?;
+    let sha = blocking(move || -> Result<Sha256, StoreError> {
         let mut sha = Sha256::new();
-        let mut buf = vec![0u8; offset.min(1 << 20) as usize];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            sha.update(&buf[..n]);
-        }
+        reader.scan(0, offset, &mut |b| sha.update(b))?;
         Ok(sha)
     })
     .await??;
@@ -231,11 +219,9 @@ pub(crate) async fn receive(
         None => Verify::Nothing,
     };
     let sha = Box::pin(hasher_at(state, guard, rec)).await?;
-    let staging = state.staging.clone();
-    let (id, host, start) = (rec.id.clone(), rec.host.clone(), rec.offset);
-    let writer = match blocking(move || staging.writer(&id, host.as_ref(), start)).await? {
+    let writer = match state.blobs.writer(&rec.id, rec.host.as_ref(), rec.offset).await {
         Ok(w) => w,
-        Err(e) if e.kind() == io::ErrorKind::NotFound && rec.host.is_some() => {
+        Err(StoreError::NotFound(_)) if rec.host.is_some() => {
             return Err(ApiError::Gone("the final upload holding this part's bytes is gone".into()));
         }
         Err(e) => return Err(io_failure(e)),
@@ -286,7 +272,9 @@ pub(crate) async fn receive(
     }
     // The last byte arrived: make it durable, check a declared digest, complete.
     let (acked, digest): (u64, [u8; 32]) = match Box::pin(pipe.sync()).await {
-        Ok((_, sha)) => (pipe.ready().await.map(|s| s.writer.acknowledged()).unwrap_or(start), sha.finalize().into()),
+        Ok((_, sha)) => {
+            (pipe.ready().await.map(|s| s.writer.acknowledged()).unwrap_or(rec.offset), sha.finalize().into())
+        }
         Err(e) => {
             Box::pin(discard(pipe)).await;
             return Err(io_failure(e));
@@ -423,22 +411,13 @@ async fn check_request(
     let actual = match streamed {
         Some(v) => v,
         None => {
-            // Re-read the request's bytes from the page cache with the trailer's algorithm.
-            let (path, base) = state.staging.locate(&rec.id, rec.host.as_ref());
+            // Re-read the request's bytes (from the page cache) with the trailer's algorithm.
+            let reader = state.blobs.reader(&rec.id, rec.host.as_ref()).await.map_err(io_failure)?;
             let alg = expected.algorithm;
-            blocking(move || -> io::Result<Vec<u8>> {
-                let mut f = File::open(path)?;
-                f.seek(SeekFrom::Start(base + acked))?;
-                let mut f = f.take(written - acked);
+            blocking(move || -> Result<Vec<u8>, StoreError> {
                 let mut c = Checksummer::new(alg);
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let n = f.read(&mut buf)?;
-                    if n == 0 {
-                        break Ok(c.finish());
-                    }
-                    c.update(&buf[..n]);
-                }
+                reader.scan(acked, written - acked, &mut |b| c.update(b))?;
+                Ok(c.finish())
             })
             .await?
             .map_err(io_failure)?

@@ -1,4 +1,4 @@
-//! Where a request body's bytes go: the upload's [`StagingWriter`] plus the running hashes,
+//! Where a request body's bytes go: the upload's [`BlobWriter`] plus the running hashes,
 //! driven from the async side without blocking it.
 //!
 //! [`Pipeline`] overlaps three things: the network delivers the next batch while the
@@ -14,11 +14,9 @@
 //! it back when the writer closes its file, so staging files can never use up the
 //! descriptors the connections need.
 
-use std::io;
-
 use bytes::Bytes;
 use ferry_core::Checksummer;
-use ferry_store::StagingWriter;
+use ferry_store::{BlobWriter, StoreError};
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -33,7 +31,7 @@ const DIRTY_LIMIT: u64 = 256 << 20;
 /// The writer and the hashes fed in the same pass.
 #[derive(Debug)]
 pub(super) struct Sink {
-    pub writer: StagingWriter,
+    pub writer: Box<dyn BlobWriter>,
     /// SHA-256 of the upload from byte 0 to `writer.written()`.
     pub sha: Sha256,
     /// The request's own checksum (header or trailer), when it has one.
@@ -41,7 +39,7 @@ pub(super) struct Sink {
 }
 
 impl Sink {
-    fn push(&mut self, batch: &[Bytes]) -> io::Result<()> {
+    fn push(&mut self, batch: &[Bytes]) -> Result<(), StoreError> {
         for buf in batch {
             self.writer.write(buf)?;
             self.sha.update(buf);
@@ -55,7 +53,7 @@ impl Sink {
 
 enum Slot {
     Ready(Box<Sink>),
-    Busy(JoinHandle<(Box<Sink>, io::Result<()>)>),
+    Busy(JoinHandle<(Box<Sink>, Result<(), StoreError>)>),
     /// A blocking task panicked with the sink.
     Lost,
 }
@@ -67,15 +65,15 @@ pub(super) struct Pipeline {
     gate: std::sync::Arc<Semaphore>,
     /// Held while the writer has a file open.
     permit: Option<OwnedSemaphorePermit>,
-    flush: Option<(Sha256, JoinHandle<io::Result<u64>>)>,
+    flush: Option<(Sha256, JoinHandle<Result<u64, StoreError>>)>,
     last_flush_at: u64,
     last_flush_started: std::time::Instant,
     /// The newest durable offset and the SHA-256 state there.
     durable: Option<(u64, Sha256)>,
 }
 
-fn lost() -> io::Error {
-    io::Error::other("a staging write task failed")
+fn lost() -> StoreError {
+    StoreError::Storage("a staging write task failed".into())
 }
 
 impl Pipeline {
@@ -93,7 +91,7 @@ impl Pipeline {
     }
 
     /// The sink, once the batch being written (if any) is done; its error is returned.
-    pub async fn ready(&mut self) -> io::Result<&mut Sink> {
+    pub async fn ready(&mut self) -> Result<&mut Sink, StoreError> {
         if let Slot::Busy(task) = &mut self.slot {
             let (sink, r) = task.await.map_err(|_| lost())?;
             self.slot = Slot::Ready(sink);
@@ -108,8 +106,8 @@ impl Pipeline {
     /// Runs `f` on the sink on a blocking thread and waits for it.
     pub async fn run<T: Send + 'static>(
         &mut self,
-        f: impl FnOnce(&mut Sink) -> io::Result<T> + Send + 'static,
-    ) -> io::Result<T> {
+        f: impl FnOnce(&mut Sink) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         self.ready().await?;
         let Slot::Ready(mut sink) = std::mem::replace(&mut self.slot, Slot::Lost) else { return Err(lost()) };
         let (sink, r) = tokio::task::spawn_blocking(move || {
@@ -124,7 +122,7 @@ impl Pipeline {
 
     /// Hands `batch` to a blocking thread and returns at once (after the previous batch is
     /// written, finished flushes are collected, and the disk has caught up enough).
-    pub async fn push(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+    pub async fn push(&mut self, batch: Vec<Bytes>) -> Result<(), StoreError> {
         self.ready().await?;
         self.collect_flush(false).await?;
         let (written, durable) = {
@@ -149,7 +147,7 @@ impl Pipeline {
 
     /// Writes a slow stream's small batch and starts its flush at once, so the descriptor
     /// (and its permit) goes back as soon as the bytes are durable, not at the next batch.
-    pub async fn push_and_flush(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+    pub async fn push_and_flush(&mut self, batch: Vec<Bytes>) -> Result<(), StoreError> {
         self.push(batch).await?;
         self.ready().await?;
         self.collect_flush(false).await?;
@@ -158,7 +156,7 @@ impl Pipeline {
 
     /// Starts a background flush if one is due (or `now`) and none is running. The flush
     /// takes the writer's descriptor and its permit with it and closes them when done.
-    async fn start_flush(&mut self, now: bool) -> io::Result<()> {
+    async fn start_flush(&mut self, now: bool) -> Result<(), StoreError> {
         if self.flush.is_some() {
             return Ok(());
         }
@@ -187,7 +185,7 @@ impl Pipeline {
 
     /// Collects the running flush: when it has finished, or (with `wait`) by waiting.
     /// A failed flush fails the writer for good.
-    async fn collect_flush(&mut self, wait: bool) -> io::Result<()> {
+    async fn collect_flush(&mut self, wait: bool) -> Result<(), StoreError> {
         let finished = self.flush.as_ref().is_some_and(|(_, h)| h.is_finished());
         if !(finished || wait) {
             return Ok(());
@@ -209,7 +207,7 @@ impl Pipeline {
     }
 
     /// Waits for everything in the background: the batch being written and any flush.
-    pub async fn settle(&mut self) -> io::Result<&mut Sink> {
+    pub async fn settle(&mut self) -> Result<&mut Sink, StoreError> {
         self.ready().await?;
         self.collect_flush(true).await?;
         self.ready().await
@@ -217,7 +215,7 @@ impl Pipeline {
 
     /// Makes everything written durable (after settling); returns the offset and the hash
     /// state there.
-    pub async fn sync(&mut self) -> io::Result<(u64, Sha256)> {
+    pub async fn sync(&mut self) -> Result<(u64, Sha256), StoreError> {
         self.settle().await?;
         let r = self.run(|s| s.writer.sync().map(|at| (at, s.sha.clone()))).await;
         if self.ready().await.is_ok_and(|s| !s.writer.holds_descriptor()) {
@@ -227,7 +225,7 @@ impl Pipeline {
     }
 
     /// Throws away everything past the acknowledged offset (after settling).
-    pub async fn discard(mut self) -> io::Result<()> {
+    pub async fn discard(mut self) -> Result<(), StoreError> {
         // A failure here is already the reason for the discard; cut back regardless.
         let _ = self.settle().await;
         match self.slot {

@@ -1,0 +1,338 @@
+//! The store conformance suite: what every metadata backend ([`Metadata`]) and every byte
+//! backend ([`Blobs`]) must do, run against each backend. A new backend adds one test per
+//! side below that opens it and calls the same checks.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+
+use std::sync::Arc;
+
+use ferry_core::{TreePath, UploadId};
+use ferry_store::{
+    Blobs, ConcatKind, DeliveryState, LocalBlobs, Metadata, NewUpload, RelayItem, SqliteMeta, StoreError,
+    TreeFileRecord, UploadState,
+};
+
+fn upload(length: Option<u64>, concat: ConcatKind, owner: Option<i64>) -> NewUpload {
+    NewUpload {
+        id: UploadId::random(),
+        length,
+        metadata: "filename YS5iaW4=".into(),
+        concat,
+        expires_at: Some(1_000),
+        owner,
+        tree_path: Some("a.bin".into()),
+        relay_to: None,
+    }
+}
+
+/// Creation, the offset compare-and-set, deferred length, completion and placement, final
+/// states, expiry.
+async fn uploads_life_cycle(m: &dyn Metadata) {
+    let new = upload(Some(100), ConcatKind::None, None);
+    m.create_upload(&new, 10).await.unwrap();
+    let rec = m.get(&new.id).await.unwrap().unwrap();
+    assert_eq!((rec.offset, rec.length, rec.state), (0, Some(100), UploadState::Active));
+    assert_eq!(
+        (rec.metadata.as_str(), rec.created_at, rec.tree_path.as_deref()),
+        (new.metadata.as_str(), 10, Some("a.bin"))
+    );
+    assert!(m.get(&UploadId::random()).await.unwrap().is_none());
+
+    assert!(!m.commit_offset(&new.id, 5, 40, None).await.unwrap(), "a stale expected offset changes nothing");
+    assert!(m.commit_offset(&new.id, 0, 40, Some(2_000)).await.unwrap());
+    assert!(!m.commit_offset(&new.id, 0, 60, None).await.unwrap(), "the same expected offset wins once");
+    let rec = m.get(&new.id).await.unwrap().unwrap();
+    assert_eq!((rec.offset, rec.expires_at), (40, Some(2_000)));
+
+    let sha = [7u8; 32];
+    assert!(!m.complete(&new.id, 39, 100, &sha, Some("a.bin"), None).await.unwrap());
+    assert!(m.complete(&new.id, 40, 100, &sha, Some("a.bin"), None).await.unwrap());
+    let rec = m.get(&new.id).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.offset, rec.sha256), (UploadState::Complete, 100, Some(sha)));
+    assert!(!m.commit_offset(&new.id, 100, 120, None).await.unwrap(), "a complete upload takes no bytes");
+    assert!(m.unplaced().await.unwrap().iter().any(|r| r.id == new.id), "complete, not placed yet");
+    m.mark_placed(&new.id).await.unwrap();
+    assert!(!m.unplaced().await.unwrap().iter().any(|r| r.id == new.id));
+
+    let deferred = upload(None, ConcatKind::None, None);
+    m.create_upload(&deferred, 10).await.unwrap();
+    assert!(m.set_length(&deferred.id, 50).await.unwrap());
+    assert!(!m.set_length(&deferred.id, 60).await.unwrap(), "a length is set once");
+    assert_eq!(m.get(&deferred.id).await.unwrap().unwrap().length, Some(50));
+
+    assert!(m.expired(999, 100).await.unwrap().is_empty());
+    assert!(m.expired(1_001, 100).await.unwrap().contains(&deferred.id));
+    assert!(!m.expired(1_001, 100).await.unwrap().contains(&new.id), "complete uploads do not expire");
+    m.finish(&deferred.id, UploadState::Expired, Some("too old")).await.unwrap();
+    let rec = m.get(&deferred.id).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.reason.as_deref()), (UploadState::Expired, Some("too old")));
+    assert!(!m.commit_offset(&deferred.id, 0, 10, None).await.unwrap(), "a finished upload takes no bytes");
+}
+
+/// Racing commits of one offset: exactly one wins, whatever else runs at once.
+async fn racing_commits_have_one_winner(m: Arc<dyn Metadata>) {
+    let new = upload(Some(1 << 20), ConcatKind::None, None);
+    m.create_upload(&new, 0).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40u64 {
+        let (m, id) = (m.clone(), new.id.clone());
+        tasks.push(tokio::spawn(async move { m.commit_offset(&id, 0, 100 + i, None).await.unwrap() }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    assert!(m.get(&new.id).await.unwrap().unwrap().offset >= 100);
+}
+
+/// Partial uploads, a final upload that hosts them, and which uploads keep which bytes.
+async fn concatenation(m: &dyn Metadata) {
+    let (a, b) = (upload(Some(10), ConcatKind::Partial, None), upload(Some(20), ConcatKind::Partial, None));
+    m.create_upload(&a, 0).await.unwrap();
+    m.create_upload(&b, 0).await.unwrap();
+    let fin = upload(None, ConcatKind::Final(vec![a.id.clone(), b.id.clone()]), None);
+    m.create_upload(&fin, 0).await.unwrap();
+    assert_eq!(m.get(&fin.id).await.unwrap().unwrap().concat, ConcatKind::Final(vec![a.id.clone(), b.id.clone()]));
+    assert_eq!(m.final_using(&a.id).await.unwrap(), Some(fin.id.clone()));
+    assert!(m.finals_waiting_on(&b.id).await.unwrap().iter().any(|r| r.id == fin.id));
+    assert!(m.active_finals().await.unwrap().iter().any(|r| r.id == fin.id));
+
+    assert!(m.adopt(&fin.id, &[(a.id.clone(), 0), (b.id.clone(), 10)]).await.unwrap());
+    assert_eq!(m.get(&b.id).await.unwrap().unwrap().host, Some((fin.id.clone(), 10)));
+    assert!(m.hosts_live_parts(&fin.id).await.unwrap());
+    m.finish(&a.id, UploadState::Terminated, None).await.unwrap();
+    m.finish(&b.id, UploadState::Terminated, None).await.unwrap();
+    assert!(!m.hosts_live_parts(&fin.id).await.unwrap(), "no live part left in it");
+}
+
+/// Users, tokens, grants, quota usage, removal.
+async fn accounts(m: &dyn Metadata) {
+    assert!(!m.has_users().await.unwrap());
+    assert!(m.add_user("alice", "hash-a", true, Some(1_000)).await.unwrap());
+    assert!(!m.add_user("alice", "other", false, None).await.unwrap(), "names are unique");
+    assert!(m.add_user("bob", "hash-b", false, None).await.unwrap());
+    assert!(m.has_users().await.unwrap());
+    let (alice, hash) = m.user_by_name("alice").await.unwrap().unwrap();
+    assert_eq!((alice.name.as_str(), alice.admin, alice.quota, hash.as_str()), ("alice", true, Some(1_000), "hash-a"));
+    assert_eq!(m.users().await.unwrap().len(), 2);
+
+    let token = [3u8; 32];
+    m.add_token(&token, alice.id, "laptop").await.unwrap();
+    assert_eq!(m.user_by_token(&token).await.unwrap().map(|u| u.id), Some(alice.id));
+    assert!(m.set_password("alice", "hash-c").await.unwrap());
+    assert!(m.user_by_token(&token).await.unwrap().is_none(), "a new password revokes the tokens");
+    m.add_token(&token, alice.id, "laptop").await.unwrap();
+    assert!(m.revoke_token(&token).await.unwrap());
+    assert!(!m.revoke_token(&token).await.unwrap());
+
+    let (bob, _) = m.user_by_name("bob").await.unwrap().unwrap();
+    m.grant(bob.id, "~alice/shared", true).await.unwrap();
+    let grants = m.grants(bob.id).await.unwrap();
+    assert_eq!((grants.len(), grants[0].path.as_str(), grants[0].write), (1, "~alice/shared", true));
+
+    let open = upload(Some(300), ConcatKind::None, Some(alice.id));
+    m.create_upload(&open, 0).await.unwrap();
+    assert_eq!(m.open_uploads(alice.id).await.unwrap(), 1);
+    m.record_tree_file("~alice/a", &TreeFileRecord { size: 200, mtime_ns: 1, sha256: [1; 32] }).await.unwrap();
+    m.record_tree_file("~alice_b/x", &TreeFileRecord { size: 50, mtime_ns: 1, sha256: [2; 32] }).await.unwrap();
+    let usage = m.usage_of(alice.id, "~alice").await.unwrap();
+    assert_eq!(
+        (usage.files, usage.staging),
+        (200, 300),
+        "{usage:?}: a sibling home with the same prefix is not alice's"
+    );
+    assert_eq!(m.usage(alice.id, "~alice").await.unwrap(), usage.total());
+
+    assert!(m.remove_user("bob").await.unwrap());
+    assert!(!m.remove_user("bob").await.unwrap());
+    assert!(m.user_by_name("bob").await.unwrap().is_none());
+    assert!(m.grants(bob.id).await.unwrap().is_empty(), "a removed user's grants go with them");
+}
+
+/// A relay upload becomes an item with deliveries in one step; deliveries move forward only.
+async fn relay(m: &dyn Metadata) {
+    m.add_user("sender", "h", false, None).await.unwrap();
+    m.add_user("rcpt", "h", false, None).await.unwrap();
+    let (sender, _) = m.user_by_name("sender").await.unwrap().unwrap();
+    let (rcpt, _) = m.user_by_name("rcpt").await.unwrap().unwrap();
+    let mut new = upload(Some(5), ConcatKind::None, Some(sender.id));
+    new.tree_path = None;
+    new.relay_to = Some(rcpt.id.to_string());
+    m.create_upload(&new, 0).await.unwrap();
+    let item = RelayItem {
+        id: new.id.to_string(),
+        sender: String::new(),
+        name: "note.txt".into(),
+        size: 5,
+        sha256: [9; 32],
+        created_at: 100,
+        expires_at: 200,
+    };
+    assert!(!m.complete_relay(&new.id, 3, &item, sender.id, &[rcpt.id]).await.unwrap(), "compare-and-set");
+    assert!(m.get(&new.id).await.unwrap().unwrap().state == UploadState::Active, "nothing changed");
+    assert!(m.complete_relay(&new.id, 0, &item, sender.id, &[rcpt.id]).await.unwrap());
+    assert_eq!(m.get(&new.id).await.unwrap().unwrap().state, UploadState::Complete);
+
+    let inbox = m.relay_inbox(rcpt.id).await.unwrap();
+    assert_eq!(inbox.len(), 1);
+    assert_eq!((inbox[0].0.sender.as_str(), inbox[0].1), ("sender", DeliveryState::Waiting));
+    assert!(m.relay_item_for(&item.id, sender.id).await.unwrap().is_some());
+    assert!(m.relay_item_for(&item.id, rcpt.id).await.unwrap().is_some());
+    assert!(m.relay_item_for(&item.id, 9_999).await.unwrap().is_none(), "nobody else sees it");
+    assert_eq!(m.relay_sender(&item.id).await.unwrap().as_deref(), Some("sender"));
+
+    assert!(!m.relay_item_done(&item.id).await.unwrap());
+    assert!(m.set_delivery(&item.id, rcpt.id, DeliveryState::Downloading).await.unwrap());
+    assert!(m.set_delivery(&item.id, rcpt.id, DeliveryState::Delivered).await.unwrap());
+    assert!(!m.set_delivery(&item.id, rcpt.id, DeliveryState::Declined).await.unwrap(), "final states stay");
+    assert!(m.relay_item_done(&item.id).await.unwrap());
+    let outbox = m.relay_outbox(sender.id).await.unwrap();
+    assert_eq!(outbox[0].1[0].state, DeliveryState::Delivered);
+    assert_eq!(m.relay_deliveries(&item.id).await.unwrap().len(), 1);
+}
+
+/// Known digests are valid for one size and version only.
+async fn tree_index(m: &dyn Metadata) {
+    let rec = TreeFileRecord { size: 10, mtime_ns: 77, sha256: [5; 32] };
+    m.record_tree_file("d/f", &rec).await.unwrap();
+    assert_eq!(m.tree_file_digest("d/f", 10, 77).await.unwrap(), Some([5; 32]));
+    assert_eq!(m.tree_file_digest("d/f", 10, 78).await.unwrap(), None, "another version");
+    assert_eq!(m.tree_file_digest("d/f", 11, 77).await.unwrap(), None, "another size");
+    assert_eq!(m.tree_paths_with_digest(&[5; 32], 10).await.unwrap(), vec!["d/f".to_owned()]);
+    m.record_tree_file("d/f", &TreeFileRecord { size: 10, mtime_ns: 78, sha256: [6; 32] }).await.unwrap();
+    assert!(m.tree_paths_with_digest(&[5; 32], 10).await.unwrap().is_empty(), "replaced");
+}
+
+async fn metadata_suite(m: Arc<dyn Metadata>) {
+    uploads_life_cycle(&*m).await;
+    racing_commits_have_one_winner(m.clone()).await;
+    concatenation(&*m).await;
+    accounts(&*m).await;
+    relay(&*m).await;
+    tree_index(&*m).await;
+    m.close().await;
+}
+
+/// Reads `len` bytes of an upload.
+async fn read_upload(b: &dyn Blobs, id: &UploadId, host: Option<&(UploadId, u64)>, len: u64) -> Vec<u8> {
+    let r = b.reader(id, host).await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        r.scan(0, len, &mut |c| out.extend_from_slice(c)).unwrap();
+        out
+    })
+    .await
+    .unwrap()
+}
+
+/// Writes `bytes` at `offset` through a writer, makes them durable and acknowledges them
+/// when `ack`; returns the writer's acknowledged offset.
+async fn write(
+    b: &dyn Blobs,
+    id: &UploadId,
+    host: Option<&(UploadId, u64)>,
+    offset: u64,
+    bytes: &[u8],
+    ack: bool,
+) -> u64 {
+    let mut w = b.writer(id, host, offset).await.unwrap();
+    let bytes = bytes.to_vec();
+    tokio::task::spawn_blocking(move || {
+        w.write(&bytes).unwrap();
+        let durable = w.sync().unwrap();
+        assert_eq!(durable, offset + bytes.len() as u64);
+        if ack {
+            w.acknowledge(durable);
+        } else {
+            // A request that failed verification: nothing past the acknowledged offset stays.
+            w.discard().unwrap();
+            return offset;
+        }
+        w.acknowledged()
+    })
+    .await
+    .unwrap()
+}
+
+/// Upload bytes: write, resume at the acknowledged offset, discard, publish, read back.
+async fn upload_bytes(b: &dyn Blobs) {
+    let id = UploadId::random();
+    b.create(&id, false).await.unwrap();
+    assert!(b.exists(&id).await.unwrap());
+    assert_eq!(write(b, &id, None, 0, b"hello ", true).await, 6);
+    assert_eq!(write(b, &id, None, 6, b"XXXX", false).await, 6, "a discarded request leaves nothing");
+    // A writer at the acknowledged offset never sees a tail left past it.
+    assert_eq!(write(b, &id, None, 6, b"world", true).await, 11);
+    assert_eq!(read_upload(b, &id, None, 11).await, b"hello world");
+
+    let dest = TreePath::parse("docs/greeting.txt").unwrap();
+    assert!(b.stat(&dest).await.unwrap().is_none());
+    b.check_placeable(&dest).await.unwrap();
+    let placed = b.publish(&id, &dest).await.unwrap();
+    assert_eq!((placed.size, placed.is_dir), (11, false));
+    assert!(!b.exists(&id).await.unwrap(), "published bytes leave the uploads");
+    let (r, stat) = b.open(&dest).await.unwrap();
+    assert_eq!(stat, placed);
+    let got = tokio::task::spawn_blocking(move || r.read_vec(6, 5).unwrap()).await.unwrap();
+    assert_eq!(got, b"world");
+    assert!(b.stat(&TreePath::parse("docs").unwrap()).await.unwrap().unwrap().is_dir);
+    assert!(matches!(b.check_placeable(&TreePath::parse("docs").unwrap()).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        b.check_placeable(&TreePath::parse("docs/greeting.txt/x").unwrap()).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // A second upload replaces the file whole.
+    let id2 = UploadId::random();
+    b.create(&id2, false).await.unwrap();
+    write(b, &id2, None, 0, b"bye", true).await;
+    assert_eq!(b.publish(&id2, &dest).await.unwrap().size, 3);
+    let copy = TreePath::parse("docs/copy.txt").unwrap();
+    assert_eq!(b.publish_copy(&dest, &copy).await.unwrap().size, 3);
+    let (r, _) = b.open(&copy).await.unwrap();
+    assert_eq!(tokio::task::spawn_blocking(move || r.read_vec(0, 3).unwrap()).await.unwrap(), b"bye");
+
+    let names: Vec<_> = b.list(&TreePath::parse("docs").unwrap()).await.unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["copy.txt", "greeting.txt"]);
+    let deeper = TreePath::parse("docs/new/file").unwrap();
+    assert_eq!(b.real_tree_path(&deeper).await.unwrap(), deeper, "names below the existing ones are kept");
+
+    b.remove(&id2).await.unwrap();
+    b.remove(&UploadId::random()).await.unwrap(); // missing is fine
+    assert!(b.open(&TreePath::parse("nothing").unwrap()).await.is_err());
+}
+
+/// Parts written straight into their final upload's blob, when the store can host them.
+async fn hosted_parts(b: &dyn Blobs) {
+    if !b.hosts_parts() {
+        return;
+    }
+    let fin = UploadId::random();
+    b.create_host(&fin, 10).await.unwrap();
+    let (p1, p2) = (UploadId::random(), UploadId::random());
+    let (h1, h2) = ((fin.clone(), 0), (fin.clone(), 4));
+    write(b, &p2, Some(&h2), 0, b"efghij", true).await;
+    write(b, &p1, Some(&h1), 0, b"abcd", true).await;
+    assert_eq!(read_upload(b, &p2, Some(&h2), 6).await, b"efghij");
+    assert_eq!(read_upload(b, &fin, None, 10).await, b"abcdefghij");
+    b.remove(&fin).await.unwrap();
+    assert!(matches!(b.writer(&p1, Some(&h1), 4).await, Err(StoreError::NotFound(_))), "the host is gone");
+}
+
+async fn blobs_suite(b: Arc<dyn Blobs>) {
+    upload_bytes(&*b).await;
+    hosted_parts(&*b).await;
+}
+
+#[tokio::test]
+async fn sqlite_metadata_conforms() {
+    let tmp = tempfile::tempdir().unwrap();
+    metadata_suite(Arc::new(SqliteMeta::open(&tmp.path().join("ferry.db")).await.unwrap())).await;
+}
+
+#[tokio::test]
+async fn local_blobs_conform() {
+    let tmp = tempfile::tempdir().unwrap();
+    blobs_suite(Arc::new(LocalBlobs::open(tmp.path().join("staging"), tmp.path().join("files")).unwrap())).await;
+}

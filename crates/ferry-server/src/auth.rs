@@ -57,6 +57,7 @@ const fn rule(methods: &'static str, path: &'static str, access: Access, summary
 /// refused with 404, so a route added without a rule cannot be reached.
 pub const ROUTE_RULES: &[RouteRule] = &[
     rule("GET|HEAD", "/healthz", Access::Public, "Liveness"),
+    rule("GET|HEAD", "/readyz", Access::Public, "Readiness: the database and the byte storage answer"),
     rule("POST", "/api/login", Access::Public, "Log in with a password; returns an API token"),
     rule("GET", "/api/openapi.json", Access::Public, "This document"),
     rule("GET", "/api/me", Access::User, "The caller: name, home, quota, usage, shared folders"),

@@ -7,7 +7,7 @@
 //! - `/files/{path}`: GET/HEAD downloads with Range, conditionals and `Repr-Digest`, and
 //!   JSON listings of directories ([`files`]);
 //! - `/api/dedup`: instant upload with proof of possession ([`api`]);
-//! - `/healthz`: liveness.
+//! - `/healthz`: liveness; `/readyz`: readiness (the database and the byte storage answer).
 #![deny(missing_docs)]
 
 pub mod api;
@@ -38,6 +38,25 @@ pub use config::{DedupMode, ServerConfig};
 pub use error::ApiError;
 pub use state::AppState;
 
+/// `GET /readyz`: 200 when the metadata database and the byte storage both answer within
+/// 2 s, else 503 naming the one that did not (for load balancers and orchestrators).
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let wait = std::time::Duration::from_secs(2);
+    let check =
+        |what: &'static str, r: Result<Result<(), ferry_store::StoreError>, tokio::time::error::Elapsed>| match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("{what}: {e}")),
+            Err(_) => Err(format!("{what}: no answer within {} s", wait.as_secs())),
+        };
+    let db = check("database", tokio::time::timeout(wait, state.meta.ready()).await);
+    let blobs = check("storage", tokio::time::timeout(wait, state.blobs.ready()).await);
+    match db.and(blobs) {
+        Ok(()) => "ready\n".into_response(),
+        Err(why) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
+    }
+}
+
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     Router::new()
@@ -45,6 +64,7 @@ pub fn app(state: AppState) -> Router {
         .merge(files::router())
         .merge(api::router())
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn(logging::log_request))
         .with_state(state)

@@ -28,6 +28,25 @@ async fn healthz_and_unknown_routes() {
 }
 
 #[tokio::test]
+async fn readyz_says_which_store_is_down() {
+    let (t, s) = state().await;
+    let ready = |s: &AppState| app(s.clone()).oneshot(Request::get("/readyz").body(Body::empty()).unwrap());
+    assert_eq!(ready(&s).await.unwrap().status(), StatusCode::OK);
+    std::fs::remove_dir_all(t.path().join("data").join("staging")).unwrap();
+    let r = ready(&s).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).starts_with("not ready: storage:"), "{body:?}");
+    std::fs::create_dir(t.path().join("data").join("staging")).unwrap();
+    assert_eq!(ready(&s).await.unwrap().status(), StatusCode::OK);
+    s.meta.close().await;
+    let r = ready(&s).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).starts_with("not ready: database:"), "{body:?}");
+}
+
+#[tokio::test]
 async fn create_then_patch_in_process() {
     let (_t, s) = state().await;
     let r = app(s.clone())

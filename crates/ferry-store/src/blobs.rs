@@ -131,6 +131,9 @@ pub trait UploadBlobs: Send + Sync + Debug {
     /// Reads an upload's bytes (offsets are the upload's own, hosted or not).
     async fn reader(&self, id: &UploadId, host: Option<&Host>) -> Result<Arc<dyn BlobRead>, StoreError>;
 
+    /// Answers when the storage answers (readiness).
+    async fn ready(&self) -> Result<(), StoreError>;
+
     /// Whether the upload still has its own blob (not yet published or removed).
     async fn exists(&self, id: &UploadId) -> Result<bool, StoreError>;
 

@@ -149,6 +149,19 @@ impl UploadBlobs for LocalBlobs {
         blocking(move || Ok(Arc::new(FileRead::new(File::open(path)?, base)) as Arc<dyn BlobRead>)).await
     }
 
+    async fn ready(&self) -> Result<(), StoreError> {
+        let dirs = [self.staging.dir().to_path_buf(), self.tree.root().to_path_buf()];
+        blocking(move || {
+            for dir in dirs {
+                if !fs::metadata(&dir)?.is_dir() {
+                    return Err(StoreError::Storage(format!("{} is not a directory", dir.display())));
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn exists(&self, id: &UploadId) -> Result<bool, StoreError> {
         let path = self.staging.path_of(id);
         blocking(move || Ok(path.try_exists()?)).await

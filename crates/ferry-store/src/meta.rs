@@ -464,6 +464,11 @@ impl TreeIndex for SqliteMeta {
 
 #[async_trait]
 impl Metadata for SqliteMeta {
+    async fn ready(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

@@ -189,6 +189,9 @@ pub trait TreeIndex: Send + Sync {
 /// operations span several of them in one transaction).
 #[async_trait]
 pub trait Metadata: UploadStore + AccountStore + RelayStore + TreeIndex + std::fmt::Debug {
+    /// Answers when the database answers (readiness).
+    async fn ready(&self) -> Result<(), StoreError>;
+
     /// Closes the pool, flushing the WAL.
     async fn close(&self);
 }

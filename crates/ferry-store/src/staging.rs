@@ -50,6 +50,11 @@ impl StagingArea {
         Ok(w)
     }
 
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// A fresh name in the staging directory for a temporary copy.
     pub fn temp_path(&self) -> PathBuf {
         self.dir.join(format!("{}.copy", UploadId::random()))

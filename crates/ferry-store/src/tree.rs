@@ -42,6 +42,11 @@ impl Tree {
         Ok(Self { root: root.canonicalize()? })
     }
 
+    /// The canonical root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Resolves an existing path, refusing one that a symlink leads out of the tree.
     pub fn resolve(&self, path: &TreePath) -> Result<PathBuf, StoreError> {
         let joined = self.root.join(path.to_relative_path_buf());

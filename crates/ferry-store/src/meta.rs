@@ -14,75 +14,47 @@ use sqlx::sqlite::{
 
 use crate::StoreError;
 use crate::group_commit::Write;
+/// The schema, version by version: migration `i` takes a database from version `i` to
+/// `i + 1` (SQLite's `user_version`, set by its second statement), in one transaction each.
+const MIGRATIONS: &[(&str, &str)] =
+    &[(include_str!("../migrations/sqlite/0001_initial.sql"), "PRAGMA user_version = 1")];
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS uploads (
-    id          TEXT PRIMARY KEY,
-    length      INTEGER,
-    "offset"    INTEGER NOT NULL DEFAULT 0,
-    metadata    TEXT NOT NULL DEFAULT '',
-    concat      TEXT,
-    state       TEXT NOT NULL,
-    created_at  INTEGER NOT NULL,
-    expires_at  INTEGER,
-    sha256      BLOB,
-    tree_path   TEXT,
-    placed      INTEGER NOT NULL DEFAULT 0,
-    reason      TEXT,
-    host        TEXT,
-    host_base   INTEGER,
-    owner       INTEGER,
-    relay_to    TEXT
-);
-CREATE INDEX IF NOT EXISTS uploads_expiry ON uploads(state, expires_at);
-CREATE TABLE IF NOT EXISTS tree_files (
-    path      TEXT PRIMARY KEY,
-    size      INTEGER NOT NULL,
-    mtime_ns  INTEGER NOT NULL,
-    sha256    BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tree_files_digest ON tree_files(sha256, size);
-CREATE TABLE IF NOT EXISTS users (
-    id          INTEGER PRIMARY KEY,
-    name        TEXT NOT NULL UNIQUE,
-    pw_hash     TEXT NOT NULL,
-    admin       INTEGER NOT NULL DEFAULT 0,
-    quota       INTEGER,
-    created_at  INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS id_counters (
-    name        TEXT PRIMARY KEY,
-    next        INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tokens (
-    sha256      BLOB PRIMARY KEY,
-    user_id     INTEGER NOT NULL,
-    label       TEXT NOT NULL DEFAULT '',
-    created_at  INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS relay_items (
-    id          TEXT PRIMARY KEY,
-    sender_id   INTEGER NOT NULL,
-    name        TEXT NOT NULL,
-    size        INTEGER NOT NULL,
-    sha256      BLOB NOT NULL,
-    created_at  INTEGER NOT NULL,
-    expires_at  INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS relay_deliveries (
-    item_id       TEXT NOT NULL,
-    recipient_id  INTEGER NOT NULL,
-    state         TEXT NOT NULL,
-    updated_at    INTEGER NOT NULL,
-    PRIMARY KEY (item_id, recipient_id)
-);
-CREATE TABLE IF NOT EXISTS grants (
-    user_id     INTEGER NOT NULL,
-    path        TEXT NOT NULL,
-    write       INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (user_id, path)
-);
-"#;
+/// Columns added to `uploads` before the schema was versioned: a database from then is at
+/// version 0 with its tables but without these.
+const UNVERSIONED_COLUMNS: &[(&str, &str)] = &[
+    ("host", "ALTER TABLE uploads ADD COLUMN host TEXT"),
+    ("host_base", "ALTER TABLE uploads ADD COLUMN host_base INTEGER"),
+    ("owner", "ALTER TABLE uploads ADD COLUMN owner INTEGER"),
+    ("relay_to", "ALTER TABLE uploads ADD COLUMN relay_to TEXT"),
+];
+
+/// Brings the database to the newest schema version.
+async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *conn).await?;
+    if version < 0 || version as usize > MIGRATIONS.len() {
+        return Err(StoreError::Database(format!(
+            "the database has schema version {version}, newer than this ferry knows ({}); use a newer ferry",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, (sql, set_version)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+        if i == 0 {
+            let have: Vec<String> =
+                sqlx::query_scalar("SELECT name FROM pragma_table_info('uploads')").fetch_all(&mut *tx).await?;
+            for (name, add) in UNVERSIONED_COLUMNS {
+                if !have.iter().any(|h| h == name) {
+                    sqlx::raw_sql(*add).execute(&mut *tx).await?;
+                }
+            }
+        }
+        sqlx::raw_sql(*set_version).execute(&mut *tx).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
 
 /// Where an upload is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,16 +237,7 @@ impl SqliteMeta {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
-        for add in [
-            "ALTER TABLE uploads ADD COLUMN host TEXT",
-            "ALTER TABLE uploads ADD COLUMN host_base INTEGER",
-            "ALTER TABLE uploads ADD COLUMN owner INTEGER",
-            "ALTER TABLE uploads ADD COLUMN relay_to TEXT",
-        ] {
-            // Databases from before these columns lack them; adding one that exists fails harmlessly.
-            let _ = sqlx::raw_sql(add).execute(&pool).await;
-        }
+        migrate(&pool).await?;
         let writes = crate::group_commit::Writes::start(pool.clone());
         Ok(Self { pool, writes })
     }
@@ -478,6 +441,41 @@ impl Metadata for SqliteMeta {
 mod tests {
     use super::*;
     use crate::{TreeIndex, UploadStore};
+
+    #[tokio::test]
+    async fn an_unversioned_database_is_migrated_and_a_newer_one_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("old.db");
+        // A database from before versioning: `uploads` without the later columns, one row.
+        let opts =
+            SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display())).unwrap().create_if_missing(true);
+        let pool = SqlitePoolOptions::new().connect_with(opts.clone()).await.unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE uploads (id TEXT PRIMARY KEY, length INTEGER, \"offset\" INTEGER NOT NULL DEFAULT 0, \
+             metadata TEXT NOT NULL DEFAULT '', concat TEXT, state TEXT NOT NULL, created_at INTEGER NOT NULL, \
+             expires_at INTEGER, sha256 BLOB, tree_path TEXT, placed INTEGER NOT NULL DEFAULT 0, reason TEXT); \
+             INSERT INTO uploads (id, length, state, created_at) VALUES ('0123456789abcdef0123456789abcdef', 5, 'active', 1);",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let db = SqliteMeta::open(&path).await.unwrap();
+        let id = UploadId::parse("0123456789abcdef0123456789abcdef").unwrap();
+        let rec = db.get(&id).await.unwrap().unwrap();
+        assert_eq!((rec.length, rec.owner, rec.host), (Some(5), None, None), "the row is kept, new columns empty");
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&db.pool).await.unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        db.close().await;
+        SqliteMeta::open(&path).await.unwrap().close().await; // opening again changes nothing
+
+        let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
+        sqlx::raw_sql("PRAGMA user_version = 99").execute(&pool).await.unwrap();
+        pool.close().await;
+        let err = SqliteMeta::open(&path).await.unwrap_err().to_string();
+        assert!(err.contains("schema version 99") && err.contains("newer ferry"), "{err}");
+    }
 
     #[tokio::test]
     async fn offsets_are_compare_and_set_and_never_decrease() {

@@ -39,16 +39,20 @@ pub use error::ApiError;
 pub use state::AppState;
 
 /// `GET /readyz`: 200 when the metadata database and the byte storage both answer within
-/// 2 s, else 503 naming the one that did not (for load balancers and orchestrators).
+/// 2 s, else 503 naming the one that did not (for load balancers and orchestrators). The
+/// route is public: the details (paths, addresses) go to the log, not to the caller.
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let wait = std::time::Duration::from_secs(2);
-    let check =
-        |what: &'static str, r: Result<Result<(), ferry_store::StoreError>, tokio::time::error::Elapsed>| match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("{what}: {e}")),
-            Err(_) => Err(format!("{what}: no answer within {} s", wait.as_secs())),
+    let check = |what: &'static str, r: Result<Result<(), ferry_store::StoreError>, tokio::time::error::Elapsed>| {
+        let (error, kind) = match r {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => (e.to_string(), "failing"),
+            Err(_) => (format!("no answer within {} s", wait.as_secs()), "timeout"),
         };
+        tracing::warn!(part = what, %error, "not ready");
+        Err(format!("{what} ({kind})"))
+    };
     let db = check("database", tokio::time::timeout(wait, state.meta.ready()).await);
     let blobs = check("storage", tokio::time::timeout(wait, state.blobs.ready()).await);
     match db.and(blobs) {

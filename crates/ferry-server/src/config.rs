@@ -11,6 +11,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Serve this directory as the tree instead of `data_dir/files`.
     pub root: Option<PathBuf>,
+    /// The metadata database: `postgres://…` or `sqlite://PATH`; `None` for
+    /// `data_dir/ferry.db`.
+    pub database: Option<DatabaseUrl>,
     /// Largest upload accepted, advertised as `Tus-Max-Size`.
     pub max_size: u64,
     /// How long an unfinished upload lives after its last byte.
@@ -79,6 +82,7 @@ impl ServerConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            database: None,
             root: None,
             max_size: 1 << 40,
             upload_ttl: Duration::from_secs(24 * 3600),
@@ -103,5 +107,15 @@ impl ServerConfig {
     /// The served tree's directory.
     pub fn tree_dir(&self) -> PathBuf {
         self.root.clone().unwrap_or_else(|| self.data_dir.join("files"))
+    }
+}
+
+/// A database URL, which may hold a password: shown without it.
+#[derive(Clone)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&ferry_store::redact(&self.0))
     }
 }

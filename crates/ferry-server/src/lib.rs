@@ -34,7 +34,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{DedupMode, ServerConfig};
+pub use config::{DatabaseUrl, DedupMode, ServerConfig};
 pub use error::ApiError;
 pub use state::AppState;
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ferry_store::{Blobs, LocalBlobs, Metadata, SqliteMeta};
+use ferry_store::{Blobs, LocalBlobs, Metadata};
 use tokio_util::sync::CancellationToken;
 
 use crate::locks::UploadLocks;
@@ -44,7 +44,7 @@ impl AppState {
     /// stop (see [`AppState::shutdown`]).
     pub async fn open(config: ServerConfig, shutdown: CancellationToken) -> Result<Self, ApiError> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let meta = Arc::new(SqliteMeta::open(&config.data_dir.join("ferry.db")).await?);
+        let meta = ferry_store::open_metadata(config.database.as_ref().map(|d| d.0.as_str()), &config.data_dir).await?;
         let blobs = Arc::new(LocalBlobs::open(config.data_dir.join("staging"), config.tree_dir())?);
         Ok(Self {
             config: Arc::new(config),

@@ -22,6 +22,8 @@ mod group_commit;
 mod local;
 mod meta;
 mod metadata;
+#[cfg(feature = "postgres")]
+mod pg;
 mod relay;
 mod staging;
 mod staging_writer;
@@ -33,12 +35,69 @@ pub use error::StoreError;
 pub use local::LocalBlobs;
 pub use meta::{ConcatKind, NewUpload, SqliteMeta, TreeFileRecord, UploadRecord, UploadState};
 pub use metadata::{AccountStore, Metadata, RelayStore, TreeIndex, UploadStore};
+#[cfg(feature = "postgres")]
+pub use pg::PgMeta;
 pub use relay::{Delivery, DeliveryState, RelayItem};
 pub(crate) use staging::StagingArea;
 pub use staging_writer::FaultPlan;
 pub(crate) use tree::Tree;
 
+/// Opens the metadata backend `database` names: `postgres://…` (or `postgresql://…`) for
+/// PostgreSQL, `sqlite://PATH` for a SQLite file; `None` for `data_dir/ferry.db`.
+pub async fn open_metadata(
+    database: Option<&str>,
+    data_dir: &std::path::Path,
+) -> Result<std::sync::Arc<dyn Metadata>, StoreError> {
+    match database {
+        None => Ok(std::sync::Arc::new(SqliteMeta::open(&data_dir.join("ferry.db")).await?)),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => postgres(url).await,
+        Some(url) => match url.strip_prefix("sqlite://") {
+            Some(path) => Ok(std::sync::Arc::new(SqliteMeta::open(std::path::Path::new(path)).await?)),
+            None => Err(StoreError::Database(format!(
+                "unknown database {:?}: use postgres://USER@HOST:PORT/DB or sqlite://PATH",
+                redact(url)
+            ))),
+        },
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres(url: &str) -> Result<std::sync::Arc<dyn Metadata>, StoreError> {
+    Ok(std::sync::Arc::new(
+        PgMeta::open(url)
+            .await
+            .map_err(|e| StoreError::Database(format!("cannot use PostgreSQL at {}: {e}", redact(url))))?,
+    ))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres(_url: &str) -> Result<std::sync::Arc<dyn Metadata>, StoreError> {
+    Err(StoreError::Database("this ferry was built without PostgreSQL support (feature `postgres`)".into()))
+}
+
+/// A database URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user = &url[scheme + 3..at];
+            let user = user.split(':').next().unwrap_or("");
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_urls_lose_their_password_in_messages() {
+        assert_eq!(super::redact("postgres://ferry:s3cret@db:5432/ferry"), "postgres://ferry@db:5432/ferry");
+        assert_eq!(super::redact("postgres://ferry@db/ferry"), "postgres://ferry@db/ferry");
+        assert_eq!(super::redact("sqlite:///var/lib/ferry.db"), "sqlite:///var/lib/ferry.db");
+    }
 }

@@ -72,7 +72,7 @@ pub enum UploadState {
 }
 
 impl UploadState {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Active => "active",
             Self::Complete => "complete",
@@ -82,7 +82,7 @@ impl UploadState {
         }
     }
 
-    fn parse(s: &str) -> Self {
+    pub(crate) fn parse(s: &str) -> Self {
         match s {
             "complete" => Self::Complete,
             "expired" => Self::Expired,
@@ -115,7 +115,7 @@ impl ConcatKind {
         }
     }
 
-    fn from_db(s: Option<&str>) -> Self {
+    pub(crate) fn from_db(s: Option<&str>) -> Self {
         match s {
             None => Self::None,
             Some("partial") => Self::Partial,

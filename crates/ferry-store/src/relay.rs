@@ -37,7 +37,7 @@ impl DeliveryState {
         }
     }
 
-    fn parse(s: &str) -> Self {
+    pub(crate) fn parse(s: &str) -> Self {
         match s {
             "downloading" => Self::Downloading,
             "delivered" => Self::Delivered,

@@ -336,3 +336,27 @@ async fn local_blobs_conform() {
     let tmp = tempfile::tempdir().unwrap();
     blobs_suite(Arc::new(LocalBlobs::open(tmp.path().join("staging"), tmp.path().join("files")).unwrap())).await;
 }
+
+/// PostgreSQL, when one is reachable: `FERRY_TEST_PG_URL` names a server (`postgres://user@host:port`,
+/// no database); each run makes its own database there. `.ci/run` starts one and sets it.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_metadata_conforms() {
+    use sqlx::Connection;
+    let Ok(server) = std::env::var("FERRY_TEST_PG_URL") else {
+        eprintln!(
+            "SKIPPED postgres_metadata_conforms: FERRY_TEST_PG_URL is not set (.ci/run starts PostgreSQL and sets it)"
+        );
+        return;
+    };
+    let server = server.trim_end_matches('/');
+    let db = format!("ferry_conformance_{}", UploadId::random());
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres")).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut admin).await.unwrap();
+    let url = format!("{server}/{db}");
+    // Two nodes starting at once migrate the schema once between them.
+    let (a, b) = tokio::join!(ferry_store::PgMeta::open(&url), ferry_store::PgMeta::open(&url));
+    b.unwrap().close().await;
+    metadata_suite(Arc::new(a.unwrap())).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {db}"))).execute(&mut admin).await.unwrap();
+}

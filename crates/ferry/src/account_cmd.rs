@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use ferry_client::{ClientError, Credentials, Url, http_client};
-use ferry_store::{AccountStore, Metadata, SqliteMeta};
 
 use crate::units::parse_size;
 
@@ -41,6 +40,10 @@ pub struct UserArgs {
     /// The server's data directory
     #[arg(long, env = "FERRY_DATA", default_value = "ferry-data", global = true)]
     data: PathBuf,
+    /// The server's metadata database, when it is not DATA/ferry.db (postgres://… or
+    /// sqlite://PATH), as given to `ferry serve --database`
+    #[arg(long, env = "FERRY_DATABASE", value_name = "URL", global = true)]
+    database: Option<String>,
     #[command(subcommand)]
     command: UserCommand,
 }
@@ -182,7 +185,9 @@ fn valid_name(name: &str) -> anyhow::Result<()> {
 pub async fn user(args: UserArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("cannot use data directory {}", args.data.display()))?;
-    let db = SqliteMeta::open(&args.data.join("ferry.db")).await.context("cannot open the server's database")?;
+    let db = ferry_store::open_metadata(args.database.as_deref(), &args.data)
+        .await
+        .context("cannot open the server's database")?;
     match args.command {
         UserCommand::Add { name, admin, quota, password_stdin } => {
             valid_name(&name)?;

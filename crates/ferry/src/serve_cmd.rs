@@ -1,7 +1,6 @@
 //! `ferry serve`: flags > `FERRY_*` environment > TOML config file > defaults, merged into
 //! one validated [`ServerConfig`].
 
-use ferry_store::{AccountStore, Metadata};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,7 +26,11 @@ pub struct ServeArgs {
     /// Serve this existing directory as the tree instead of DATA/files
     #[arg(long, env = "FERRY_ROOT")]
     root: Option<PathBuf>,
-    /// TOML config file (keys: listen, data, root, max_size, upload_ttl, sweep_interval,
+    /// Metadata database instead of DATA/ferry.db: postgres://USER[:PASSWORD]@HOST:PORT/DB
+    /// (several nodes can share one) or sqlite://PATH
+    #[arg(long, env = "FERRY_DATABASE", value_name = "URL")]
+    database: Option<String>,
+    /// TOML config file (keys: listen, data, root, database, max_size, upload_ttl, sweep_interval,
     /// network_timeout, behind_proxy, commit_every, auth,
     /// relay_ttl, heartbeat, shutdown_grace, header_timeout, max_connections,
     /// max_open_uploads, max_staging, dedup, dedup_min_size, tls_cert, tls_key)
@@ -103,6 +106,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     data: Option<PathBuf>,
     root: Option<PathBuf>,
+    database: Option<String>,
     max_size: Option<SizeValue>,
     upload_ttl: Option<String>,
     sweep_interval: Option<String>,
@@ -156,6 +160,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let data = args.data.or(file.data).unwrap_or_else(|| PathBuf::from("ferry-data"));
     let mut config = ServerConfig::new(data);
     config.root = args.root.or(file.root);
+    config.database = args.database.or(file.database).map(ferry_server::DatabaseUrl);
     if let Some(root) = &config.root
         && !root.is_dir()
     {
@@ -234,7 +239,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = out.flush();
     drop(out);
     if config.auth {
-        bootstrap_admin(&config.data_dir, &format!("{scheme}://{addr}")).await?;
+        bootstrap_admin(&config, &format!("{scheme}://{addr}")).await?;
     } else {
         tracing::warn!("accounts are off (--no-auth): anyone who can connect may read and write everything");
     }
@@ -251,9 +256,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// On the first start with accounts, creates `admin` with a random password and says how
 /// to log in, once.
-async fn bootstrap_admin(data: &std::path::Path, url: &str) -> anyhow::Result<()> {
+async fn bootstrap_admin(config: &ServerConfig, url: &str) -> anyhow::Result<()> {
+    let data = &config.data_dir;
     std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
-    let db = ferry_store::SqliteMeta::open(&data.join("ferry.db")).await.context("cannot open the database")?;
+    let db = ferry_store::open_metadata(config.database.as_ref().map(|d| d.0.as_str()), data)
+        .await
+        .context("cannot open the database")?;
     if !db.has_users().await? {
         let password = ferry_server::auth::new_token().0.trim_start_matches("fy_").chars().take(20).collect::<String>();
         let hash = ferry_server::auth::hash_password(&password)?;
@@ -261,7 +269,14 @@ async fn bootstrap_admin(data: &std::path::Path, url: &str) -> anyhow::Result<()
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "  first start: created user \"admin\" with password {password}  (shown once)");
         let _ = writeln!(out, "  log in:   ferry login --server {url} --user admin");
-        let _ = writeln!(out, "  add users: ferry user add NAME --data {}", data.display());
+        match &config.database {
+            Some(db) => {
+                let _ = writeln!(out, "  add users: ferry user add NAME --database {}", ferry_store::redact(&db.0));
+            }
+            None => {
+                let _ = writeln!(out, "  add users: ferry user add NAME --data {}", data.display());
+            }
+        }
         let _ = out.flush();
     }
     db.close().await;

@@ -127,3 +127,53 @@ fn sigterm_commits_in_flight_patches_and_exits_cleanly() {
     s.restart();
     assert_eq!(head_offset(&s.addr, &loc), Some(1 << 20), "what arrived before shutdown was kept");
 }
+
+/// `--database postgres://…`: the metadata lives in PostgreSQL (no ferry.db), survives a
+/// `kill -9` of the server, and a resumed upload finds its offset there. Runs when
+/// `FERRY_TEST_PG_URL` names a server (`.ci/run` starts one); prints SKIPPED otherwise.
+#[test]
+fn metadata_in_postgres_survives_a_server_kill() {
+    let Ok(server) = std::env::var("FERRY_TEST_PG_URL") else {
+        eprintln!("SKIPPED metadata_in_postgres_survives_a_server_kill: FERRY_TEST_PG_URL is not set");
+        return;
+    };
+    let server = server.trim_end_matches('/');
+    let db = format!("ferry_serve_{}", std::process::id());
+    let psql = |sql: &str| {
+        let out = Command::new("psql").args(["-d", &format!("{server}/postgres"), "-Atc", sql]).output().unwrap();
+        assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    psql(&format!("DROP DATABASE IF EXISTS {db}"));
+    psql(&format!("CREATE DATABASE {db}"));
+    let url = format!("{server}/{db}");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut s = Server::start(&data, &["--database", &url]);
+    let bytes = test_data(24 << 20, 71);
+    let file = tmp.path().join("pg.bin");
+    std::fs::write(&file, &bytes).unwrap();
+    let state = tmp.path().join("state");
+    // An upload slow enough to be cut by the kill, then resumed against a new process.
+    let mut up = client(&state)
+        .args(["upload", "--json", "--limit-rate", "4M", "--server", &s.url()])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Its first PATCHes (~1.5 s each) are acknowledged by then.
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    s.kill9();
+    let _ = up.kill(); // the user runs the command again
+    let _ = up.wait();
+    let s = Server::start_on(&s.addr, &data, &["--database", &url]);
+    let out = client(&state).args(["upload", "--json", "--server", &s.url()]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json_of(&out);
+    assert!(v["resumed_from"].as_u64().unwrap() > 0, "the offset was kept in PostgreSQL: {v}");
+    assert_eq!(v["verified"], true);
+    assert_eq!(std::fs::read(s.tree_file("pg.bin")).unwrap(), bytes);
+    assert!(!data.join("ferry.db").exists(), "no SQLite database beside it");
+    drop(s);
+    psql(&format!("DROP DATABASE {db}"));
+}

@@ -27,7 +27,7 @@ pub struct ServeArgs {
     #[arg(long, env = "FERRY_ROOT")]
     root: Option<PathBuf>,
     /// Metadata database instead of DATA/ferry.db: postgres://USER[:PASSWORD]@HOST:PORT/DB
-    /// (several nodes can share one) or sqlite://PATH
+    /// (an existing database; ferry creates its tables) or sqlite://PATH
     #[arg(long, env = "FERRY_DATABASE", value_name = "URL")]
     database: Option<String>,
     /// TOML config file (keys: listen, data, root, database, max_size, upload_ttl, sweep_interval,

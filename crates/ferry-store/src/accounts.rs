@@ -6,6 +6,7 @@
 use crate::AccountStore;
 use async_trait::async_trait;
 use sqlx::Row;
+use sqlx::{ColumnIndex, Decode, Type};
 
 use crate::{SqliteMeta, StoreError, unix_now};
 
@@ -23,7 +24,15 @@ pub struct User {
 }
 
 impl User {
-    fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Self, sqlx::Error> {
+    /// Decodes a row of `users` (any backend).
+    pub(crate) fn from_row<R>(r: &R) -> Result<Self, sqlx::Error>
+    where
+        R: Row,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+        &'static str: ColumnIndex<R>,
+    {
         Ok(Self {
             id: r.try_get("id")?,
             name: r.try_get("name")?,

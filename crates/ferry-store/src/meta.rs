@@ -2,15 +2,14 @@
 
 use crate::{Metadata, TreeIndex, UploadStore};
 use async_trait::async_trait;
+use sqlx::{ColumnIndex, Decode, Type};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use ferry_core::UploadId;
 use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::StoreError;
 use crate::group_commit::Write;
@@ -161,7 +160,15 @@ pub struct UploadRecord {
 }
 
 impl UploadRecord {
-    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
+    /// Decodes a row of `uploads` (any backend).
+    pub(crate) fn from_row<R>(row: &R) -> Result<Self, sqlx::Error>
+    where
+        R: Row,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+        &'static str: ColumnIndex<R>,
+    {
         let id: String = row.try_get("id")?;
         let sha: Option<Vec<u8>> = row.try_get("sha256")?;
         Ok(Self {

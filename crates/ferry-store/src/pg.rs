@@ -9,12 +9,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ferry_core::UploadId;
 use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::relay::{Delivery, DeliveryState, RelayItem};
+use crate::relay::{Delivery, DeliveryState, RelayItem, item_from_row};
 use crate::{
-    AccountStore, ConcatKind, Grant, Metadata, NewUpload, RelayStore, StoreError, TreeFileRecord, TreeIndex,
-    UploadRecord, UploadState, UploadStore, Usage, User, unix_now,
+    AccountStore, Grant, Metadata, NewUpload, RelayStore, StoreError, TreeFileRecord, TreeIndex, UploadRecord,
+    UploadState, UploadStore, Usage, User, unix_now,
 };
 
 /// The schema, version by version (`migrations/pg/NNNN_*.sql`).
@@ -67,56 +67,6 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn bad(what: &str) -> sqlx::Error {
-    sqlx::Error::Decode(format!("bad {what}").into())
-}
-
-fn upload_from_row(row: &PgRow) -> Result<UploadRecord, sqlx::Error> {
-    let id: String = row.try_get("id")?;
-    let sha: Option<Vec<u8>> = row.try_get("sha256")?;
-    Ok(UploadRecord {
-        id: UploadId::parse(&id).ok_or_else(|| bad("upload id"))?,
-        length: row.try_get::<Option<i64>, _>("length")?.map(|v| v as u64),
-        offset: row.try_get::<i64, _>("offset")? as u64,
-        metadata: row.try_get("metadata")?,
-        concat: ConcatKind::from_db(row.try_get::<Option<String>, _>("concat")?.as_deref()),
-        state: UploadState::parse(&row.try_get::<String, _>("state")?),
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        sha256: sha.and_then(|v| v.try_into().ok()),
-        tree_path: row.try_get("tree_path")?,
-        reason: row.try_get("reason")?,
-        host: match (row.try_get::<Option<String>, _>("host")?, row.try_get::<Option<i64>, _>("host_base")?) {
-            (Some(h), Some(base)) => UploadId::parse(&h).map(|h| (h, base as u64)),
-            _ => None,
-        },
-        owner: row.try_get("owner")?,
-        relay_to: row.try_get("relay_to")?,
-    })
-}
-
-fn user_from_row(r: &PgRow) -> Result<User, sqlx::Error> {
-    Ok(User {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        admin: r.try_get::<i64, _>("admin")? != 0,
-        quota: r.try_get::<Option<i64>, _>("quota")?.map(|q| q as u64),
-    })
-}
-
-fn item_from_row(r: &PgRow) -> Result<RelayItem, sqlx::Error> {
-    let sha: Vec<u8> = r.try_get("sha256")?;
-    Ok(RelayItem {
-        id: r.try_get("id")?,
-        sender: r.try_get("sender")?,
-        name: r.try_get("name")?,
-        size: r.try_get::<i64, _>("size")? as u64,
-        sha256: sha.try_into().map_err(|_| bad("sha256"))?,
-        created_at: r.try_get("created_at")?,
-        expires_at: r.try_get("expires_at")?,
-    })
-}
-
 /// The uploads that hold a user's bytes in staging (see `accounts.rs`); the user is `$1`.
 macro_rules! held {
     () => {
@@ -156,7 +106,7 @@ impl UploadStore for PgMeta {
     async fn get(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
         let row =
             sqlx::query("SELECT * FROM uploads WHERE id = $1").bind(id.as_str()).fetch_optional(&self.pool).await?;
-        Ok(row.as_ref().map(upload_from_row).transpose()?)
+        Ok(row.as_ref().map(UploadRecord::from_row).transpose()?)
     }
 
     async fn commit_offset(
@@ -222,14 +172,14 @@ impl UploadStore for PgMeta {
             sqlx::query("SELECT * FROM uploads WHERE state = 'complete' AND placed = 0 AND tree_path IS NOT NULL")
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows.iter().map(upload_from_row).collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(UploadRecord::from_row).collect::<Result<_, _>>()?)
     }
 
     async fn active_finals(&self) -> Result<Vec<UploadRecord>, StoreError> {
         let rows = sqlx::query("SELECT * FROM uploads WHERE state = 'active' AND concat LIKE 'final;%'")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(upload_from_row).collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(UploadRecord::from_row).collect::<Result<_, _>>()?)
     }
 
     async fn finish(&self, id: &UploadId, state: UploadState, reason: Option<&str>) -> Result<(), StoreError> {
@@ -265,7 +215,7 @@ impl UploadStore for PgMeta {
             .bind(format!("final;%{}%", partial.as_str()))
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(upload_from_row).collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(UploadRecord::from_row).collect::<Result<_, _>>()?)
     }
 
     async fn final_using(&self, partial: &UploadId) -> Result<Option<UploadId>, StoreError> {
@@ -390,7 +340,7 @@ impl AccountStore for PgMeta {
 
     async fn users(&self) -> Result<Vec<User>, StoreError> {
         let rows = sqlx::query("SELECT id, name, admin, quota FROM users ORDER BY name").fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(user_from_row).collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(User::from_row).collect::<Result<_, _>>()?)
     }
 
     async fn user_by_name(&self, name: &str) -> Result<Option<(User, String)>, StoreError> {
@@ -399,7 +349,7 @@ impl AccountStore for PgMeta {
             .fetch_optional(&self.pool)
             .await?;
         Ok(match row {
-            Some(r) => Some((user_from_row(&r)?, r.try_get("pw_hash")?)),
+            Some(r) => Some((User::from_row(&r)?, r.try_get("pw_hash")?)),
             None => None,
         })
     }
@@ -460,7 +410,7 @@ impl AccountStore for PgMeta {
         .bind(&token_sha[..])
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(user_from_row).transpose()?)
+        Ok(row.as_ref().map(User::from_row).transpose()?)
     }
 
     async fn revoke_token(&self, token_sha: &[u8; 32]) -> Result<bool, StoreError> {

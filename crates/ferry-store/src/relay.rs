@@ -7,6 +7,7 @@
 use crate::RelayStore;
 use async_trait::async_trait;
 use sqlx::Row;
+use sqlx::{ColumnIndex, Decode, Type};
 
 use crate::{SqliteMeta, StoreError, unix_now};
 
@@ -85,7 +86,15 @@ pub struct Delivery {
     pub updated_at: i64,
 }
 
-fn item_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RelayItem, sqlx::Error> {
+/// Decodes a relay item selected with `item_columns!()` (any backend).
+pub(crate) fn item_from_row<R>(r: &R) -> Result<RelayItem, sqlx::Error>
+where
+    R: Row,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+    &'static str: ColumnIndex<R>,
+{
     let sha: Vec<u8> = r.try_get("sha256")?;
     Ok(RelayItem {
         id: r.try_get("id")?,

@@ -47,16 +47,43 @@ pub fn parse_sha256_text(s: &str) -> Option<Sha256Digest> {
 /// server's one-time `nonce` over the range's offset and bytes. Without the bytes it
 /// cannot be computed, and a proof seen once is worth nothing for another challenge.
 pub fn possession_proof(nonce: &[u8], offset: u64, bytes: &[u8]) -> String {
-    use hmac::Mac;
+    use hmac::{KeyInit, Mac};
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(nonce).expect("HMAC takes keys of any length");
     mac.update(&offset.to_be_bytes());
     mac.update(bytes);
     to_hex(&mac.finalize().into_bytes())
 }
 
+/// The state of a running SHA-256, to be stored and resumed elsewhere (another node, after
+/// a restart) without reading the hashed bytes again.
+pub fn sha256_state(sha: &sha2::Sha256) -> Vec<u8> {
+    use sha2::digest::common::hazmat::SerializableState;
+    sha.serialize().to_vec()
+}
+
+/// A running SHA-256 from [`sha256_state`]; `None` for bytes that are not one.
+pub fn sha256_from_state(state: &[u8]) -> Option<sha2::Sha256> {
+    use sha2::digest::common::hazmat::SerializableState;
+    sha2::Sha256::deserialize(state.try_into().ok()?).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_sha256_resumes_from_its_stored_state() {
+        use sha2::Digest;
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for cut in [0, 1, 63, 64, 65, 4_097, 9_999] {
+            let mut first = sha2::Sha256::new();
+            first.update(&data[..cut]);
+            let mut resumed = sha256_from_state(&sha256_state(&first)).expect("state");
+            resumed.update(&data[cut..]);
+            assert_eq!(resumed.finalize(), sha2::Sha256::digest(&data), "cut at {cut}");
+        }
+        assert!(sha256_from_state(b"not a state").is_none());
+    }
 
     #[test]
     fn repr_digest_round_trip() {

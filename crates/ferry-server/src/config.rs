@@ -14,6 +14,11 @@ pub struct ServerConfig {
     /// The metadata database: `postgres://…` or `sqlite://PATH`; `None` for
     /// `data_dir/ferry.db`.
     pub database: Option<DatabaseUrl>,
+    /// Where bytes live: `s3://bucket/prefix` for an S3-compatible store; `None` for the
+    /// data directory (`staging/`) and the tree directory.
+    pub blobs: Option<String>,
+    /// The S3 endpoint and credentials (besides the `AWS_*` environment).
+    pub s3: ferry_store::S3Options,
     /// Largest upload accepted, advertised as `Tus-Max-Size`.
     pub max_size: u64,
     /// How long an unfinished upload lives after its last byte.
@@ -83,6 +88,8 @@ impl ServerConfig {
         Self {
             data_dir: data_dir.into(),
             database: None,
+            blobs: None,
+            s3: ferry_store::S3Options::default(),
             root: None,
             max_size: 1 << 40,
             upload_ttl: Duration::from_secs(24 * 3600),

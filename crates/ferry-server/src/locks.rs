@@ -19,6 +19,15 @@ use tokio_util::sync::CancellationToken;
 pub struct SlotState {
     /// SHA-256 over bytes `0..offset` of the upload, if this process has seen them.
     pub hasher: Option<(u64, Sha256)>,
+    /// This node's lease on the upload in the shared database, while it holds one.
+    pub lease: Option<Lease>,
+}
+
+/// A lease on an upload in the shared database, fenced by its token.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    /// The fencing token every commit under this lease carries.
+    pub token: i64,
 }
 
 #[derive(Debug, Default)]
@@ -40,6 +49,14 @@ pub struct UploadGuard {
     pub state: OwnedMutexGuard<SlotState>,
     /// Cancelled when a newer request wants this upload.
     pub stop: CancellationToken,
+}
+
+impl UploadGuard {
+    /// The fencing token of this node's lease on the upload, when uploads are leased
+    /// across nodes.
+    pub fn lease_token(&self) -> Option<i64> {
+        self.state.lease.as_ref().map(|l| l.token)
+    }
 }
 
 impl UploadLocks {

@@ -13,9 +13,9 @@ use crate::{ApiError, ServerConfig};
 pub struct AppState {
     /// The configuration.
     pub config: Arc<ServerConfig>,
-    /// Upload records, accounts, the relay and file digests (SQLite today).
+    /// Upload records, accounts, the relay and file digests (SQLite or PostgreSQL).
     pub meta: Arc<dyn Metadata>,
-    /// Bytes: unfinished uploads and the served tree (local directories today).
+    /// Bytes: unfinished uploads and the served tree (local directories, or S3).
     pub blobs: Arc<dyn Blobs>,
     pub(crate) locks: Arc<UploadLocks>,
     pub(crate) challenges: Arc<crate::api::ChallengeStore>,
@@ -45,7 +45,10 @@ impl AppState {
     pub async fn open(config: ServerConfig, shutdown: CancellationToken) -> Result<Self, ApiError> {
         std::fs::create_dir_all(&config.data_dir)?;
         let meta = ferry_store::open_metadata(config.database.as_ref().map(|d| d.0.as_str()), &config.data_dir).await?;
-        let blobs = Arc::new(LocalBlobs::open(config.data_dir.join("staging"), config.tree_dir())?);
+        let blobs: Arc<dyn Blobs> = match &config.blobs {
+            Some(url) => Arc::new(ferry_store::S3Blobs::open(url, &config.s3, meta.clone()).await?),
+            None => Arc::new(LocalBlobs::open(config.data_dir.join("staging"), config.tree_dir())?),
+        };
         Ok(Self {
             config: Arc::new(config),
             meta,

@@ -27,7 +27,7 @@ fn upload(i: usize) -> NewUpload {
 
 async fn commit_rounds(meta: &SqliteMeta, id: &UploadId, rounds: u64) {
     for r in 0..rounds {
-        assert!(meta.commit_offset(id, r, r + 1, None).await.expect("commit"), "commit refused");
+        assert!(meta.commit_offset(id, r, r + 1, None, &Default::default()).await.expect("commit"), "commit refused");
     }
 }
 

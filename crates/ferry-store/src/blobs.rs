@@ -47,6 +47,14 @@ pub trait BlobWriter: Send + Debug {
     fn discard(self: Box<Self>) -> Result<(), StoreError>;
     /// Whether the writer holds an open file (or connection) now.
     fn holds_descriptor(&self) -> bool;
+
+    /// What the commit of offset `upto` (≤ durable) must record for this backend, in the
+    /// same transaction (object storage: parts acknowledged and bytes not yet in a part).
+    /// `None` when the bytes themselves are durable (a local file).
+    fn progress(&mut self, upto: u64) -> Option<crate::BlobProgress> {
+        let _ = upto;
+        None
+    }
 }
 
 /// A flush of a [`BlobWriter`], run off the writer. Blocking.

@@ -12,7 +12,8 @@
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{NewUpload, StoreError};
+use crate::ledger::{COMMIT_OFFSET, COMPLETE, record_blob_progress};
+use crate::{NewUpload, Progress, StoreError};
 
 /// Most writes in one transaction.
 const MAX_BATCH: usize = 512;
@@ -23,7 +24,7 @@ pub(crate) enum Write {
     /// A new upload, active at offset 0.
     Create { new: NewUpload, now: i64 },
     /// Compare-and-set of an active upload's offset, pushing its expiry out.
-    CommitOffset { id: String, expected: u64, new: u64, expires_at: Option<i64> },
+    CommitOffset { id: String, expected: u64, new: u64, expires_at: Option<i64>, progress: Box<Progress> },
     /// An active upload at `expected` becomes complete.
     Complete {
         id: String,
@@ -32,6 +33,7 @@ pub(crate) enum Write {
         sha256: [u8; 32],
         tree_path: Option<String>,
         expires_at: Option<i64>,
+        progress: Box<Progress>,
     },
     /// A complete upload's file is in the tree.
     MarkPlaced { id: String },
@@ -104,37 +106,63 @@ async fn execute(conn: &mut sqlx::SqliteConnection, write: &Write) -> Result<u64
             .execute(conn)
             .await?
         }
-        Write::CommitOffset { id, expected, new, expires_at } => {
-            sqlx::query(
-                "UPDATE uploads SET \"offset\" = ?, expires_at = ? \
-                 WHERE id = ? AND \"offset\" = ? AND state = 'active' AND ? >= \"offset\"",
-            )
-            .bind(*new as i64)
-            .bind(expires_at)
-            .bind(id)
-            .bind(*expected as i64)
-            .bind(*new as i64)
-            .execute(conn)
-            .await?
+        Write::CommitOffset { id, expected, new, expires_at, progress } => {
+            let update = sqlx::query(COMMIT_OFFSET)
+                .bind(*new as i64)
+                .bind(expires_at)
+                .bind(progress.sha_state.as_deref())
+                .bind(id)
+                .bind(*expected as i64)
+                .bind(progress.lease_token);
+            return with_ledger(conn, id, update, progress).await;
         }
-        Write::Complete { id, expected, length, sha256, tree_path, expires_at } => {
-            sqlx::query(
-                "UPDATE uploads SET state = 'complete', length = ?, \"offset\" = ?, sha256 = ?, tree_path = ?, \
-                 placed = 0, expires_at = ? WHERE id = ? AND state = 'active' AND \"offset\" = ?",
-            )
-            .bind(*length as i64)
-            .bind(*length as i64)
-            .bind(&sha256[..])
-            .bind(tree_path.as_deref())
-            .bind(expires_at)
-            .bind(id)
-            .bind(*expected as i64)
-            .execute(conn)
-            .await?
+        Write::Complete { id, expected, length, sha256, tree_path, expires_at, progress } => {
+            let update = sqlx::query(COMPLETE)
+                .bind(*length as i64)
+                .bind(&sha256[..])
+                .bind(tree_path.as_deref())
+                .bind(expires_at)
+                .bind(id)
+                .bind(*expected as i64)
+                .bind(progress.lease_token);
+            return with_ledger(conn, id, update, progress).await;
         }
         Write::MarkPlaced { id } => {
             sqlx::query("UPDATE uploads SET placed = 1 WHERE id = ?").bind(id).execute(conn).await?
         }
     };
     Ok(done.rows_affected())
+}
+
+/// Runs a compare-and-set `update` and, when it took, the blob ledger changes that go with
+/// it, all or nothing (a savepoint inside the shared transaction).
+async fn with_ledger(
+    conn: &mut sqlx::SqliteConnection,
+    id: &str,
+    update: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    progress: &Progress,
+) -> Result<u64, StoreError> {
+    let Some(blob) = &progress.blob else {
+        return Ok(update.execute(conn).await?.rows_affected());
+    };
+    sqlx::raw_sql("SAVEPOINT ledger").execute(&mut *conn).await?;
+    let done = async {
+        let rows = update.execute(&mut *conn).await?.rows_affected();
+        if rows == 1 && !record_blob_progress!(conn, id, blob) {
+            return Ok::<u64, StoreError>(0);
+        }
+        Ok(rows)
+    }
+    .await;
+    match done {
+        Ok(1) => {
+            sqlx::raw_sql("RELEASE ledger").execute(&mut *conn).await?;
+            Ok(1)
+        }
+        other => {
+            sqlx::raw_sql("ROLLBACK TO ledger").execute(&mut *conn).await?;
+            sqlx::raw_sql("RELEASE ledger").execute(&mut *conn).await?;
+            other.map(|_| 0)
+        }
+    }
 }

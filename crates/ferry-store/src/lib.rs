@@ -19,12 +19,15 @@ mod accounts;
 mod blobs;
 mod error;
 mod group_commit;
+mod ledger;
 mod local;
 mod meta;
 mod metadata;
 #[cfg(feature = "postgres")]
 mod pg;
 mod relay;
+#[cfg(feature = "s3")]
+mod s3;
 mod staging;
 mod staging_writer;
 mod tree;
@@ -32,12 +35,15 @@ mod tree;
 pub use accounts::{Grant, Usage, User};
 pub use blobs::{BlobFlush, BlobRead, BlobWriter, Blobs, DirEntry, FileStat, Host, TreeBlobs, UploadBlobs};
 pub use error::StoreError;
+pub use ledger::{BlobLedger, BlobProgress, PartRecord, Progress, TailChunk};
 pub use local::LocalBlobs;
 pub use meta::{ConcatKind, NewUpload, SqliteMeta, TreeFileRecord, UploadRecord, UploadState};
 pub use metadata::{AccountStore, Metadata, RelayStore, TreeIndex, UploadStore};
 #[cfg(feature = "postgres")]
 pub use pg::PgMeta;
 pub use relay::{Delivery, DeliveryState, RelayItem};
+#[cfg(feature = "s3")]
+pub use s3::{S3Blobs, S3Options};
 pub(crate) use staging::StagingArea;
 pub use staging_writer::FaultPlan;
 pub(crate) use tree::Tree;

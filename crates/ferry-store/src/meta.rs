@@ -13,10 +13,14 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::StoreError;
 use crate::group_commit::Write;
+use crate::ledger::{ACQUIRE_LEASE, RELEASE_LEASE, RENEW_LEASE, forget_blob_ledger, read_blob_ledger};
+use crate::{BlobLedger, Progress};
 /// The schema, version by version: migration `i` takes a database from version `i` to
 /// `i + 1` (SQLite's `user_version`, set by its second statement), in one transaction each.
-const MIGRATIONS: &[(&str, &str)] =
-    &[(include_str!("../migrations/sqlite/0001_initial.sql"), "PRAGMA user_version = 1")];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (include_str!("../migrations/sqlite/0001_initial.sql"), "PRAGMA user_version = 1"),
+    (include_str!("../migrations/sqlite/0002_ledger_and_leases.sql"), "PRAGMA user_version = 2"),
+];
 
 /// Columns added to `uploads` before the schema was versioned: a database from then is at
 /// version 0 with its tables but without these.
@@ -157,6 +161,8 @@ pub struct UploadRecord {
     pub owner: Option<i64>,
     /// For a file sent through the relay: the recipients' user ids, comma-separated.
     pub relay_to: Option<String>,
+    /// The running SHA-256 over bytes `0..offset`, serialized (see [`crate::Progress`]).
+    pub sha_state: Option<Vec<u8>>,
 }
 
 impl UploadRecord {
@@ -189,6 +195,7 @@ impl UploadRecord {
             },
             owner: row.try_get("owner")?,
             relay_to: row.try_get("relay_to")?,
+            sha_state: row.try_get("sha_state")?,
         })
     }
 }
@@ -272,8 +279,10 @@ impl UploadStore for SqliteMeta {
         expected: u64,
         new: u64,
         expires_at: Option<i64>,
+        progress: &Progress,
     ) -> Result<bool, StoreError> {
-        let write = Write::CommitOffset { id: id.to_string(), expected, new, expires_at };
+        let progress = Box::new(progress.clone());
+        let write = Write::CommitOffset { id: id.to_string(), expected, new, expires_at, progress };
         Ok(self.writes.run(write).await? == 1)
     }
 
@@ -294,10 +303,41 @@ impl UploadStore for SqliteMeta {
         sha256: &[u8; 32],
         tree_path: Option<&str>,
         expires_at: Option<i64>,
+        progress: &Progress,
     ) -> Result<bool, StoreError> {
-        let tree_path = tree_path.map(str::to_owned);
-        let write = Write::Complete { id: id.to_string(), expected, length, sha256: *sha256, tree_path, expires_at };
+        let (tree_path, progress) = (tree_path.map(str::to_owned), Box::new(progress.clone()));
+        let write =
+            Write::Complete { id: id.to_string(), expected, length, sha256: *sha256, tree_path, expires_at, progress };
         Ok(self.writes.run(write).await? == 1)
+    }
+
+    async fn blob_ledger(&self, id: &UploadId) -> Result<BlobLedger, StoreError> {
+        Ok(read_blob_ledger!(&self.pool, id.as_str()))
+    }
+
+    async fn forget_ledger(&self, id: &UploadId) -> Result<(), StoreError> {
+        forget_blob_ledger!(&self.pool, id.as_str());
+        Ok(())
+    }
+
+    async fn acquire_lease(&self, id: &UploadId, node: &str, now: i64, until: i64) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(ACQUIRE_LEASE)
+            .bind(node)
+            .bind(until)
+            .bind(id.as_str())
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn renew_lease(&self, id: &UploadId, token: i64, until: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(RENEW_LEASE).bind(until).bind(id.as_str()).bind(token).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, id: &UploadId, token: i64) -> Result<(), StoreError> {
+        sqlx::query(RELEASE_LEASE).bind(id.as_str()).bind(token).execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn mark_placed(&self, id: &UploadId) -> Result<(), StoreError> {
@@ -491,12 +531,15 @@ mod tests {
         let new = new_upload(10);
         let id = new.id.clone();
         db.create_upload(&new, 1).await.unwrap();
-        assert!(db.commit_offset(&id, 0, 4, None).await.unwrap());
-        assert!(!db.commit_offset(&id, 0, 8, None).await.unwrap(), "stale expected offset");
-        assert!(!db.commit_offset(&id, 4, 3, None).await.unwrap(), "offsets never decrease");
+        assert!(db.commit_offset(&id, 0, 4, None, &Default::default()).await.unwrap());
+        assert!(!db.commit_offset(&id, 0, 8, None, &Default::default()).await.unwrap(), "stale expected offset");
+        assert!(!db.commit_offset(&id, 4, 3, None, &Default::default()).await.unwrap(), "offsets never decrease");
         assert_eq!(db.get(&id).await.unwrap().unwrap().offset, 4);
         db.finish(&id, UploadState::Terminated, None).await.unwrap();
-        assert!(!db.commit_offset(&id, 4, 6, None).await.unwrap(), "terminated uploads take no bytes");
+        assert!(
+            !db.commit_offset(&id, 4, 6, None, &Default::default()).await.unwrap(),
+            "terminated uploads take no bytes"
+        );
     }
 
     fn new_upload(length: u64) -> NewUpload {
@@ -531,11 +574,13 @@ mod tests {
         let mut racers = tokio::task::JoinSet::new();
         for n in 1..=50u64 {
             let (db, id) = (db.clone(), contested.id.clone());
-            racers.spawn(async move { (n, db.commit_offset(&id, 0, n, None).await.unwrap()) });
+            racers.spawn(async move { (n, db.commit_offset(&id, 0, n, None, &Default::default()).await.unwrap()) });
         }
         for (i, new) in others.iter().enumerate() {
             let (db, id) = (db.clone(), new.id.clone());
-            racers.spawn(async move { (1000 + i as u64, db.commit_offset(&id, 0, 7, None).await.unwrap()) });
+            racers.spawn(async move {
+                (1000 + i as u64, db.commit_offset(&id, 0, 7, None, &Default::default()).await.unwrap())
+            });
         }
         let answers = racers.join_all().await;
         let winners: Vec<u64> = answers.iter().filter(|(n, ok)| *n <= 50 && *ok).map(|(n, _)| *n).collect();

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use ferry_core::UploadId;
 
 use crate::{
-    Delivery, DeliveryState, Grant, NewUpload, RelayItem, StoreError, TreeFileRecord, UploadRecord, UploadState, Usage,
-    User,
+    BlobLedger, Delivery, DeliveryState, Grant, NewUpload, Progress, RelayItem, StoreError, TreeFileRecord,
+    UploadRecord, UploadState, Usage, User,
 };
 
 /// Upload records: creation, the offset compare-and-set, completion, concatenation hosts,
@@ -20,23 +20,28 @@ pub trait UploadStore: Send + Sync {
     /// Reads one upload.
     async fn get(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError>;
 
-    /// Advances the offset from `expected` to `new` (compare-and-set) and pushes the
-    /// expiry out. Returns false, changing nothing, when the stored offset is not
-    /// `expected` or the upload is no longer active.
+    /// Advances the offset from `expected` to `new` (compare-and-set), pushes the expiry
+    /// out and records `progress` (hash state, blob ledger) in the same transaction.
+    /// Returns false, changing nothing, when the stored offset is not `expected`, the
+    /// upload is no longer active, or `progress` carries a lease token that is not the
+    /// upload's current one (a writer that lost its lease).
     async fn commit_offset(
         &self,
         id: &UploadId,
         expected: u64,
         new: u64,
         expires_at: Option<i64>,
+        progress: &Progress,
     ) -> Result<bool, StoreError>;
 
     /// Sets the length of a deferred-length upload; false if it was already set.
     async fn set_length(&self, id: &UploadId, length: u64) -> Result<bool, StoreError>;
 
     /// Records an active upload at offset `expected` as complete, with its digest and (for
-    /// a file bound for the tree) its destination, not yet placed. Compare-and-set: false,
-    /// changing nothing, if the upload is not active at `expected`.
+    /// a file bound for the tree) its destination, not yet placed, with the blob ledger of
+    /// its last bytes. Compare-and-set: false, changing nothing, if the upload is not
+    /// active at `expected` (or the lease token in `progress` is not current).
+    #[allow(clippy::too_many_arguments)]
     async fn complete(
         &self,
         id: &UploadId,
@@ -45,7 +50,25 @@ pub trait UploadStore: Send + Sync {
         sha256: &[u8; 32],
         tree_path: Option<&str>,
         expires_at: Option<i64>,
+        progress: &Progress,
     ) -> Result<bool, StoreError>;
+
+    /// An upload's multipart ledger (empty for uploads on local storage).
+    async fn blob_ledger(&self, id: &UploadId) -> Result<BlobLedger, StoreError>;
+
+    /// Forgets an upload's multipart ledger (its object is complete, or gone).
+    async fn forget_ledger(&self, id: &UploadId) -> Result<(), StoreError>;
+
+    /// Takes the lease on an upload for `node` until `until` (Unix seconds) when nobody
+    /// else holds a live one, drawing a new fencing token. `None` while another node's
+    /// lease is live.
+    async fn acquire_lease(&self, id: &UploadId, node: &str, now: i64, until: i64) -> Result<Option<i64>, StoreError>;
+
+    /// Extends a lease still held with `token`; false once it was lost.
+    async fn renew_lease(&self, id: &UploadId, token: i64, until: i64) -> Result<bool, StoreError>;
+
+    /// Gives a lease up (if `token` still holds it).
+    async fn release_lease(&self, id: &UploadId, token: i64) -> Result<(), StoreError>;
 
     /// Records that a completed upload's file is in the tree.
     async fn mark_placed(&self, id: &UploadId) -> Result<(), StoreError>;
@@ -142,6 +165,7 @@ pub trait RelayStore: Send + Sync {
         item: &RelayItem,
         sender_id: i64,
         recipient_ids: &[i64],
+        progress: &Progress,
     ) -> Result<bool, StoreError>;
 
     /// An item, if `user_id` is its sender or one of its recipients.

@@ -11,14 +11,18 @@ use ferry_core::UploadId;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use crate::ledger;
 use crate::relay::{Delivery, DeliveryState, RelayItem, item_from_row};
 use crate::{
-    AccountStore, Grant, Metadata, NewUpload, RelayStore, StoreError, TreeFileRecord, TreeIndex, UploadRecord,
-    UploadState, UploadStore, Usage, User, unix_now,
+    AccountStore, BlobLedger, Grant, Metadata, NewUpload, Progress, RelayStore, StoreError, TreeFileRecord, TreeIndex,
+    UploadRecord, UploadState, UploadStore, Usage, User, unix_now,
 };
 
 /// The schema, version by version (`migrations/pg/NNNN_*.sql`).
-const MIGRATIONS: &[(&str, i64)] = &[(include_str!("../migrations/pg/0001_initial.sql"), 1)];
+const MIGRATIONS: &[(&str, i64)] = &[
+    (include_str!("../migrations/pg/0001_initial.sql"), 1),
+    (include_str!("../migrations/pg/0002_ledger_and_leases.sql"), 2),
+];
 
 /// Metadata in PostgreSQL.
 #[derive(Debug, Clone)]
@@ -38,6 +42,31 @@ impl PgMeta {
             .await?;
         migrate(&pool).await?;
         Ok(Self { pool })
+    }
+}
+
+impl PgMeta {
+    /// Runs a compare-and-set `update` and, when it took, the blob ledger changes that go
+    /// with it, in one transaction.
+    async fn with_ledger(
+        &self,
+        id: &UploadId,
+        update: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        progress: &Progress,
+    ) -> Result<bool, StoreError> {
+        let Some(blob) = &progress.blob else {
+            return Ok(update.execute(&self.pool).await?.rows_affected() == 1);
+        };
+        let mut tx = self.pool.begin().await?;
+        let conn = &mut *tx;
+        if update.execute(&mut *conn).await?.rows_affected() != 1
+            || !ledger::record_blob_progress!(conn, id.as_str(), blob)
+        {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 }
 
@@ -115,18 +144,16 @@ impl UploadStore for PgMeta {
         expected: u64,
         new: u64,
         expires_at: Option<i64>,
+        progress: &Progress,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE uploads SET \"offset\" = $1, expires_at = $2 \
-             WHERE id = $3 AND \"offset\" = $4 AND state = 'active' AND $1 >= \"offset\"",
-        )
-        .bind(new as i64)
-        .bind(expires_at)
-        .bind(id.as_str())
-        .bind(expected as i64)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let update = sqlx::query(ledger::COMMIT_OFFSET)
+            .bind(new as i64)
+            .bind(expires_at)
+            .bind(progress.sha_state.as_deref())
+            .bind(id.as_str())
+            .bind(expected as i64)
+            .bind(progress.lease_token);
+        self.with_ledger(id, update, progress).await
     }
 
     async fn set_length(&self, id: &UploadId, length: u64) -> Result<bool, StoreError> {
@@ -146,20 +173,47 @@ impl UploadStore for PgMeta {
         sha256: &[u8; 32],
         tree_path: Option<&str>,
         expires_at: Option<i64>,
+        progress: &Progress,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE uploads SET state = 'complete', length = $1, \"offset\" = $1, sha256 = $2, tree_path = $3, \
-             placed = 0, expires_at = $4 WHERE id = $5 AND state = 'active' AND \"offset\" = $6",
-        )
-        .bind(length as i64)
-        .bind(&sha256[..])
-        .bind(tree_path)
-        .bind(expires_at)
-        .bind(id.as_str())
-        .bind(expected as i64)
-        .execute(&self.pool)
-        .await?;
+        let update = sqlx::query(ledger::COMPLETE)
+            .bind(length as i64)
+            .bind(&sha256[..])
+            .bind(tree_path)
+            .bind(expires_at)
+            .bind(id.as_str())
+            .bind(expected as i64)
+            .bind(progress.lease_token);
+        self.with_ledger(id, update, progress).await
+    }
+
+    async fn blob_ledger(&self, id: &UploadId) -> Result<BlobLedger, StoreError> {
+        Ok(ledger::read_blob_ledger!(&self.pool, id.as_str()))
+    }
+
+    async fn forget_ledger(&self, id: &UploadId) -> Result<(), StoreError> {
+        ledger::forget_blob_ledger!(&self.pool, id.as_str());
+        Ok(())
+    }
+
+    async fn acquire_lease(&self, id: &UploadId, node: &str, now: i64, until: i64) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(ledger::ACQUIRE_LEASE)
+            .bind(node)
+            .bind(until)
+            .bind(id.as_str())
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn renew_lease(&self, id: &UploadId, token: i64, until: i64) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query(ledger::RENEW_LEASE).bind(until).bind(id.as_str()).bind(token).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, id: &UploadId, token: i64) -> Result<(), StoreError> {
+        sqlx::query(ledger::RELEASE_LEASE).bind(id.as_str()).bind(token).execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn mark_placed(&self, id: &UploadId) -> Result<(), StoreError> {
@@ -490,20 +544,29 @@ impl RelayStore for PgMeta {
         item: &RelayItem,
         sender_id: i64,
         recipient_ids: &[i64],
+        progress: &crate::Progress,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE uploads SET state = 'complete', length = $1, \"offset\" = $2, sha256 = $3, placed = 1 \
-             WHERE id = $4 AND state = 'active' AND \"offset\" = $5",
+             WHERE id = $4 AND state = 'active' AND \"offset\" = $5 AND lease_token = COALESCE($6, lease_token)",
         )
         .bind(item.size as i64)
         .bind(item.size as i64)
         .bind(&item.sha256[..])
         .bind(upload.as_str())
         .bind(expected as i64)
+        .bind(progress.lease_token)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() != 1 {
+        let ledger_ok = match &progress.blob {
+            Some(blob) if done.rows_affected() == 1 => {
+                let conn = &mut *tx;
+                crate::ledger::record_blob_progress!(conn, upload.as_str(), blob)
+            }
+            _ => true,
+        };
+        if done.rows_affected() != 1 || !ledger_ok {
             tx.rollback().await?;
             return Ok(false);
         }

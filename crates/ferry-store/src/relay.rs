@@ -122,20 +122,29 @@ impl RelayStore for SqliteMeta {
         item: &RelayItem,
         sender_id: i64,
         recipient_ids: &[i64],
+        progress: &crate::Progress,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         let done = sqlx::query(
             "UPDATE uploads SET state = 'complete', length = ?, \"offset\" = ?, sha256 = ?, placed = 1 \
-             WHERE id = ? AND state = 'active' AND \"offset\" = ?",
+             WHERE id = ? AND state = 'active' AND \"offset\" = ? AND lease_token = COALESCE(?, lease_token)",
         )
         .bind(item.size as i64)
         .bind(item.size as i64)
         .bind(&item.sha256[..])
         .bind(upload.as_str())
         .bind(expected as i64)
+        .bind(progress.lease_token)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() != 1 {
+        let ledger_ok = match &progress.blob {
+            Some(blob) if done.rows_affected() == 1 => {
+                let conn = &mut *tx;
+                crate::ledger::record_blob_progress!(conn, upload.as_str(), blob)
+            }
+            _ => true,
+        };
+        if done.rows_affected() != 1 || !ledger_ok {
             tx.rollback().await?;
             return Ok(false);
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ferry_core::{TreePath, UploadId};
 use ferry_store::{
-    Blobs, ConcatKind, DeliveryState, LocalBlobs, Metadata, NewUpload, RelayItem, SqliteMeta, StoreError,
+    Blobs, ConcatKind, DeliveryState, LocalBlobs, Metadata, NewUpload, Progress, RelayItem, SqliteMeta, StoreError,
     TreeFileRecord, UploadState,
 };
 
@@ -38,18 +38,27 @@ async fn uploads_life_cycle(m: &dyn Metadata) {
     );
     assert!(m.get(&UploadId::random()).await.unwrap().is_none());
 
-    assert!(!m.commit_offset(&new.id, 5, 40, None).await.unwrap(), "a stale expected offset changes nothing");
-    assert!(m.commit_offset(&new.id, 0, 40, Some(2_000)).await.unwrap());
-    assert!(!m.commit_offset(&new.id, 0, 60, None).await.unwrap(), "the same expected offset wins once");
+    assert!(
+        !m.commit_offset(&new.id, 5, 40, None, &Default::default()).await.unwrap(),
+        "a stale expected offset changes nothing"
+    );
+    assert!(m.commit_offset(&new.id, 0, 40, Some(2_000), &Default::default()).await.unwrap());
+    assert!(
+        !m.commit_offset(&new.id, 0, 60, None, &Default::default()).await.unwrap(),
+        "the same expected offset wins once"
+    );
     let rec = m.get(&new.id).await.unwrap().unwrap();
     assert_eq!((rec.offset, rec.expires_at), (40, Some(2_000)));
 
     let sha = [7u8; 32];
-    assert!(!m.complete(&new.id, 39, 100, &sha, Some("a.bin"), None).await.unwrap());
-    assert!(m.complete(&new.id, 40, 100, &sha, Some("a.bin"), None).await.unwrap());
+    assert!(!m.complete(&new.id, 39, 100, &sha, Some("a.bin"), None, &Default::default()).await.unwrap());
+    assert!(m.complete(&new.id, 40, 100, &sha, Some("a.bin"), None, &Default::default()).await.unwrap());
     let rec = m.get(&new.id).await.unwrap().unwrap();
     assert_eq!((rec.state, rec.offset, rec.sha256), (UploadState::Complete, 100, Some(sha)));
-    assert!(!m.commit_offset(&new.id, 100, 120, None).await.unwrap(), "a complete upload takes no bytes");
+    assert!(
+        !m.commit_offset(&new.id, 100, 120, None, &Default::default()).await.unwrap(),
+        "a complete upload takes no bytes"
+    );
     assert!(m.unplaced().await.unwrap().iter().any(|r| r.id == new.id), "complete, not placed yet");
     m.mark_placed(&new.id).await.unwrap();
     assert!(!m.unplaced().await.unwrap().iter().any(|r| r.id == new.id));
@@ -66,7 +75,10 @@ async fn uploads_life_cycle(m: &dyn Metadata) {
     m.finish(&deferred.id, UploadState::Expired, Some("too old")).await.unwrap();
     let rec = m.get(&deferred.id).await.unwrap().unwrap();
     assert_eq!((rec.state, rec.reason.as_deref()), (UploadState::Expired, Some("too old")));
-    assert!(!m.commit_offset(&deferred.id, 0, 10, None).await.unwrap(), "a finished upload takes no bytes");
+    assert!(
+        !m.commit_offset(&deferred.id, 0, 10, None, &Default::default()).await.unwrap(),
+        "a finished upload takes no bytes"
+    );
 }
 
 /// Racing commits of one offset: exactly one wins, whatever else runs at once.
@@ -76,7 +88,9 @@ async fn racing_commits_have_one_winner(m: Arc<dyn Metadata>) {
     let mut tasks = Vec::new();
     for i in 0..40u64 {
         let (m, id) = (m.clone(), new.id.clone());
-        tasks.push(tokio::spawn(async move { m.commit_offset(&id, 0, 100 + i, None).await.unwrap() }));
+        tasks.push(tokio::spawn(
+            async move { m.commit_offset(&id, 0, 100 + i, None, &Default::default()).await.unwrap() },
+        ));
     }
     let mut wins = 0;
     for t in tasks {
@@ -169,9 +183,12 @@ async fn relay(m: &dyn Metadata) {
         created_at: 100,
         expires_at: 200,
     };
-    assert!(!m.complete_relay(&new.id, 3, &item, sender.id, &[rcpt.id]).await.unwrap(), "compare-and-set");
+    assert!(
+        !m.complete_relay(&new.id, 3, &item, sender.id, &[rcpt.id], &Default::default()).await.unwrap(),
+        "compare-and-set"
+    );
     assert!(m.get(&new.id).await.unwrap().unwrap().state == UploadState::Active, "nothing changed");
-    assert!(m.complete_relay(&new.id, 0, &item, sender.id, &[rcpt.id]).await.unwrap());
+    assert!(m.complete_relay(&new.id, 0, &item, sender.id, &[rcpt.id], &Default::default()).await.unwrap());
     assert_eq!(m.get(&new.id).await.unwrap().unwrap().state, UploadState::Complete);
 
     let inbox = m.relay_inbox(rcpt.id).await.unwrap();
@@ -196,7 +213,7 @@ async fn relay(m: &dyn Metadata) {
     late.tree_path = None;
     m.create_upload(&late, 0).await.unwrap();
     let waiting = RelayItem { id: late.id.to_string(), expires_at: 300, ..item.clone() };
-    assert!(m.complete_relay(&late.id, 0, &waiting, sender.id, &[rcpt.id]).await.unwrap());
+    assert!(m.complete_relay(&late.id, 0, &waiting, sender.id, &[rcpt.id], &Default::default()).await.unwrap());
     assert!(m.expire_relay_items(299).await.unwrap().is_empty());
     assert_eq!(m.expire_relay_items(301).await.unwrap(), vec![waiting.id.clone()], "not the delivered one");
     assert_eq!(m.relay_deliveries(&waiting.id).await.unwrap()[0].state, DeliveryState::Expired);
@@ -240,44 +257,70 @@ async fn read_upload(b: &dyn Blobs, id: &UploadId, host: Option<&(UploadId, u64)
     .unwrap()
 }
 
-/// Writes `bytes` at `offset` through a writer, makes them durable and acknowledges them
-/// when `ack`; returns the writer's acknowledged offset.
-async fn write(
-    b: &dyn Blobs,
-    id: &UploadId,
-    host: Option<&(UploadId, u64)>,
-    offset: u64,
-    bytes: &[u8],
-    ack: bool,
-) -> u64 {
-    let mut w = b.writer(id, host, offset).await.unwrap();
-    let bytes = bytes.to_vec();
-    tokio::task::spawn_blocking(move || {
-        w.write(&bytes).unwrap();
-        let durable = w.sync().unwrap();
-        assert_eq!(durable, offset + bytes.len() as u64);
-        if ack {
-            w.acknowledge(durable);
-        } else {
+/// One backend pair: the bytes, and the metadata their ledgers are committed to.
+struct Store {
+    b: Arc<dyn Blobs>,
+    m: Arc<dyn Metadata>,
+}
+
+impl Store {
+    /// A new upload of `length` bytes, recorded and created.
+    async fn new_upload(&self, length: Option<u64>) -> UploadId {
+        let new = upload(length, ConcatKind::None, None);
+        self.m.create_upload(&new, 0).await.unwrap();
+        self.b.create(&new.id, length == Some(0)).await.unwrap();
+        new.id
+    }
+
+    /// Writes `bytes` at `offset` through a writer, as a request does: makes them durable,
+    /// then commits (with the writer's ledger) and acknowledges them when `ack`, or
+    /// discards them; returns the acknowledged offset. Each request's bytes go in as
+    /// several writes, with background flushes.
+    async fn write(&self, id: &UploadId, host: Option<&(UploadId, u64)>, offset: u64, bytes: &[u8], ack: bool) -> u64 {
+        let mut w = self.b.writer(id, host, offset).await.unwrap();
+        let bytes = bytes.to_vec();
+        let (w, durable, blob) = tokio::task::spawn_blocking(move || {
+            for piece in bytes.chunks(3 << 20) {
+                w.write(piece).unwrap();
+                let job = w.flush_job();
+                let done = job.run();
+                w.flushed(done).unwrap();
+            }
+            let durable = w.sync().unwrap();
+            assert_eq!(durable, offset + bytes.len() as u64);
+            let blob = w.progress(durable);
+            (w, durable, blob)
+        })
+        .await
+        .unwrap();
+        if !ack {
             // A request that failed verification: nothing past the acknowledged offset stays.
-            w.discard().unwrap();
+            tokio::task::spawn_blocking(move || w.discard().unwrap()).await.unwrap();
             return offset;
         }
+        let progress = Progress { blob, ..Default::default() };
+        assert!(self.m.commit_offset(id, offset, durable, None, &progress).await.unwrap());
+        let mut w = w;
+        w.acknowledge(durable);
         w.acknowledged()
-    })
-    .await
-    .unwrap()
+    }
+
+    /// Records an upload complete at `length` (its bytes all acknowledged).
+    async fn complete(&self, id: &UploadId, length: u64) {
+        assert!(self.m.complete(id, length, length, &[0; 32], None, None, &Progress::default()).await.unwrap());
+    }
 }
 
 /// Upload bytes: write, resume at the acknowledged offset, discard, publish, read back.
-async fn upload_bytes(b: &dyn Blobs) {
-    let id = UploadId::random();
-    b.create(&id, false).await.unwrap();
+async fn upload_bytes(s: &Store) {
+    let b = &*s.b;
+    let id = s.new_upload(Some(11)).await;
+    assert_eq!(s.write(&id, None, 0, b"hello ", true).await, 6);
     assert!(b.exists(&id).await.unwrap());
-    assert_eq!(write(b, &id, None, 0, b"hello ", true).await, 6);
-    assert_eq!(write(b, &id, None, 6, b"XXXX", false).await, 6, "a discarded request leaves nothing");
+    assert_eq!(s.write(&id, None, 6, b"XXXX", false).await, 6, "a discarded request leaves nothing");
     // A writer at the acknowledged offset never sees a tail left past it.
-    assert_eq!(write(b, &id, None, 6, b"world", true).await, 11);
+    assert_eq!(s.write(&id, None, 6, b"world", true).await, 11);
+    s.complete(&id, 11).await;
     assert_eq!(read_upload(b, &id, None, 11).await, b"hello world");
 
     let dest = TreePath::parse("docs/greeting.txt").unwrap();
@@ -298,9 +341,9 @@ async fn upload_bytes(b: &dyn Blobs) {
     ));
 
     // A second upload replaces the file whole.
-    let id2 = UploadId::random();
-    b.create(&id2, false).await.unwrap();
-    write(b, &id2, None, 0, b"bye", true).await;
+    let id2 = s.new_upload(Some(3)).await;
+    s.write(&id2, None, 0, b"bye", true).await;
+    s.complete(&id2, 3).await;
     assert_eq!(b.publish(&id2, &dest).await.unwrap().size, 3);
     let copy = TreePath::parse("docs/copy.txt").unwrap();
     assert_eq!(b.publish_copy(&dest, &copy).await.unwrap().size, 3);
@@ -315,10 +358,38 @@ async fn upload_bytes(b: &dyn Blobs) {
     b.remove(&id2).await.unwrap();
     b.remove(&UploadId::random()).await.unwrap(); // missing is fine
     assert!(b.open(&TreePath::parse("nothing").unwrap()).await.is_err());
+
+    // An upload that completes empty.
+    let empty = s.new_upload(Some(0)).await;
+    s.complete(&empty, 0).await;
+    assert!(read_upload(b, &empty, None, 0).await.is_empty());
+}
+
+/// An upload larger than object storage's parts, sent in requests that end anywhere (also
+/// inside a part), with a discarded request between them whose bytes reached the store:
+/// every byte comes back in order, once.
+async fn large_upload_across_requests(s: &Store) {
+    let len = 23 << 20;
+    let data: Vec<u8> = (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let id = s.new_upload(Some(len)).await;
+    let cuts = [0, 5_000_001, 9_437_184, 17_000_003, len];
+    for w in cuts.windows(2) {
+        let (from, to) = (w[0] as usize, w[1] as usize);
+        // Garbage first, discarded: the next writer starts at the acknowledged offset.
+        let garbage = vec![0xEE; 9 << 20];
+        assert_eq!(s.write(&id, None, from as u64, &garbage, false).await, from as u64);
+        assert_eq!(s.write(&id, None, from as u64, &data[from..to], true).await, to as u64);
+    }
+    s.complete(&id, len).await;
+    let back = read_upload(&*s.b, &id, None, len).await;
+    assert!(back == data, "the bytes read back differ from those written");
+    let dest = TreePath::parse("big/file.bin").unwrap();
+    assert_eq!(s.b.publish(&id, &dest).await.unwrap().size, len);
 }
 
 /// Parts written straight into their final upload's blob, when the store can host them.
-async fn hosted_parts(b: &dyn Blobs) {
+async fn hosted_parts(s: &Store) {
+    let b = &*s.b;
     if !b.hosts_parts() {
         return;
     }
@@ -326,18 +397,30 @@ async fn hosted_parts(b: &dyn Blobs) {
     b.create_host(&fin, 10).await.unwrap();
     let (p1, p2) = (UploadId::random(), UploadId::random());
     let (h1, h2) = ((fin.clone(), 0), (fin.clone(), 4));
-    write(b, &p2, Some(&h2), 0, b"efghij", true).await;
-    write(b, &p1, Some(&h1), 0, b"abcd", true).await;
+    let raw = |id: UploadId, host: (UploadId, u64), bytes: &'static [u8]| async move {
+        let mut w = b.writer(&id, Some(&host), 0).await.unwrap();
+        tokio::task::spawn_blocking(move || {
+            w.write(bytes).unwrap();
+            let at = w.sync().unwrap();
+            w.acknowledge(at);
+        })
+        .await
+        .unwrap();
+    };
+    raw(p2.clone(), h2.clone(), b"efghij").await;
+    raw(p1.clone(), h1.clone(), b"abcd").await;
     assert_eq!(read_upload(b, &p2, Some(&h2), 6).await, b"efghij");
     assert_eq!(read_upload(b, &fin, None, 10).await, b"abcdefghij");
     b.remove(&fin).await.unwrap();
     assert!(matches!(b.writer(&p1, Some(&h1), 4).await, Err(StoreError::NotFound(_))), "the host is gone");
 }
 
-async fn blobs_suite(b: Arc<dyn Blobs>) {
+async fn blobs_suite(b: Arc<dyn Blobs>, m: Arc<dyn Metadata>) {
     b.ready().await.unwrap();
-    upload_bytes(&*b).await;
-    hosted_parts(&*b).await;
+    let s = Store { b, m };
+    upload_bytes(&s).await;
+    large_upload_across_requests(&s).await;
+    hosted_parts(&s).await;
 }
 
 #[tokio::test]
@@ -349,7 +432,8 @@ async fn sqlite_metadata_conforms() {
 #[tokio::test]
 async fn local_blobs_conform() {
     let tmp = tempfile::tempdir().unwrap();
-    blobs_suite(Arc::new(LocalBlobs::open(tmp.path().join("staging"), tmp.path().join("files")).unwrap())).await;
+    let m = Arc::new(SqliteMeta::open(&tmp.path().join("ferry.db")).await.unwrap());
+    blobs_suite(Arc::new(LocalBlobs::open(tmp.path().join("staging"), tmp.path().join("files")).unwrap()), m).await;
 }
 
 /// PostgreSQL, when one is reachable: `FERRY_TEST_PG_URL` names a server (`postgres://user@host:port`,
@@ -373,5 +457,52 @@ async fn postgres_metadata_conforms() {
     let (a, b) = tokio::join!(ferry_store::PgMeta::open(&url), ferry_store::PgMeta::open(&url));
     b.unwrap().close().await;
     metadata_suite(Arc::new(a.unwrap())).await;
+    // Local bytes with PostgreSQL metadata.
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Arc::new(ferry_store::PgMeta::open(&url).await.unwrap());
+    blobs_suite(Arc::new(LocalBlobs::open(tmp.path().join("staging"), tmp.path().join("files")).unwrap()), m.clone())
+        .await;
+    m.close().await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {db}"))).execute(&mut admin).await.unwrap();
+}
+
+/// S3 bytes (moto, or any S3 endpoint) with SQLite metadata and, when a PostgreSQL is
+/// reachable too, with PostgreSQL metadata. `FERRY_TEST_S3_ENDPOINT` names the endpoint;
+/// the bucket `ferry-test` must exist there (`.ci/run` starts moto and creates it); each
+/// run writes below its own prefix.
+#[cfg(feature = "s3")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_blobs_conform() {
+    let Some(endpoint) = std::env::var("FERRY_TEST_S3_ENDPOINT").ok().filter(|s| !s.is_empty()) else {
+        eprintln!("SKIPPED s3_blobs_conform: FERRY_TEST_S3_ENDPOINT is not set (.ci/run starts moto and sets it)");
+        return;
+    };
+    let options = ferry_store::S3Options {
+        endpoint: Some(endpoint),
+        region: Some("us-east-1".into()),
+        access_key_id: Some("test".into()),
+        secret_access_key: Some("test".into()),
+    };
+    let url = format!("s3://ferry-test/conformance-{}", UploadId::random());
+    let tmp = tempfile::tempdir().unwrap();
+    let m: Arc<dyn Metadata> = Arc::new(SqliteMeta::open(&tmp.path().join("ferry.db")).await.unwrap());
+    let b = ferry_store::S3Blobs::open(&url, &options, m.clone()).await.unwrap();
+    blobs_suite(Arc::new(b), m).await;
+
+    #[cfg(feature = "postgres")]
+    if let Some(server) = std::env::var("FERRY_TEST_PG_URL").ok().filter(|s| !s.is_empty()) {
+        use sqlx::Connection;
+        let server = server.trim_end_matches('/');
+        let db = format!("ferry_s3_{}", UploadId::random());
+        let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres")).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut admin).await.unwrap();
+        let m: Arc<dyn Metadata> = Arc::new(ferry_store::PgMeta::open(&format!("{server}/{db}")).await.unwrap());
+        let url = format!("s3://ferry-test/conformance-pg-{}", UploadId::random());
+        let b = ferry_store::S3Blobs::open(&url, &options, m.clone()).await.unwrap();
+        blobs_suite(Arc::new(b), m.clone()).await;
+        m.close().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {db}"))).execute(&mut admin).await.unwrap();
+    } else {
+        eprintln!("SKIPPED the PostgreSQL + S3 half of s3_blobs_conform: FERRY_TEST_PG_URL is not set");
+    }
 }

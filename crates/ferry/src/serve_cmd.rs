@@ -30,7 +30,15 @@ pub struct ServeArgs {
     /// (an existing database; ferry creates its tables) or sqlite://PATH
     #[arg(long, env = "FERRY_DATABASE", value_name = "URL")]
     database: Option<String>,
-    /// TOML config file (keys: listen, data, root, database, max_size, upload_ttl, sweep_interval,
+    /// Keep bytes in an S3-compatible store instead of DATA/staging and the tree directory:
+    /// s3://BUCKET[/PREFIX]; endpoint, region and keys from the config file (s3_endpoint,
+    /// s3_region, s3_access_key_id, s3_secret_access_key) or AWS_ENDPOINT_URL, AWS_REGION,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY. Many nodes can share one PostgreSQL
+    /// --database and one bucket.
+    #[arg(long, env = "FERRY_BLOBS", value_name = "URL")]
+    blobs: Option<String>,
+    /// TOML config file (keys: listen, data, root, database, blobs, s3_endpoint, s3_region,
+    /// s3_access_key_id, s3_secret_access_key, max_size, upload_ttl, sweep_interval,
     /// network_timeout, behind_proxy, commit_every, auth,
     /// relay_ttl, heartbeat, shutdown_grace, header_timeout, max_connections,
     /// max_open_uploads, max_staging, dedup, dedup_min_size, tls_cert, tls_key)
@@ -107,6 +115,11 @@ struct FileConfig {
     data: Option<PathBuf>,
     root: Option<PathBuf>,
     database: Option<String>,
+    blobs: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
     max_size: Option<SizeValue>,
     upload_ttl: Option<String>,
     sweep_interval: Option<String>,
@@ -161,6 +174,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(data);
     config.root = args.root.or(file.root);
     config.database = args.database.or(file.database).map(ferry_server::DatabaseUrl);
+    config.blobs = args.blobs.or(file.blobs);
+    config.s3 = ferry_store::S3Options {
+        endpoint: file.s3_endpoint,
+        region: file.s3_region,
+        access_key_id: file.s3_access_key_id,
+        secret_access_key: file.s3_secret_access_key,
+    };
+    if let Some(b) = &config.blobs
+        && !b.starts_with("s3://")
+    {
+        bail!("--blobs {b:?}: use s3://BUCKET[/PREFIX]");
+    }
+    if config.blobs.is_some() && config.root.is_some() {
+        bail!("--root serves a local directory; it cannot be combined with --blobs (the tree is in the bucket)");
+    }
     if let Some(root) = &config.root
         && !root.is_dir()
     {

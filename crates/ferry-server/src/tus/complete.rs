@@ -7,7 +7,7 @@
 
 use ferry_core::digest::{parse_sha256_text, to_hex};
 use ferry_core::{TreePath, UploadId, UploadMetadata};
-use ferry_store::{ConcatKind, FileStat, TreeFileRecord, UploadRecord, UploadState};
+use ferry_store::{ConcatKind, FileStat, Progress, TreeFileRecord, UploadRecord, UploadState};
 
 use super::{concat, next_expiry};
 use crate::locks::UploadGuard;
@@ -79,11 +79,13 @@ pub(crate) async fn complete_upload(
     expected: u64,
     length: u64,
     sha: [u8; 32],
+    progress: &Progress,
 ) -> Result<(), ApiError> {
     guard.state.hasher = None;
     match &rec.concat {
         ConcatKind::Partial => {
-            let ok = state.meta.complete(&rec.id, expected, length, &sha, None, Some(next_expiry(state))).await?;
+            let ok =
+                state.meta.complete(&rec.id, expected, length, &sha, None, Some(next_expiry(state)), progress).await?;
             if !ok {
                 return Err(ApiError::Conflict("the upload changed under this request".into()));
             }
@@ -94,7 +96,7 @@ pub(crate) async fn complete_upload(
             }
             Ok(())
         }
-        ConcatKind::None | ConcatKind::Final(_) => finish_named(state, rec, expected, length, sha).await,
+        ConcatKind::None | ConcatKind::Final(_) => finish_named(state, rec, expected, length, sha, progress).await,
     }
 }
 
@@ -105,6 +107,7 @@ pub(crate) async fn finish_named(
     expected: u64,
     length: u64,
     sha: [u8; 32],
+    progress: &Progress,
 ) -> Result<(), ApiError> {
     let meta = UploadMetadata::parse(&rec.metadata).unwrap_or_default();
     if let Some(declared) = declared_sha256(&meta)?
@@ -119,14 +122,14 @@ pub(crate) async fn finish_named(
         return Err(ApiError::ChecksumMismatch(reason));
     }
     if let Some(recipients) = &rec.relay_to {
-        return finish_relay(state, rec, &meta, recipients, expected, length, sha).await;
+        return finish_relay(state, rec, &meta, recipients, expected, (length, sha), progress).await;
     }
     let dest = match &rec.tree_path {
         Some(p) => TreePath::parse(p).map_err(|e| ApiError::Internal(e.to_string()))?,
         None => destination(&meta, &rec.id, &TreePath::root())?,
     };
     let dest_text = dest.to_string();
-    if !state.meta.complete(&rec.id, expected, length, &sha, Some(&dest_text), None).await? {
+    if !state.meta.complete(&rec.id, expected, length, &sha, Some(&dest_text), None, progress).await? {
         return Err(ApiError::Conflict("the upload changed under this request".into()));
     }
     // A placement that fails (a directory in the way, a full disk) keeps the complete,
@@ -169,8 +172,8 @@ async fn finish_relay(
     meta: &UploadMetadata,
     recipients: &str,
     expected: u64,
-    length: u64,
-    sha: [u8; 32],
+    (length, sha): (u64, [u8; 32]),
+    progress: &Progress,
 ) -> Result<(), ApiError> {
     let sender = rec.owner.ok_or_else(|| ApiError::bad("the relay needs accounts"))?;
     let ids: Vec<i64> = recipients.split(',').filter_map(|r| r.parse().ok()).collect();
@@ -187,7 +190,7 @@ async fn finish_relay(
         created_at: now,
         expires_at: now + state.config.relay_ttl.as_secs() as i64,
     };
-    if !state.meta.complete_relay(&rec.id, expected, &item, sender, &ids).await? {
+    if !state.meta.complete_relay(&rec.id, expected, &item, sender, &ids, progress).await? {
         return Err(ApiError::Conflict("the upload changed under this request".into()));
     }
     state.locks.forget(&rec.id);

@@ -116,12 +116,12 @@ pub(crate) async fn try_assemble(state: &AppState, id: &UploadId) -> Result<bool
         expected_base += p.length.unwrap_or(0);
         ok
     });
-    let sha = if in_place {
+    let (sha, blob) = if in_place {
         let reader = state.blobs.reader(id, None).await?;
         blocking(move || {
             let mut sha = Sha256::new();
             reader.scan(0, length, &mut |b| sha.update(b))?;
-            Ok(sha.finalize().into())
+            Ok((sha.finalize().into(), None))
         })
         .await?
     } else {
@@ -145,11 +145,12 @@ pub(crate) async fn try_assemble(state: &AppState, id: &UploadId) -> Result<bool
                 }
             }
             out.sync()?;
-            Ok(sha.finalize().into())
+            Ok((sha.finalize().into(), out.progress(length)))
         })
         .await?
     };
-    complete::finish_named(state, &rec, 0, length, sha).await?;
+    let progress = ferry_store::Progress { blob, ..Default::default() };
+    complete::finish_named(state, &rec, 0, length, sha, &progress).await?;
     Ok(true)
 }
 

@@ -192,7 +192,7 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
     if length == Some(0) {
         let mut guard = state.locks.acquire(&id, LOCK_WAIT).await.ok_or(ApiError::Locked)?;
         let empty = sha2::Sha256::digest([]);
-        super::complete::complete_upload(&state, &mut guard, &rec, 0, 0, empty.into()).await?;
+        super::complete::complete_upload(&state, &mut guard, &rec, 0, 0, empty.into(), &Default::default()).await?;
     } else if body {
         let mut guard = state.locks.acquire(&id, LOCK_WAIT).await.ok_or(ApiError::Locked)?;
         let (_held, room) = quota::for_body(&state, &who, rec.length, content_length(&headers)).await?;

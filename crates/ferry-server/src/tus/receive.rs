@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::HeaderMap;
 use bytes::Bytes;
-use ferry_core::digest::{parse_repr_digest_sha256, to_hex};
+use ferry_core::digest::{parse_repr_digest_sha256, sha256_from_state, sha256_state, to_hex};
 use ferry_core::{ChecksumAlgorithm, Checksummer, UploadChecksum};
-use ferry_store::{StoreError, UploadRecord};
+use ferry_store::{Progress, StoreError, UploadRecord};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 
@@ -163,6 +163,11 @@ pub(crate) async fn hasher_at(
     if offset == 0 {
         return Ok(Sha256::new());
     }
+    // Committed with the offset (by any node): no need to read the bytes again.
+    if let Some(sha) = rec.sha_state.as_deref().and_then(sha256_from_state) {
+        guard.state.hasher = Some((offset, sha.clone()));
+        return Ok(sha);
+    }
     let reader = state.blobs.reader(&rec.id, rec.host.as_ref()).await?;
     let sha = blocking(move || -> Result<Sha256, StoreError> {
         let mut sha = Sha256::new();
@@ -271,10 +276,11 @@ pub(crate) async fn receive(
         };
     }
     // The last byte arrived: make it durable, check a declared digest, complete.
-    let (acked, digest): (u64, [u8; 32]) = match Box::pin(pipe.sync()).await {
-        Ok((_, sha)) => {
-            (pipe.ready().await.map(|s| s.writer.acknowledged()).unwrap_or(rec.offset), sha.finalize().into())
-        }
+    let (acked, digest, blob): (u64, [u8; 32], _) = match Box::pin(pipe.sync()).await {
+        Ok((_, sha)) => match pipe.ready().await {
+            Ok(s) => (s.writer.acknowledged(), sha.finalize().into(), s.writer.progress(end)),
+            Err(e) => return Err(io_failure(e)),
+        },
         Err(e) => {
             Box::pin(discard(pipe)).await;
             return Err(io_failure(e));
@@ -296,7 +302,8 @@ pub(crate) async fn receive(
         Box::pin(complete::fail(state, &rec.id, &reason)).await?;
         return Err(ApiError::ChecksumMismatch(reason));
     }
-    Box::pin(complete::complete_upload(state, guard, rec, acked, end, digest)).await?;
+    let progress = Progress { sha_state: None, blob, lease_token: guard.lease_token() };
+    Box::pin(complete::complete_upload(state, guard, rec, acked, end, digest, &progress)).await?;
     Ok(Received { offset: end, completed: Some(digest) })
 }
 
@@ -457,7 +464,12 @@ async fn advance(
     pos: u64,
     sha: Sha256,
 ) -> Result<(), ApiError> {
-    if !state.meta.commit_offset(&rec.id, acked, pos, Some(next_expiry(state))).await? {
+    let progress = Progress {
+        sha_state: Some(sha256_state(&sha)),
+        blob: pipe.ready().await.map_err(io_failure)?.writer.progress(pos),
+        lease_token: guard.lease_token(),
+    };
+    if !state.meta.commit_offset(&rec.id, acked, pos, Some(next_expiry(state)), &progress).await? {
         return Err(ApiError::Conflict("the upload changed under this request".into()));
     }
     pipe.ready().await.map_err(io_failure)?.writer.acknowledge(pos);

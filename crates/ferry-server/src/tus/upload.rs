@@ -164,7 +164,16 @@ pub(super) async fn patch(state: &AppState, id: &UploadId, who: &Identity, req: 
         let sha = receive::hasher_at(state, &mut guard, &rec).await?;
         use sha2::Digest as _;
         let digest: [u8; 32] = sha.finalize().into();
-        Box::pin(super::complete::complete_upload(state, &mut guard, &rec, rec.offset, rec.offset, digest)).await?;
+        Box::pin(super::complete::complete_upload(
+            state,
+            &mut guard,
+            &rec,
+            rec.offset,
+            rec.offset,
+            digest,
+            &Default::default(),
+        ))
+        .await?;
         out.insert(UPLOAD_OFFSET, HeaderValue::from(rec.offset));
         out.insert(
             "repr-digest",

@@ -1,0 +1,282 @@
+//! Writing an upload into an S3 multipart upload.
+//!
+//! Bytes gather in memory; every full part (≥ S3's 5 MiB minimum) is sent by a flush as
+//! one `UploadPart`. Nothing is acknowledged on S3's word alone: the server's offset commit
+//! records, in the same database transaction, the parts S3 acknowledged since the last
+//! commit and the bytes past them (a tail chunk), so the committed offset always names
+//! bytes that are either in an acknowledged part or in the database. A part sent but not
+//! committed is simply sent again (same index) by the next writer.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use object_store::aws::AmazonS3;
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+
+use super::store_error;
+use crate::{BlobFlush, BlobLedger, BlobProgress, BlobWriter, PartRecord, StoreError, TailChunk};
+
+/// Parts sent by flushes and not yet offered to a commit, shared with the flush jobs.
+#[derive(Debug, Default)]
+struct Sent {
+    multipart_id: Option<String>,
+    parts: Vec<PartRecord>,
+}
+
+/// The writer of one request into one upload's multipart upload.
+#[derive(Debug)]
+pub(crate) struct S3Writer {
+    store: Arc<AmazonS3>,
+    path: Path,
+    rt: tokio::runtime::Handle,
+    part_size: u64,
+    /// Parts cut from the stream, in order, kept until a commit recorded them: `(index,
+    /// base, bytes)`.
+    cut: VecDeque<(u32, u64, Bytes)>,
+    /// Bytes not yet cut into a part: `[pending_base, written)`.
+    pending: BytesMut,
+    pending_base: u64,
+    next_index: u32,
+    /// End of the parts the database knows.
+    committed_parts_end: u64,
+    sent: Arc<Mutex<Sent>>,
+    /// The parts offered to the commit in flight (acknowledged by `acknowledge`).
+    offered: Vec<PartRecord>,
+    written: u64,
+    durable: u64,
+    acked: u64,
+    failed: bool,
+}
+
+impl S3Writer {
+    /// Resumes `ledger` at the acknowledged `offset`.
+    pub(crate) fn resume(
+        store: Arc<AmazonS3>,
+        path: Path,
+        rt: tokio::runtime::Handle,
+        part_size: u64,
+        ledger: BlobLedger,
+        offset: u64,
+    ) -> Result<Self, StoreError> {
+        let mut parts_end = 0;
+        for (i, p) in ledger.parts.iter().enumerate() {
+            if p.index as usize != i || p.base != parts_end {
+                return Err(StoreError::Storage(format!("the multipart ledger has a gap at part {i}")));
+            }
+            parts_end += p.size;
+        }
+        if parts_end > offset {
+            return Err(StoreError::Storage(format!(
+                "the multipart ledger holds {parts_end} bytes, past the acknowledged offset {offset}"
+            )));
+        }
+        let mut pending = BytesMut::with_capacity((offset - parts_end) as usize);
+        for chunk in &ledger.tail {
+            let (start, end) = (chunk.base, chunk.base + chunk.data.len() as u64);
+            let at = parts_end + pending.len() as u64;
+            if start <= at && end > at && at < offset {
+                let from = (at - start) as usize;
+                let to = (end.min(offset) - start) as usize;
+                pending.extend_from_slice(&chunk.data[from..to]);
+            }
+        }
+        if parts_end + pending.len() as u64 != offset {
+            return Err(StoreError::Storage(format!(
+                "the bytes from {} to {offset} are missing from the database",
+                parts_end + pending.len() as u64
+            )));
+        }
+        let sent = Sent { multipart_id: ledger.multipart_id, parts: Vec::new() };
+        Ok(Self {
+            store,
+            path,
+            rt,
+            part_size,
+            cut: VecDeque::new(),
+            pending,
+            pending_base: parts_end,
+            next_index: ledger.parts.len() as u32,
+            committed_parts_end: parts_end,
+            sent: Arc::new(Mutex::new(sent)),
+            offered: Vec::new(),
+            written: offset,
+            durable: offset,
+            acked: offset,
+            failed: false,
+        })
+    }
+
+    /// The bytes past the last part (for sealing a complete upload).
+    pub(crate) fn tail_bytes(&self) -> Bytes {
+        self.pending.clone().freeze()
+    }
+
+    fn sent(&self) -> std::sync::MutexGuard<'_, Sent> {
+        self.sent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Cuts every full part off the pending bytes; the flush that sends them.
+    fn job(&mut self) -> S3Flush {
+        let mut parts = Vec::new();
+        while self.pending.len() as u64 >= self.part_size {
+            let bytes = self.pending.split_to(self.part_size as usize).freeze();
+            let (index, base) = (self.next_index, self.pending_base);
+            self.cut.push_back((index, base, bytes.clone()));
+            parts.push((index, base, bytes));
+            self.next_index += 1;
+            self.pending_base += self.part_size;
+        }
+        S3Flush {
+            store: self.store.clone(),
+            path: self.path.clone(),
+            rt: self.rt.clone(),
+            sent: self.sent.clone(),
+            parts,
+            upto: self.written,
+        }
+    }
+
+    /// The bytes `[from, to)` still held (cut parts or pending).
+    fn held(&self, from: u64, to: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(to.saturating_sub(from) as usize);
+        let cut = self.cut.iter().map(|(_, base, b)| (*base, b.as_ref()));
+        for (base, bytes) in cut.chain(std::iter::once((self.pending_base, self.pending.as_ref()))) {
+            let end = base + bytes.len() as u64;
+            let at = from + out.len() as u64;
+            if base <= at && end > at && at < to {
+                out.extend_from_slice(&bytes[(at - base) as usize..(end.min(to) - base) as usize]);
+            }
+        }
+        out
+    }
+}
+
+impl BlobWriter for S3Writer {
+    fn written(&self) -> u64 {
+        self.written
+    }
+
+    fn durable(&self) -> u64 {
+        self.durable
+    }
+
+    fn acknowledged(&self) -> u64 {
+        self.acked
+    }
+
+    fn has_failed(&self) -> bool {
+        self.failed
+    }
+
+    fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
+        if self.failed {
+            return Err(StoreError::Storage("an earlier write failed".into()));
+        }
+        self.pending.extend_from_slice(buf);
+        self.written += buf.len() as u64;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<u64, StoreError> {
+        if self.failed {
+            return Err(StoreError::Storage("an earlier write failed".into()));
+        }
+        let result = Box::new(self.job()).run();
+        self.flushed(result)
+    }
+
+    fn flush_job(&mut self) -> Box<dyn BlobFlush> {
+        Box::new(self.job())
+    }
+
+    fn flushed(&mut self, result: Result<u64, StoreError>) -> Result<u64, StoreError> {
+        match result {
+            Ok(upto) => {
+                self.durable = self.durable.max(upto);
+                Ok(self.durable)
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        }
+    }
+
+    fn acknowledge(&mut self, offset: u64) {
+        self.acked = offset;
+        for p in self.offered.drain(..) {
+            self.committed_parts_end = self.committed_parts_end.max(p.base + p.size);
+        }
+        while self.cut.front().is_some_and(|(_, base, b)| base + b.len() as u64 <= self.committed_parts_end) {
+            self.cut.pop_front();
+        }
+    }
+
+    fn discard(self: Box<Self>) -> Result<(), StoreError> {
+        // Parts sent past the acknowledged offset are in no commit: the next writer sends
+        // the same indexes again.
+        Ok(())
+    }
+
+    fn holds_descriptor(&self) -> bool {
+        false
+    }
+
+    fn progress(&mut self, upto: u64) -> Option<BlobProgress> {
+        let (multipart_id, parts) = {
+            let mut sent = self.sent();
+            let parts: Vec<PartRecord> = sent.parts.iter().filter(|p| p.base + p.size <= upto).cloned().collect();
+            sent.parts.retain(|p| p.base + p.size > upto);
+            (sent.multipart_id.clone(), parts)
+        };
+        let parts_end = parts.iter().map(|p| p.base + p.size).max().unwrap_or(self.committed_parts_end);
+        let from = self.acked.max(parts_end);
+        let tail = (upto > from).then(|| TailChunk { base: from, data: self.held(from, upto) });
+        self.offered.clone_from(&parts);
+        Some(BlobProgress { multipart_id, parts, tail, drop_tail_below: parts_end })
+    }
+}
+
+/// Sends the parts cut for one flush (creating the multipart upload first if needed).
+pub(crate) struct S3Flush {
+    store: Arc<AmazonS3>,
+    path: Path,
+    rt: tokio::runtime::Handle,
+    sent: Arc<Mutex<Sent>>,
+    parts: Vec<(u32, u64, Bytes)>,
+    upto: u64,
+}
+
+impl BlobFlush for S3Flush {
+    fn upto(&self) -> u64 {
+        self.upto
+    }
+
+    fn run(self: Box<Self>) -> Result<u64, StoreError> {
+        if self.parts.is_empty() {
+            return Ok(self.upto);
+        }
+        let S3Flush { store, path, rt, sent, parts, upto } = *self;
+        rt.block_on(async {
+            let existing = sent.lock().unwrap_or_else(|p| p.into_inner()).multipart_id.clone();
+            let id = match existing {
+                Some(id) => id,
+                None => {
+                    let id = store.create_multipart(&path).await.map_err(store_error)?;
+                    sent.lock().unwrap_or_else(|p| p.into_inner()).multipart_id = Some(id.clone());
+                    id
+                }
+            };
+            for (index, base, bytes) in parts {
+                let size = bytes.len() as u64;
+                let PartId { content_id } =
+                    store.put_part(&path, &id, index as usize, bytes.into()).await.map_err(store_error)?;
+                let record = PartRecord { index, etag: content_id, base, size };
+                sent.lock().unwrap_or_else(|p| p.into_inner()).parts.push(record);
+            }
+            Ok(upto)
+        })
+    }
+}

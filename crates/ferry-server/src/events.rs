@@ -27,6 +27,8 @@ use crate::{ApiError, AppState};
 #[derive(Debug)]
 pub struct Events {
     tx: broadcast::Sender<(i64, &'static str, String)>,
+    /// With a shared database: events go out through it (see `cluster.rs`).
+    published: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
     last_seen: Mutex<HashMap<i64, Instant>>,
     /// Bumped when a credential is revoked here, so open streams re-check theirs at once.
     pub(crate) revocations: tokio::sync::watch::Sender<u64>,
@@ -36,6 +38,7 @@ impl Default for Events {
     fn default() -> Self {
         Self {
             tx: broadcast::channel(1024).0,
+            published: std::sync::OnceLock::new(),
             last_seen: Mutex::default(),
             revocations: tokio::sync::watch::Sender::new(0),
         }
@@ -44,8 +47,35 @@ impl Default for Events {
 
 impl Events {
     /// Sends `kind` with JSON `data` to every open stream of `user`.
+    /// With a shared database the event goes to every node, which delivers it to its own
+    /// streams.
     pub fn notify(&self, user: i64, kind: &'static str, data: serde_json::Value) {
-        let _ = self.tx.send((user, kind, data.to_string()));
+        match self.published.get() {
+            Some(out) => {
+                let _ = out.send(serde_json::json!({ "user": user, "kind": kind, "data": data }).to_string());
+            }
+            None => {
+                let _ = self.tx.send((user, kind, data.to_string()));
+            }
+        }
+    }
+
+    /// Sends events out through `out` from now on (a shared database).
+    pub(crate) fn publish_through(&self, out: tokio::sync::mpsc::UnboundedSender<String>) {
+        let _ = self.published.set(out);
+    }
+
+    /// Delivers an event published by any node to this node's streams.
+    pub(crate) fn deliver_published(&self, payload: &str) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(payload) else { return };
+        let kind = match v["kind"].as_str() {
+            Some("item") => "item",
+            Some("delivery") => "delivery",
+            _ => return,
+        };
+        if let Some(user) = v["user"].as_i64() {
+            let _ = self.tx.send((user, kind, v["data"].to_string()));
+        }
     }
 
     fn seen(&self, user: i64) {

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod auth;
+mod cluster;
 mod config;
 mod error;
 pub mod events;
@@ -94,6 +95,7 @@ pub async fn serve(config: ServerConfig, listener: TcpListener, shutdown: Cancel
     state.staging_files = std::sync::Arc::new(tokio::sync::Semaphore::new(open_staging));
     tracing::info!(descriptors = ?descriptors, connections = cap, open_staging, "file-descriptor limit and connection cap");
     recovery::recover(&state).await?;
+    cluster::start(&state).await?;
     let sweeper = sweeper::spawn(state.clone());
     let router = app(state.clone());
     let connections = accept_loop(listener, tls, router, &state.config, cap, shutdown.clone());

@@ -19,15 +19,6 @@ use tokio_util::sync::CancellationToken;
 pub struct SlotState {
     /// SHA-256 over bytes `0..offset` of the upload, if this process has seen them.
     pub hasher: Option<(u64, Sha256)>,
-    /// This node's lease on the upload in the shared database, while it holds one.
-    pub lease: Option<Lease>,
-}
-
-/// A lease on an upload in the shared database, fenced by its token.
-#[derive(Debug, Clone, Copy)]
-pub struct Lease {
-    /// The fencing token every commit under this lease carries.
-    pub token: i64,
 }
 
 #[derive(Debug, Default)]
@@ -47,15 +38,18 @@ pub struct UploadLocks {
 pub struct UploadGuard {
     /// The state kept with the lock.
     pub state: OwnedMutexGuard<SlotState>,
-    /// Cancelled when a newer request wants this upload.
+    /// Cancelled when a newer request wants this upload (here or on another node), or when
+    /// this node lost its lease on it.
     pub stop: CancellationToken,
+    /// This node's lease on the upload in a shared database, while it holds one.
+    pub(crate) lease: Option<crate::cluster::LeaseHold>,
 }
 
 impl UploadGuard {
     /// The fencing token of this node's lease on the upload, when uploads are leased
     /// across nodes.
     pub fn lease_token(&self) -> Option<i64> {
-        self.state.lease.as_ref().map(|l| l.token)
+        self.lease.as_ref().map(|l| l.token)
     }
 }
 
@@ -75,7 +69,7 @@ impl UploadLocks {
             if let Ok(state) = tokio::time::timeout(step, slot.lock.clone().lock_owned()).await {
                 let stop = CancellationToken::new();
                 *slot.holder_stop.lock().unwrap_or_else(|p| p.into_inner()) = stop.clone();
-                return Some(UploadGuard { state, stop });
+                return Some(UploadGuard { state, stop, lease: None });
             }
             if Instant::now() >= deadline {
                 return None;
@@ -89,7 +83,15 @@ impl UploadLocks {
         let state = slot.lock.clone().try_lock_owned().ok()?;
         let stop = CancellationToken::new();
         *slot.holder_stop.lock().unwrap_or_else(|p| p.into_inner()) = stop.clone();
-        Some(UploadGuard { state, stop })
+        Some(UploadGuard { state, stop, lease: None })
+    }
+
+    /// Asks the request holding `id` here, if any, to stop (another node wants it).
+    pub fn request_release(&self, id: &UploadId) {
+        let slot = self.slots.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+        if let Some(slot) = slot {
+            slot.holder_stop.lock().unwrap_or_else(|p| p.into_inner()).cancel();
+        }
     }
 
     /// Drops the slot of an upload that reached a final state (no request can change it

@@ -18,6 +18,8 @@ pub struct AppState {
     /// Bytes: unfinished uploads and the served tree (local directories, or S3).
     pub blobs: Arc<dyn Blobs>,
     pub(crate) locks: Arc<UploadLocks>,
+    /// This process's name in upload leases (random per start).
+    pub(crate) node: String,
     pub(crate) challenges: Arc<crate::api::ChallengeStore>,
     /// Permits for staging files held open by writers (see `tus/sink.rs`), sized from the
     /// file-descriptor limit when the server starts.
@@ -54,6 +56,7 @@ impl AppState {
             meta,
             blobs,
             locks: Arc::default(),
+            node: ferry_core::UploadId::random().to_string(),
             challenges: Arc::default(),
             quotas: Arc::default(),
             staging_files: Arc::new(tokio::sync::Semaphore::new(crate::fd_limit::DEFAULT_OPEN_STAGING)),

@@ -218,4 +218,27 @@ pub trait Metadata: UploadStore + AccountStore + RelayStore + TreeIndex + std::f
 
     /// Closes the pool, flushing the WAL.
     async fn close(&self);
+
+    /// Whether other nodes may share this database (then uploads are leased, and events
+    /// and release requests travel through [`Metadata::publish`]).
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Sends `payload` on `topic` to every node subscribed (this one too). Nothing to do
+    /// for a database no other node shares.
+    async fn publish(&self, topic: &str, payload: &str) -> Result<(), StoreError> {
+        let _ = (topic, payload);
+        Ok(())
+    }
+
+    /// Messages published on `topics` by any node, as `(topic, payload)`; `None` for a
+    /// database no other node shares.
+    async fn subscribe(
+        &self,
+        topics: &[&str],
+    ) -> Result<Option<tokio::sync::mpsc::Receiver<(String, String)>>, StoreError> {
+        let _ = topics;
+        Ok(None)
+    }
 }

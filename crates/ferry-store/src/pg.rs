@@ -359,6 +359,42 @@ impl Metadata for PgMeta {
     async fn close(&self) {
         self.pool.close().await;
     }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn publish(&self, topic: &str, payload: &str) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(topic).bind(payload).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        topics: &[&str],
+    ) -> Result<Option<tokio::sync::mpsc::Receiver<(String, String)>>, StoreError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen_all(topics.iter().copied()).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(async move {
+            loop {
+                // recv() reconnects by itself after a lost connection (messages sent
+                // meanwhile are lost: a release request is sent again, an event is missed).
+                match listener.recv().await {
+                    Ok(n) => {
+                        if tx.send((n.channel().to_owned(), n.payload().to_owned())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "PostgreSQL notifications interrupted; reconnecting");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(Some(rx))
+    }
 }
 
 #[async_trait]

@@ -233,9 +233,34 @@ async fn tree_index(m: &dyn Metadata) {
     assert!(m.tree_paths_with_digest(&[5; 32], 10).await.unwrap().is_empty(), "replaced");
 }
 
+/// Leases and fencing: one live lease at a time, a new token each time, and a commit that
+/// carries a token no longer current changes nothing.
+async fn leases_fence_commits(m: &dyn Metadata) {
+    let new = upload(Some(100), ConcatKind::None, None);
+    m.create_upload(&new, 0).await.unwrap();
+    let id = &new.id;
+    let t1 = m.acquire_lease(id, "node-a", 1_000, 1_030).await.unwrap().expect("free upload");
+    assert!(m.acquire_lease(id, "node-b", 1_010, 1_040).await.unwrap().is_none(), "a live lease is exclusive");
+    assert!(m.renew_lease(id, t1, 1_060).await.unwrap());
+    // Node A pauses past its lease; node B takes over with a newer token.
+    let t2 = m.acquire_lease(id, "node-b", 1_061, 1_090).await.unwrap().expect("an expired lease passes on");
+    assert!(t2 > t1, "fencing tokens only grow");
+    assert!(!m.renew_lease(id, t1, 1_100).await.unwrap(), "the old holder learns it lost the lease");
+    let stale = Progress { lease_token: Some(t1), ..Default::default() };
+    assert!(!m.commit_offset(id, 0, 10, None, &stale).await.unwrap(), "a stale token commits nothing");
+    assert!(!m.complete(id, 0, 100, &[1; 32], None, None, &stale).await.unwrap());
+    let current = Progress { lease_token: Some(t2), sha_state: Some(vec![7; 8]), ..Default::default() };
+    assert!(m.commit_offset(id, 0, 10, None, &current).await.unwrap());
+    let rec = m.get(id).await.unwrap().unwrap();
+    assert_eq!((rec.offset, rec.sha_state), (10, Some(vec![7; 8])), "the hash state commits with the offset");
+    m.release_lease(id, t2).await.unwrap();
+    assert!(m.acquire_lease(id, "node-a", 1_062, 1_092).await.unwrap().is_some(), "a released lease is free");
+}
+
 async fn metadata_suite(m: Arc<dyn Metadata>) {
     m.ready().await.unwrap();
     uploads_life_cycle(&*m).await;
+    leases_fence_commits(&*m).await;
     racing_commits_have_one_winner(m.clone()).await;
     concatenation(&*m).await;
     accounts(&*m).await;

@@ -137,7 +137,11 @@ fn recovery_records_the_digest_of_a_file_renamed_just_before_a_crash() {
             relay_to: None,
         };
         meta.create_upload(&new, 0).await.unwrap();
-        assert!(meta.complete(&id, 0, content.len() as u64, &sha, Some("found.txt"), None, &Default::default()).await.unwrap());
+        assert!(
+            meta.complete(&id, 0, content.len() as u64, &sha, Some("found.txt"), None, &Default::default())
+                .await
+                .unwrap()
+        );
         meta.close().await;
     });
     let s = Server::start(&data_dir, &[]);

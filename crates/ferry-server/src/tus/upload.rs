@@ -20,13 +20,22 @@ use crate::{ApiError, AppState};
 
 /// Takes the upload (ending an older request on it) and loads its record, refusing
 /// uploads that are gone.
-async fn take(state: &AppState, id: &UploadId, who: &Identity) -> Result<(UploadGuard, UploadRecord), ApiError> {
+/// A writer (`lease`) also takes the upload's lease when nodes share the database.
+async fn take(
+    state: &AppState,
+    id: &UploadId,
+    who: &Identity,
+    lease: bool,
+) -> Result<(UploadGuard, UploadRecord), ApiError> {
     // Ownership first, without the lock, so nobody can interrupt someone else's PATCH.
     let rec = state.meta.get(id).await?.ok_or_else(|| ApiError::NotFound("no such upload".into()))?;
     if !who.owns(rec.owner) {
         return Err(ApiError::Forbidden("this upload belongs to another user".into()));
     }
-    let guard = state.locks.acquire(id, LOCK_WAIT).await.ok_or(ApiError::Locked)?;
+    let mut guard = state.locks.acquire(id, LOCK_WAIT).await.ok_or(ApiError::Locked)?;
+    if lease {
+        guard.lease = crate::cluster::lease(state, id, LOCK_WAIT, guard.stop.clone()).await?;
+    }
     let rec = state.meta.get(id).await?.ok_or_else(|| ApiError::NotFound("no such upload".into()))?;
     match rec.state {
         UploadState::Active | UploadState::Complete => Ok((guard, rec)),
@@ -50,7 +59,7 @@ fn concat_header(rec: &UploadRecord) -> Option<HeaderValue> {
 }
 
 pub(super) async fn head(state: &AppState, id: &UploadId, who: &Identity) -> Result<Response, ApiError> {
-    let (_guard, rec) = take(state, id, who).await?;
+    let (_guard, rec) = take(state, id, who, false).await?;
     super::complete::place_if_pending(state, &rec).await?;
     let mut h = HeaderMap::new();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -110,7 +119,7 @@ pub(super) async fn patch(state: &AppState, id: &UploadId, who: &Identity, req: 
         })
         .transpose()?;
 
-    let (mut guard, mut rec) = take(state, id, who).await?;
+    let (mut guard, mut rec) = take(state, id, who, true).await?;
     if matches!(rec.concat, ConcatKind::Final(_)) {
         return Err(ApiError::Forbidden("a final upload cannot be patched; it is made of its parts".into()));
     }
@@ -201,7 +210,7 @@ pub(super) async fn patch(state: &AppState, id: &UploadId, who: &Identity, req: 
 }
 
 pub(super) async fn delete(state: &AppState, id: &UploadId, who: &Identity) -> Result<Response, ApiError> {
-    let (_guard, rec) = take(state, id, who).await?;
+    let (_guard, rec) = take(state, id, who, true).await?;
     state.meta.finish(&rec.id, UploadState::Terminated, Some("deleted by the client")).await?;
     super::complete::release_bytes(state, &rec.id).await?;
     state.locks.forget(&rec.id);

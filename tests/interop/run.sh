@@ -10,7 +10,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 ferry="${1:-$here/../../target/debug/ferry}"
 work="$(mktemp -d)"
 tls_pid=""
-trap 'kill "$server_pid" $tls_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+s3_pid=""
+trap 'kill "$server_pid" $tls_pid $s3_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 
 "$ferry" serve --no-auth --listen 127.0.0.1:0 --data "$work/data" > "$work/banner" 2> "$work/server.log" &
 server_pid=$!
@@ -46,6 +47,22 @@ venv="$here/../../target/interop-venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q 'tuspy==1.1.0' 'openapi-spec-validator==0.9.0'
 "$venv/bin/python" "$here/tuspy_client.py" "$url"
+
+# --- tus-js-client (parallel: concatenation) and tuspy against a node keeping its bytes in
+# S3 (moto, when FERRY_TEST_S3_ENDPOINT names it; .ci/run does) ---
+if [ -n "${FERRY_TEST_S3_ENDPOINT:-}" ]; then
+  AWS_ENDPOINT_URL="$FERRY_TEST_S3_ENDPOINT" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
+    "$ferry" serve --no-auth --listen 127.0.0.1:0 --data "$work/data-s3" --blobs "s3://ferry-test/interop-$$" \
+    > "$work/banner-s3" 2> "$work/server-s3.log" &
+  s3_pid=$!
+  for _ in $(seq 100); do grep -q http:// "$work/banner-s3" 2>/dev/null && break; sleep 0.1; done
+  s3_url="$(grep -o 'http://[0-9.:]*' "$work/banner-s3" | head -1)"
+  echo "ferry with S3 bytes at $s3_url"
+  node "$here/tus_js_client.mjs" "$s3_url"
+  "$venv/bin/python" "$here/tuspy_client.py" "$s3_url"
+else
+  echo "SKIPPED tus-js-client and tuspy against S3: FERRY_TEST_S3_ENDPOINT is not set"
+fi
 
 # --- the OpenAPI document validates against the OpenAPI 3.1 schema ---
 curl -sf "$url/api/openapi.json" -o "$work/openapi.json"

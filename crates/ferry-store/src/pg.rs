@@ -376,6 +376,7 @@ impl Metadata for PgMeta {
         let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
         listener.listen_all(topics.iter().copied()).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let pool = self.pool.clone();
         tokio::spawn(async move {
             loop {
                 // recv() reconnects by itself after a lost connection (messages sent
@@ -386,6 +387,7 @@ impl Metadata for PgMeta {
                             return;
                         }
                     }
+                    Err(_) if pool.is_closed() => return,
                     Err(e) => {
                         tracing::warn!(error = %e, "PostgreSQL notifications interrupted; reconnecting");
                         tokio::time::sleep(std::time::Duration::from_secs(1)).await;

@@ -252,16 +252,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    let tree = config.tree_dir();
+    let tree = match &config.blobs {
+        Some(url) => format!("{url}/tree"),
+        None => config.tree_dir().display().to_string(),
+    };
     // The banner goes to stdout (scripts read the address from it); a closed stdout must
     // not stop the server, so write errors are ignored.
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "ferry serving {scheme}://{addr}  (data: {}, tree: {})",
-        config.data_dir.display(),
-        tree.display()
-    );
+    let _ = writeln!(out, "ferry serving {scheme}://{addr}  (data: {}, tree: {})", config.data_dir.display(), tree);
     let _ = writeln!(out, "  upload:   ferry upload FILE --server {scheme}://{addr}");
     let _ = writeln!(out, "  download: ferry download PATH --server {scheme}://{addr}");
     let _ = out.flush();

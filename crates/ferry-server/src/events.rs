@@ -65,20 +65,29 @@ impl Events {
         let _ = self.published.set(out);
     }
 
-    /// Delivers an event published by any node to this node's streams.
+    /// Delivers an event published by any node to this node's streams (a presence report
+    /// to this node's presence table).
     pub(crate) fn deliver_published(&self, payload: &str) {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(payload) else { return };
+        let Some(user) = v["user"].as_i64() else { return };
         let kind = match v["kind"].as_str() {
             Some("item") => "item",
             Some("delivery") => "delivery",
+            Some("presence") => return self.mark_seen(user),
             _ => return,
         };
-        if let Some(user) = v["user"].as_i64() {
-            let _ = self.tx.send((user, kind, v["data"].to_string()));
+        let _ = self.tx.send((user, kind, v["data"].to_string()));
+    }
+
+    /// `user` is online now: here, and (with a shared database) on every node.
+    fn seen(&self, user: i64) {
+        self.mark_seen(user);
+        if let Some(out) = self.published.get() {
+            let _ = out.send(serde_json::json!({ "user": user, "kind": "presence" }).to_string());
         }
     }
 
-    fn seen(&self, user: i64) {
+    fn mark_seen(&self, user: i64) {
         self.last_seen.lock().unwrap_or_else(|p| p.into_inner()).insert(user, Instant::now());
     }
 

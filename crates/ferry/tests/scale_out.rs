@@ -251,6 +251,11 @@ fn a_relay_send_on_one_node_reaches_a_watcher_on_the_other_within_a_second() {
         }
     });
     assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap().0, "hello", "bob's stream on node B is open");
+    // Node A knows bob is online (his stream is on node B).
+    wait_for(5, "node A sees bob online", || {
+        let r = request(&a.addr, "GET", "/api/presence/bob", &[("Authorization", &basic_auth("alice"))], b"");
+        r.status == 200 && r.text().contains("\"online\":true")
+    });
 
     // Alice sends through node A.
     let users = Users { dir: tmp.path().join("cli") };

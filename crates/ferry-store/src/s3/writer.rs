@@ -1,7 +1,8 @@
 //! Writing an upload into an S3 multipart upload.
 //!
-//! Bytes gather in memory; every full part (≥ S3's 5 MiB minimum) is sent by a flush as
-//! one `UploadPart`. Nothing is acknowledged on S3's word alone: the server's offset commit
+//! Bytes gather in memory; every full part (≥ S3's 5 MiB minimum) is sent as one
+//! `UploadPart` as soon as it is full, up to [`MAX_INFLIGHT`] at once per writer (S3 is
+//! fast in parallel and slow per request); a flush waits for the parts sent so far. Nothing is acknowledged on S3's word alone: the server's offset commit
 //! records, in the same database transaction, the parts S3 acknowledged since the last
 //! commit and the bytes past them (a tail chunk), so the committed offset always names
 //! bytes that are either in an acknowledged part or in the database. A part sent but not
@@ -18,7 +19,13 @@ use object_store::path::Path;
 use super::store_error;
 use crate::{BlobFlush, BlobLedger, BlobProgress, BlobWriter, PartRecord, StoreError, TailChunk};
 
-/// Parts sent by flushes and not yet offered to a commit, shared with the flush jobs.
+/// Parts being sent at once by one writer (beyond this, writing waits for the oldest).
+const MAX_INFLIGHT: usize = 4;
+
+/// One part on its way: index, base, size, and the task sending it (its ETag).
+type Sending = (u32, u64, u64, tokio::task::JoinHandle<Result<String, StoreError>>);
+
+/// Parts sent and not yet offered to a commit, shared with the flush jobs.
 #[derive(Debug, Default)]
 struct Sent {
     multipart_id: Option<String>,
@@ -35,6 +42,8 @@ pub(crate) struct S3Writer {
     /// Parts cut from the stream, in order, kept until a commit recorded them: `(index,
     /// base, bytes)`.
     cut: VecDeque<(u32, u64, Bytes)>,
+    /// Parts being sent, oldest first.
+    inflight: VecDeque<Sending>,
     /// Bytes not yet cut into a part: `[pending_base, written)`.
     pending: BytesMut,
     pending_base: u64,
@@ -95,6 +104,7 @@ impl S3Writer {
             rt,
             part_size,
             cut: VecDeque::new(),
+            inflight: VecDeque::new(),
             pending,
             pending_base: parts_end,
             next_index: ledger.parts.len() as u32,
@@ -117,23 +127,47 @@ impl S3Writer {
         self.sent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Cuts every full part off the pending bytes; the flush that sends them.
-    fn job(&mut self) -> S3Flush {
-        let mut parts = Vec::new();
+    /// The multipart upload, started now if this is the first part.
+    fn multipart(&self) -> Result<String, StoreError> {
+        if let Some(id) = self.sent().multipart_id.clone() {
+            return Ok(id);
+        }
+        let id = self.rt.block_on(self.store.create_multipart(&self.path)).map_err(store_error)?;
+        self.sent().multipart_id = Some(id.clone());
+        Ok(id)
+    }
+
+    /// Cuts every full part off the pending bytes and starts sending it, waiting for the
+    /// oldest part when too many are on their way.
+    fn cut_parts(&mut self) -> Result<(), StoreError> {
         while self.pending.len() as u64 >= self.part_size {
+            let multipart = self.multipart()?;
             let bytes = self.pending.split_to(self.part_size as usize).freeze();
-            let (index, base) = (self.next_index, self.pending_base);
+            let (index, base, size) = (self.next_index, self.pending_base, self.part_size);
             self.cut.push_back((index, base, bytes.clone()));
-            parts.push((index, base, bytes));
+            let (store, path) = (self.store.clone(), self.path.clone());
+            let task = self.rt.spawn(async move {
+                let part = store.put_part(&path, &multipart, index as usize, bytes.into()).await;
+                part.map(|PartId { content_id }| content_id).map_err(store_error)
+            });
+            self.inflight.push_back((index, base, size, task));
             self.next_index += 1;
             self.pending_base += self.part_size;
+            while self.inflight.len() > MAX_INFLIGHT {
+                if let Some(oldest) = self.inflight.pop_front() {
+                    settle(&self.rt, &self.sent, oldest)?;
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// The flush of everything written: it waits for the parts on their way.
+    fn job(&mut self) -> S3Flush {
         S3Flush {
-            store: self.store.clone(),
-            path: self.path.clone(),
             rt: self.rt.clone(),
             sent: self.sent.clone(),
-            parts,
+            parts: std::mem::take(&mut self.inflight).into(),
             upto: self.written,
         }
     }
@@ -176,7 +210,9 @@ impl BlobWriter for S3Writer {
         }
         self.pending.extend_from_slice(buf);
         self.written += buf.len() as u64;
-        Ok(())
+        let cut = self.cut_parts();
+        self.failed = cut.is_err();
+        cut
     }
 
     fn sync(&mut self) -> Result<u64, StoreError> {
@@ -214,9 +250,13 @@ impl BlobWriter for S3Writer {
         }
     }
 
-    fn discard(self: Box<Self>) -> Result<(), StoreError> {
+    fn discard(mut self: Box<Self>) -> Result<(), StoreError> {
         // Parts sent past the acknowledged offset are in no commit: the next writer sends
-        // the same indexes again.
+        // the same indexes again, so none of ours may land after its.
+        for (_, _, _, task) in std::mem::take(&mut self.inflight) {
+            task.abort();
+            let _ = self.rt.block_on(task);
+        }
         Ok(())
     }
 
@@ -231,6 +271,11 @@ impl BlobWriter for S3Writer {
             sent.parts.retain(|p| p.base + p.size > upto);
             (sent.multipart_id.clone(), parts)
         };
+        let parts = {
+            let mut parts = parts;
+            parts.sort_by_key(|p| p.index);
+            parts
+        };
         let parts_end = parts.iter().map(|p| p.base + p.size).max().unwrap_or(self.committed_parts_end);
         let from = self.acked.max(parts_end);
         let tail = (upto > from).then(|| TailChunk { base: from, data: self.held(from, upto) });
@@ -239,13 +284,27 @@ impl BlobWriter for S3Writer {
     }
 }
 
-/// Sends the parts cut for one flush (creating the multipart upload first if needed).
+impl Drop for S3Writer {
+    fn drop(&mut self) {
+        for (_, _, _, task) in &self.inflight {
+            task.abort();
+        }
+    }
+}
+
+/// Waits for one part and records it as sent.
+fn settle(rt: &tokio::runtime::Handle, sent: &Mutex<Sent>, part: Sending) -> Result<(), StoreError> {
+    let (index, base, size, task) = part;
+    let etag = rt.block_on(task).map_err(|e| StoreError::Storage(format!("sending part {index}: {e}")))??;
+    sent.lock().unwrap_or_else(|p| p.into_inner()).parts.push(PartRecord { index, etag, base, size });
+    Ok(())
+}
+
+/// Waits for the parts on their way when a flush was asked for.
 pub(crate) struct S3Flush {
-    store: Arc<AmazonS3>,
-    path: Path,
     rt: tokio::runtime::Handle,
     sent: Arc<Mutex<Sent>>,
-    parts: Vec<(u32, u64, Bytes)>,
+    parts: Vec<Sending>,
     upto: u64,
 }
 
@@ -255,28 +314,10 @@ impl BlobFlush for S3Flush {
     }
 
     fn run(self: Box<Self>) -> Result<u64, StoreError> {
-        if self.parts.is_empty() {
-            return Ok(self.upto);
+        let S3Flush { rt, sent, parts, upto } = *self;
+        for part in parts {
+            settle(&rt, &sent, part)?;
         }
-        let S3Flush { store, path, rt, sent, parts, upto } = *self;
-        rt.block_on(async {
-            let existing = sent.lock().unwrap_or_else(|p| p.into_inner()).multipart_id.clone();
-            let id = match existing {
-                Some(id) => id,
-                None => {
-                    let id = store.create_multipart(&path).await.map_err(store_error)?;
-                    sent.lock().unwrap_or_else(|p| p.into_inner()).multipart_id = Some(id.clone());
-                    id
-                }
-            };
-            for (index, base, bytes) in parts {
-                let size = bytes.len() as u64;
-                let PartId { content_id } =
-                    store.put_part(&path, &id, index as usize, bytes.into()).await.map_err(store_error)?;
-                let record = PartRecord { index, etag: content_id, base, size };
-                sent.lock().unwrap_or_else(|p| p.into_inner()).parts.push(record);
-            }
-            Ok(upto)
-        })
+        Ok(upto)
     }
 }

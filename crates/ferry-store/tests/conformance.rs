@@ -289,9 +289,11 @@ struct Store {
 }
 
 impl Store {
-    /// A new upload of `length` bytes, recorded and created.
-    async fn new_upload(&self, length: Option<u64>) -> UploadId {
-        let new = upload(length, ConcatKind::None, None);
+    /// A new upload of `length` bytes bound for `tree` (or kept, like a relay item or a
+    /// partial upload), recorded and created.
+    async fn new_upload(&self, length: Option<u64>, tree: Option<&str>) -> UploadId {
+        let mut new = upload(length, ConcatKind::None, None);
+        new.tree_path = tree.map(str::to_owned);
         self.m.create_upload(&new, 0).await.unwrap();
         self.b.create(&new.id, length == Some(0)).await.unwrap();
         new.id
@@ -330,26 +332,40 @@ impl Store {
         w.acknowledged()
     }
 
-    /// Records an upload complete at `length` (its bytes all acknowledged).
+    /// Records an upload complete at `length` (its bytes all acknowledged), with the
+    /// destination it was created with, as the server does.
     async fn complete(&self, id: &UploadId, length: u64) {
-        assert!(self.m.complete(id, length, length, &[0; 32], None, None, &Progress::default()).await.unwrap());
+        let dest = self.m.get(id).await.unwrap().unwrap().tree_path;
+        let progress = Progress::default();
+        assert!(self.m.complete(id, length, length, &[0; 32], dest.as_deref(), None, &progress).await.unwrap());
     }
 }
 
 /// Upload bytes: write, resume at the acknowledged offset, discard, publish, read back.
 async fn upload_bytes(s: &Store) {
     let b = &*s.b;
-    let id = s.new_upload(Some(11)).await;
-    assert_eq!(s.write(&id, None, 0, b"hello ", true).await, 6);
-    assert!(b.exists(&id).await.unwrap());
-    assert_eq!(s.write(&id, None, 6, b"XXXX", false).await, 6, "a discarded request leaves nothing");
+    // Kept bytes (a relay item, a partial upload): read back where they are.
+    let kept = s.new_upload(Some(11), None).await;
+    assert_eq!(s.write(&kept, None, 0, b"hello ", true).await, 6);
+    assert!(b.exists(&kept).await.unwrap());
+    assert_eq!(s.write(&kept, None, 6, b"XXXX", false).await, 6, "a discarded request leaves nothing");
     // A writer at the acknowledged offset never sees a tail left past it.
+    assert_eq!(s.write(&kept, None, 6, b"world", true).await, 11);
+    s.complete(&kept, 11).await;
+    assert_eq!(read_upload(b, &kept, None, 11).await, b"hello world");
+    assert!(b.exists(&kept).await.unwrap());
+    b.remove(&kept).await.unwrap();
+    assert!(!b.exists(&kept).await.unwrap());
+
+    // A file bound for the tree: invisible there until published, whole.
+    let dest = TreePath::parse("docs/greeting.txt").unwrap();
+    let id = s.new_upload(Some(11), Some("docs/greeting.txt")).await;
+    assert_eq!(s.write(&id, None, 0, b"hello ", true).await, 6);
+    assert_eq!(s.write(&id, None, 6, b"XXXX", false).await, 6);
     assert_eq!(s.write(&id, None, 6, b"world", true).await, 11);
     s.complete(&id, 11).await;
-    assert_eq!(read_upload(b, &id, None, 11).await, b"hello world");
-
-    let dest = TreePath::parse("docs/greeting.txt").unwrap();
-    assert!(b.stat(&dest).await.unwrap().is_none());
+    assert!(b.exists(&id).await.unwrap());
+    assert!(b.stat(&dest).await.unwrap().is_none(), "nothing in the tree before publication");
     b.check_placeable(&dest).await.unwrap();
     let placed = b.publish(&id, &dest).await.unwrap();
     assert_eq!((placed.size, placed.is_dir), (11, false));
@@ -366,7 +382,7 @@ async fn upload_bytes(s: &Store) {
     ));
 
     // A second upload replaces the file whole.
-    let id2 = s.new_upload(Some(3)).await;
+    let id2 = s.new_upload(Some(3), Some("docs/greeting.txt")).await;
     s.write(&id2, None, 0, b"bye", true).await;
     s.complete(&id2, 3).await;
     assert_eq!(b.publish(&id2, &dest).await.unwrap().size, 3);
@@ -385,7 +401,7 @@ async fn upload_bytes(s: &Store) {
     assert!(b.open(&TreePath::parse("nothing").unwrap()).await.is_err());
 
     // An upload that completes empty.
-    let empty = s.new_upload(Some(0)).await;
+    let empty = s.new_upload(Some(0), None).await;
     s.complete(&empty, 0).await;
     assert!(read_upload(b, &empty, None, 0).await.is_empty());
 }
@@ -396,7 +412,7 @@ async fn upload_bytes(s: &Store) {
 async fn large_upload_across_requests(s: &Store) {
     let len = 23 << 20;
     let data: Vec<u8> = (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    let id = s.new_upload(Some(len)).await;
+    let id = s.new_upload(Some(len), Some("big/file.bin")).await;
     let cuts = [0, 5_000_001, 9_437_184, 17_000_003, len];
     for w in cuts.windows(2) {
         let (from, to) = (w[0] as usize, w[1] as usize);
@@ -406,10 +422,17 @@ async fn large_upload_across_requests(s: &Store) {
         assert_eq!(s.write(&id, None, from as u64, &data[from..to], true).await, to as u64);
     }
     s.complete(&id, len).await;
-    let back = read_upload(&*s.b, &id, None, len).await;
-    assert!(back == data, "the bytes read back differ from those written");
     let dest = TreePath::parse("big/file.bin").unwrap();
     assert_eq!(s.b.publish(&id, &dest).await.unwrap().size, len);
+    let (r, _) = s.b.open(&dest).await.unwrap();
+    let back = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        r.scan(0, len, &mut |c| out.extend_from_slice(c)).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    assert!(back == data, "the bytes read back differ from those written");
 }
 
 /// Parts written straight into their final upload's blob, when the store can host them.

@@ -1,15 +1,16 @@
 //! Bytes in an S3-compatible object store (`--blobs s3://bucket/prefix`), so any number of
 //! stateless nodes share them.
 //!
-//! Layout under the prefix: `uploads/<id>` is an upload's object once complete (its
-//! multipart upload targets that key while it is in progress), `tree/<path>` the served
-//! files. An upload in progress is an S3 multipart upload whose ledger (multipart id, the
+//! Layout under the prefix: `tree/<path>` holds the served files, `uploads/<id>` the
+//! objects of uploads not bound for the tree (partial uploads, relay items). An upload
+//! bound for the tree (its destination is fixed at creation) is a multipart upload aimed at
+//! its tree key, completed there once verified: publishing it costs no copy. An upload in progress is an S3 multipart upload whose ledger (multipart id, the
 //! parts S3 acknowledged, the bytes past them) is committed with each offset in the
 //! metadata store ([`crate::Progress`]); so another node, or this one after a restart,
 //! resumes it exactly at the acknowledged offset. Completion sends the tail as the last
-//! part and completes the multipart upload (lazily, before the first read or publish, so
-//! a crash in between only delays it); publishing copies the object into the tree, where
-//! an object appears whole or not at all. Directories are implied by keys.
+//! part and completes the multipart upload (lazily, at publication or the first read, so a
+//! crash in between only delays it); S3 makes an object appear whole or not at all.
+//! Directories are implied by keys.
 
 mod read;
 mod writer;
@@ -163,6 +164,21 @@ impl S3Blobs {
         Path::from(format!("{}uploads/{id}", self.prefix))
     }
 
+    /// Where an upload's object goes: a file bound for the tree (its destination fixed and
+    /// authorised at creation) is completed at its tree key, so publishing it costs no
+    /// copy; anything else (partial uploads, relay items) at `uploads/ID`.
+    fn target(&self, rec: &crate::UploadRecord) -> (Path, Option<TreePath>) {
+        let bound = rec.relay_to.is_none() && !matches!(rec.concat, crate::ConcatKind::Partial);
+        match rec.tree_path.as_deref().filter(|_| bound).and_then(|p| TreePath::parse(p).ok()) {
+            Some(dest) => (self.tree_path(&dest), Some(dest)),
+            None => (self.upload_path(&rec.id), None),
+        }
+    }
+
+    async fn record(&self, id: &UploadId) -> Result<crate::UploadRecord, StoreError> {
+        self.meta.get(id).await?.ok_or_else(|| StoreError::NotFound(format!("upload {id}")))
+    }
+
     fn tree_path(&self, path: &TreePath) -> Path {
         if path.is_root() {
             Path::from(format!("{}tree", self.prefix))
@@ -185,20 +201,23 @@ impl S3Blobs {
         Ok(!listed.objects.is_empty() || !listed.common_prefixes.is_empty())
     }
 
-    /// Makes a complete upload's object exist: sends its tail as the last part and
-    /// completes the multipart upload (or puts a small upload whole). Idempotent: another
-    /// node (or an earlier attempt) may have done it.
-    async fn seal(&self, id: &UploadId) -> Result<object_store::ObjectMeta, StoreError> {
-        let path = self.upload_path(id);
-        if let Some(m) = self.head(&path).await? {
-            return Ok(m);
-        }
-        let rec = self.meta.get(id).await?.ok_or_else(|| StoreError::NotFound(format!("upload {id}")))?;
+    /// Makes a complete upload's object exist at its target: sends its tail as the last
+    /// part and completes the multipart upload (or puts a small upload whole). Runs only
+    /// once the upload is recorded complete (verified), so a file bound for the tree
+    /// appears there whole, at that moment. Idempotent: another node (or an earlier
+    /// attempt) may have done it; the ledger is forgotten only after the object exists.
+    async fn seal(&self, rec: &crate::UploadRecord) -> Result<object_store::ObjectMeta, StoreError> {
+        let (path, _) = self.target(rec);
+        let id = &rec.id;
         let length = match (rec.state, rec.length) {
             (UploadState::Complete, Some(len)) => len,
             _ => return Err(StoreError::NotFound(format!("upload {id} is not complete"))),
         };
         let ledger = self.meta.blob_ledger(id).await?;
+        if ledger.multipart_id.is_none() && ledger.tail.is_empty() && length > 0 {
+            // Sealed before (the ledger goes last).
+            return self.head(&path).await?.ok_or_else(|| StoreError::NotFound(format!("upload {id}'s object")));
+        }
         let writer =
             S3Writer::resume(self.store.clone(), path.clone(), self.rt.clone(), u64::MAX, ledger.clone(), length)?;
         let tail = writer.tail_bytes();
@@ -264,11 +283,9 @@ impl S3Blobs {
 #[async_trait]
 impl UploadBlobs for S3Blobs {
     async fn create(&self, id: &UploadId, durable: bool) -> Result<(), StoreError> {
-        // The multipart upload starts with the first part; an upload that completes at
-        // once (empty) is its object now.
-        if durable {
-            self.store.put(&self.upload_path(id), PutPayload::default()).await.map_err(store_error)?;
-        }
+        // The multipart upload starts with the first part.
+        // (An empty upload is put whole when sealed, at its target.)
+        let _ = (id, durable);
         Ok(())
     }
 
@@ -276,11 +293,11 @@ impl UploadBlobs for S3Blobs {
         if host.is_some() {
             return Err(StoreError::Storage("S3 storage does not host parts in place".into()));
         }
-        let rec = self.meta.get(id).await?.ok_or_else(|| StoreError::NotFound(format!("upload {id}")))?;
+        let rec = self.record(id).await?;
         let ledger = self.meta.blob_ledger(id).await?;
         let w = S3Writer::resume(
             self.store.clone(),
-            self.upload_path(id),
+            self.target(&rec).0,
             self.rt.clone(),
             part_size(rec.length),
             ledger,
@@ -293,8 +310,9 @@ impl UploadBlobs for S3Blobs {
         if host.is_some() {
             return Err(StoreError::Storage("S3 storage does not host parts in place".into()));
         }
-        let meta = self.seal(id).await?;
-        Ok(self.reader_for(self.upload_path(id), &meta))
+        let rec = self.record(id).await?;
+        let meta = self.seal(&rec).await?;
+        Ok(self.reader_for(self.target(&rec).0, &meta))
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
@@ -306,25 +324,36 @@ impl UploadBlobs for S3Blobs {
     }
 
     async fn exists(&self, id: &UploadId) -> Result<bool, StoreError> {
-        if self.head(&self.upload_path(id)).await?.is_some() {
+        let ledger = self.meta.blob_ledger(id).await?;
+        if ledger.multipart_id.is_some() || !ledger.tail.is_empty() {
             return Ok(true);
         }
-        let ledger = self.meta.blob_ledger(id).await?;
-        Ok(ledger.multipart_id.is_some() || !ledger.tail.is_empty())
+        // Sealed: its own object, unless it was completed in the tree (published).
+        let Some(rec) = self.meta.get(id).await? else { return Ok(false) };
+        match self.target(&rec) {
+            (_, Some(_)) => Ok(rec.length == Some(0) && rec.state == UploadState::Complete),
+            (path, None) => Ok(self.head(&path).await?.is_some()),
+        }
     }
 
     async fn remove(&self, id: &UploadId) -> Result<(), StoreError> {
-        let path = self.upload_path(id);
         let ledger = self.meta.blob_ledger(id).await?;
+        let (path, in_tree) = match self.meta.get(id).await? {
+            Some(rec) => self.target(&rec),
+            None => (self.upload_path(id), None),
+        };
         if let Some(mp) = &ledger.multipart_id
             && let Err(e) = self.store.abort_multipart(&path, mp).await
             && !matches!(e, object_store::Error::NotFound { .. })
         {
             tracing::warn!(upload = %id, error = %e, "could not abort the multipart upload");
         }
-        match self.store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(store_error(e)),
+        // A file completed in the tree is the tree's now: only an upload's own object goes.
+        if in_tree.is_none() {
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_error(e)),
+            }
         }
         self.meta.forget_ledger(id).await
     }
@@ -389,13 +418,22 @@ impl TreeBlobs for S3Blobs {
     }
 
     async fn publish(&self, id: &UploadId, dest: &TreePath) -> Result<FileStat, StoreError> {
-        self.seal(id).await?;
-        let from = self.upload_path(id);
-        let placed = self.copy_into_tree(&from, dest).await?;
-        match self.store.delete(&from).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(placed),
-            Err(e) => Err(store_error(e)),
+        let rec = self.record(id).await?;
+        let (from, in_tree) = self.target(&rec);
+        if in_tree.as_ref() == Some(dest) {
+            // Completed at its tree key: sealing it is publishing it.
+            self.check_placeable(dest).await?;
+            return Ok(file_stat(&self.seal(&rec).await?));
         }
+        self.seal(&rec).await?;
+        let placed = self.copy_into_tree(&from, dest).await?;
+        if in_tree.is_none() {
+            match self.store.delete(&from).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Ok(placed)
     }
 
     async fn publish_copy(&self, src: &TreePath, dest: &TreePath) -> Result<FileStat, StoreError> {

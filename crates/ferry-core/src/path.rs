@@ -127,6 +127,11 @@ impl TreePath {
         Self { components }
     }
 
+    /// Whether `self` is `other` or lies below it.
+    pub fn starts_with(&self, other: &TreePath) -> bool {
+        self.components.starts_with(&other.components)
+    }
+
     /// The components, in order.
     pub fn components(&self) -> impl Iterator<Item = &str> {
         self.components.iter().map(String::as_str)

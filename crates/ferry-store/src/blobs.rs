@@ -188,6 +188,54 @@ pub trait TreeBlobs: Send + Sync + Debug {
 
     /// Publishes a durable copy of the tree file `src` at `dest`, atomically.
     async fn publish_copy(&self, src: &TreePath, dest: &TreePath) -> Result<FileStat, StoreError>;
+
+    /// Creates the directory `path` (and, with `parents`, its missing ancestors).
+    /// [`StoreError::Conflict`] when something is in the way (a file, or `path` itself
+    /// exists), [`StoreError::NotFound`] when a parent is missing without `parents`.
+    async fn make_dir(&self, path: &TreePath, parents: bool) -> Result<(), StoreError>;
+
+    /// Removes the file (or link) or directory at `path`; a directory that is not empty
+    /// only with `recursive` ([`StoreError::Conflict`] otherwise). The root is never removed.
+    async fn remove_path(&self, path: &TreePath, recursive: bool) -> Result<(), StoreError>;
+
+    /// Moves a file or directory to `to` (whose parent must exist). Something already at
+    /// `to` is replaced only with `overwrite` (and a directory only by a directory).
+    /// Atomic on a filesystem; on object storage a directory moves object by object.
+    async fn move_path(&self, from: &TreePath, to: &TreePath, overwrite: bool) -> Result<(), StoreError>;
+
+    /// Copies a file or a whole directory to `to` (whose parent must exist), each file
+    /// published whole. Something at `to` is an error unless `overwrite` (then it is
+    /// removed first).
+    async fn copy_path(&self, from: &TreePath, to: &TreePath, overwrite: bool) -> Result<(), StoreError> {
+        let Some(src) = self.stat(from).await? else { return Err(StoreError::NotFound(from.to_string())) };
+        if to.starts_with(from) {
+            return Err(StoreError::Conflict(format!("cannot copy {from} into itself")));
+        }
+        if self.stat(to).await?.is_some() {
+            if !overwrite {
+                return Err(StoreError::Conflict(format!("{to} exists")));
+            }
+            self.remove_path(to, true).await?;
+        }
+        if !src.is_dir {
+            return self.publish_copy(from, to).await.map(drop);
+        }
+        // Depth first, without recursion in async code: a stack of directories to copy.
+        let mut todo = vec![(from.clone(), to.clone())];
+        while let Some((src_dir, dst_dir)) = todo.pop() {
+            self.make_dir(&dst_dir, false).await?;
+            for entry in self.list(&src_dir).await? {
+                let name = TreePath::parse(&entry.name).map_err(|e| StoreError::Storage(e.to_string()))?;
+                let (s, d) = (src_dir.join(&name), dst_dir.join(&name));
+                if entry.stat.is_dir {
+                    todo.push((s, d));
+                } else {
+                    self.publish_copy(&s, &d).await?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Both sides of one byte store.

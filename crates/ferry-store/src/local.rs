@@ -233,6 +233,21 @@ impl TreeBlobs for LocalBlobs {
         .await
     }
 
+    async fn make_dir(&self, path: &TreePath, parents: bool) -> Result<(), StoreError> {
+        let (tree, path) = (self.tree.clone(), path.clone());
+        blocking(move || tree.make_dir(&path, parents)).await
+    }
+
+    async fn remove_path(&self, path: &TreePath, recursive: bool) -> Result<(), StoreError> {
+        let (tree, path) = (self.tree.clone(), path.clone());
+        blocking(move || tree.remove_path(&path, recursive)).await
+    }
+
+    async fn move_path(&self, from: &TreePath, to: &TreePath, overwrite: bool) -> Result<(), StoreError> {
+        let (tree, from, to) = (self.tree.clone(), from.clone(), to.clone());
+        blocking(move || tree.move_path(&from, &to, overwrite)).await
+    }
+
     async fn publish_copy(&self, src: &TreePath, dest: &TreePath) -> Result<FileStat, StoreError> {
         let (tree, src, dest) = (self.tree.clone(), src.clone(), dest.clone());
         let tmp = self.staging.temp_path();

@@ -176,6 +176,89 @@ impl Tree {
     }
 }
 
+impl Tree {
+    /// Where the entry `path` itself is on disk, without following a final link: its
+    /// parent resolved (and confined), plus its name. Not for the root.
+    fn entry(&self, path: &TreePath) -> Result<(PathBuf, PathBuf), StoreError> {
+        let name = path.file_name().ok_or_else(|| StoreError::Conflict("the tree root cannot be changed".into()))?;
+        let parent = self.resolve(&path.parent())?;
+        if !parent.is_dir() {
+            return Err(StoreError::Conflict(format!("{} is a file, not a directory", path.parent())));
+        }
+        let at = parent.join(name);
+        Ok((parent, at))
+    }
+
+    /// See [`crate::TreeBlobs::make_dir`].
+    pub fn make_dir(&self, path: &TreePath, parents: bool) -> Result<(), StoreError> {
+        if path.is_root() {
+            return Err(StoreError::Conflict("the tree root exists".into()));
+        }
+        if parents {
+            let mut cur = TreePath::root();
+            for name in path.parent().components() {
+                cur = cur.join(&TreePath::parse(name).map_err(|e| StoreError::Storage(e.to_string()))?);
+                let (parent, at) = self.entry(&cur)?;
+                match fs::create_dir(&at) {
+                    Ok(()) => sync_dir(&parent)?,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let (parent, at) = self.entry(path)?;
+        match fs::create_dir(&at) {
+            Ok(()) => Ok(sync_dir(&parent)?),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(StoreError::Conflict(format!("{path} exists"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// See [`crate::TreeBlobs::remove_path`].
+    pub fn remove_path(&self, path: &TreePath, recursive: bool) -> Result<(), StoreError> {
+        let (parent, at) = self.entry(path)?;
+        let meta = fs::symlink_metadata(&at)?;
+        let done = if !meta.is_dir() {
+            fs::remove_file(&at)
+        } else if recursive {
+            fs::remove_dir_all(&at)
+        } else {
+            fs::remove_dir(&at)
+        };
+        match done {
+            Ok(()) => Ok(sync_dir(&parent)?),
+            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => {
+                Err(StoreError::Conflict(format!("{path} is a directory that is not empty")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// See [`crate::TreeBlobs::move_path`].
+    pub fn move_path(&self, from: &TreePath, to: &TreePath, overwrite: bool) -> Result<(), StoreError> {
+        if to.starts_with(from) {
+            return Err(StoreError::Conflict(format!("cannot move {from} into itself")));
+        }
+        let (from_parent, src) = self.entry(from)?;
+        let is_dir = fs::symlink_metadata(&src)?.is_dir();
+        let (to_parent, dst) = self.entry(to)?;
+        match fs::symlink_metadata(&dst) {
+            Ok(_) if !overwrite => return Err(StoreError::Conflict(format!("{to} exists"))),
+            Ok(m) if m.is_dir() != is_dir => {
+                return Err(StoreError::Conflict(format!("{to} exists and is not the same kind of thing")));
+            }
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&dst)?,
+            _ => {}
+        }
+        fs::rename(&src, &dst)?;
+        sync_dir(&to_parent)?;
+        if to_parent != from_parent {
+            sync_dir(&from_parent)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -463,9 +463,55 @@ async fn hosted_parts(s: &Store) {
     assert!(matches!(b.writer(&p1, Some(&h1), 4).await, Err(StoreError::NotFound(_))), "the host is gone");
 }
 
+/// Files and directories managed in the tree: make, list, move, copy, remove.
+async fn tree_management(s: &Store) {
+    let b = &*s.b;
+    let p = |t: &str| TreePath::parse(t).unwrap();
+    let names = |dir: &'static str| async move {
+        b.list(&TreePath::parse(dir).unwrap()).await.unwrap().into_iter().map(|e| e.name).collect::<Vec<_>>()
+    };
+    // A file to work with, published as an upload would be.
+    let id = s.new_upload(Some(5), Some("m/a/f.txt")).await;
+    s.write(&id, None, 0, b"12345", true).await;
+    s.complete(&id, 5).await;
+    b.publish(&id, &p("m/a/f.txt")).await.unwrap();
+
+    b.make_dir(&p("m/empty"), false).await.unwrap();
+    assert!(b.stat(&p("m/empty")).await.unwrap().unwrap().is_dir, "an empty directory exists");
+    assert_eq!(names("m").await, ["a", "empty"]);
+    assert!(names("m/empty").await.is_empty(), "no marker or temporary shows");
+    assert!(matches!(b.make_dir(&p("m/empty"), false).await, Err(StoreError::Conflict(_))), "exists");
+    assert!(matches!(b.make_dir(&p("m/x/y"), false).await, Err(StoreError::NotFound(_))), "no parent");
+    b.make_dir(&p("m/x/y"), true).await.unwrap();
+    assert!(b.make_dir(&p("m/a/f.txt/z"), true).await.is_err(), "a file is in the way");
+
+    assert!(matches!(b.remove_path(&p("m/a"), false).await, Err(StoreError::Conflict(_))), "not empty");
+    b.move_path(&p("m/a/f.txt"), &p("m/empty/g.txt"), false).await.unwrap();
+    assert!(b.stat(&p("m/a/f.txt")).await.unwrap().is_none());
+    assert!(b.stat(&p("m/a")).await.unwrap().unwrap().is_dir, "a directory outlives its last file");
+    b.copy_path(&p("m/empty"), &p("m/copy"), false).await.unwrap();
+    b.move_path(&p("m/empty"), &p("m/x/moved"), false).await.unwrap();
+    assert!(matches!(b.move_path(&p("m/copy"), &p("m/x/moved"), false).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(b.move_path(&p("m/x"), &p("m/x/y/in"), true).await, Err(StoreError::Conflict(_))));
+    for f in ["m/x/moved/g.txt", "m/copy/g.txt"] {
+        let (r, stat) = b.open(&p(f)).await.unwrap();
+        assert_eq!(stat.size, 5);
+        assert_eq!(tokio::task::spawn_blocking(move || r.read_vec(0, 5).unwrap()).await.unwrap(), b"12345", "{f}");
+    }
+    assert_eq!(names("m").await, ["a", "copy", "x"]);
+    b.remove_path(&p("m/a"), false).await.unwrap();
+    b.remove_path(&p("m/copy/g.txt"), false).await.unwrap();
+    assert!(b.stat(&p("m/copy")).await.unwrap().unwrap().is_dir);
+    b.remove_path(&p("m"), true).await.unwrap();
+    assert!(b.stat(&p("m")).await.unwrap().is_none());
+    assert!(matches!(b.remove_path(&p("m"), true).await, Err(StoreError::NotFound(_))));
+    assert!(b.remove_path(&TreePath::root(), true).await.is_err(), "the root stays");
+}
+
 async fn blobs_suite(b: Arc<dyn Blobs>, m: Arc<dyn Metadata>) {
     b.ready().await.unwrap();
     let s = Store { b, m };
+    tree_management(&s).await;
     upload_bytes(&s).await;
     large_upload_across_requests(&s).await;
     hosted_parts(&s).await;

@@ -386,7 +386,8 @@ impl TreeBlobs for S3Blobs {
             }
         }
         for m in &listed.objects {
-            if let Some(name) = m.location.filename() {
+            // ferry's own markers (an empty directory's) are not entries.
+            if let Some(name) = m.location.filename().filter(|n| !n.starts_with(ferry_core::path::TEMP_PREFIX)) {
                 out.push(DirEntry { name: name.to_owned(), stat: file_stat(m) });
             }
         }
@@ -438,5 +439,108 @@ impl TreeBlobs for S3Blobs {
 
     async fn publish_copy(&self, src: &TreePath, dest: &TreePath) -> Result<FileStat, StoreError> {
         self.copy_into_tree(&self.tree_path(src), dest).await
+    }
+
+    async fn make_dir(&self, path: &TreePath, parents: bool) -> Result<(), StoreError> {
+        if path.is_root() || self.stat(path).await?.is_some() {
+            return Err(StoreError::Conflict(format!("{path} exists")));
+        }
+        if !parents && !self.stat(&path.parent()).await?.is_some_and(|s| s.is_dir) {
+            return Err(StoreError::NotFound(format!("{} is not a directory", path.parent())));
+        }
+        self.check_placeable(path).await?;
+        self.store.put(&self.dir_marker(path), PutPayload::default()).await.map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn remove_path(&self, path: &TreePath, recursive: bool) -> Result<(), StoreError> {
+        if path.is_root() {
+            return Err(StoreError::Conflict("the tree root cannot be removed".into()));
+        }
+        let key = self.tree_path(path);
+        if self.head(&key).await?.is_some() {
+            self.store.delete(&key).await.map_err(store_error)?;
+        } else {
+            let below = self.objects_below(path).await?;
+            if below.is_empty() {
+                return Err(StoreError::NotFound(path.to_string()));
+            }
+            let marker = self.dir_marker(path);
+            if !recursive && below.iter().any(|m| m.location != marker) {
+                return Err(StoreError::Conflict(format!("{path} is a directory that is not empty")));
+            }
+            for m in below {
+                self.delete_quietly(&m.location).await?;
+            }
+        }
+        self.keep_dir(&path.parent()).await
+    }
+
+    async fn move_path(&self, from: &TreePath, to: &TreePath, overwrite: bool) -> Result<(), StoreError> {
+        if to.starts_with(from) {
+            return Err(StoreError::Conflict(format!("cannot move {from} into itself")));
+        }
+        let Some(src) = self.stat(from).await? else { return Err(StoreError::NotFound(from.to_string())) };
+        if from.is_root() || !self.stat(&to.parent()).await?.is_some_and(|s| s.is_dir) {
+            return Err(StoreError::Conflict(format!("{} is not a directory", to.parent())));
+        }
+        if let Some(there) = self.stat(to).await? {
+            if !overwrite {
+                return Err(StoreError::Conflict(format!("{to} exists")));
+            }
+            if there.is_dir != src.is_dir {
+                return Err(StoreError::Conflict(format!("{to} exists and is not the same kind of thing")));
+            }
+            self.remove_path(to, true).await?;
+        }
+        if !src.is_dir {
+            let (a, b) = (self.tree_path(from), self.tree_path(to));
+            self.store.copy(&a, &b).await.map_err(store_error)?;
+            self.delete_quietly(&a).await?;
+        } else {
+            // Object by object: copies first, then the originals go.
+            let (old, new) = (self.tree_path(from), self.tree_path(to));
+            let below = self.objects_below(from).await?;
+            for m in &below {
+                let rel = m.location.as_ref().strip_prefix(old.as_ref()).unwrap_or_default();
+                let dest = Path::parse(format!("{}{rel}", new.as_ref()))
+                    .map_err(|e| StoreError::Storage(format!("moving {}: {e}", m.location)))?;
+                self.store.copy(&m.location, &dest).await.map_err(store_error)?;
+            }
+            for m in &below {
+                self.delete_quietly(&m.location).await?;
+            }
+        }
+        self.keep_dir(&from.parent()).await
+    }
+}
+
+impl S3Blobs {
+    /// The object that keeps an empty directory in existence (keys imply the others).
+    fn dir_marker(&self, path: &TreePath) -> Path {
+        let dir = if path.is_root() { String::new() } else { format!("{path}/") };
+        Path::from(format!("{}tree/{dir}{}dir", self.prefix, ferry_core::path::TEMP_PREFIX))
+    }
+
+    /// Every object below the directory `path`.
+    async fn objects_below(&self, path: &TreePath) -> Result<Vec<object_store::ObjectMeta>, StoreError> {
+        use futures_util::TryStreamExt;
+        self.store.list(Some(&self.tree_path(path))).try_collect().await.map_err(store_error)
+    }
+
+    async fn delete_quietly(&self, key: &Path) -> Result<(), StoreError> {
+        match self.store.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Keeps the directory `dir` after its last entry went (as a filesystem would).
+    async fn keep_dir(&self, dir: &TreePath) -> Result<(), StoreError> {
+        if dir.is_root() || self.has_children(&self.tree_path(dir)).await? {
+            return Ok(());
+        }
+        self.store.put(&self.dir_marker(dir), PutPayload::default()).await.map_err(store_error)?;
+        Ok(())
     }
 }

@@ -291,6 +291,17 @@ mod tests {
         assert!(matches!(tree.resolve(&p), Err(StoreError::Escapes(_))));
         assert!(matches!(tree.check_placeable(&TreePath::parse("link/new").unwrap()), Err(StoreError::Escapes(_))));
         assert!(tree.list(&tree.root).unwrap().is_empty(), "escaping link is not listed");
+        // Managing the tree never reaches through the link either.
+        let t = |s: &str| TreePath::parse(s).unwrap();
+        assert!(matches!(tree.make_dir(&t("link/new"), false), Err(StoreError::Escapes(_))));
+        assert!(matches!(tree.make_dir(&t("link/a/b"), true), Err(StoreError::Escapes(_))));
+        assert!(matches!(tree.remove_path(&t("link/secret"), false), Err(StoreError::Escapes(_))));
+        assert!(matches!(tree.move_path(&t("link/secret"), &t("mine"), false), Err(StoreError::Escapes(_))));
+        fs::create_dir(tree.root.join("d")).unwrap();
+        assert!(matches!(tree.move_path(&t("d"), &t("link/d"), false), Err(StoreError::Escapes(_))));
+        // Removing the link removes the link, not what it points to.
+        tree.remove_path(&t("link"), true).unwrap();
+        assert_eq!(fs::read(outside.join("secret")).unwrap(), b"s");
     }
 
     #[test]

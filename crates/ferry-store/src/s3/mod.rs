@@ -218,10 +218,8 @@ impl S3Blobs {
             // Sealed before (the ledger goes last).
             return self.head(&path).await?.ok_or_else(|| StoreError::NotFound(format!("upload {id}'s object")));
         }
-        let writer =
-            S3Writer::resume(self.store.clone(), path.clone(), self.rt.clone(), u64::MAX, ledger.clone(), length)?;
-        let tail = writer.tail_bytes();
-        let parts_end = ledger.parts.iter().map(|p| p.base + p.size).max().unwrap_or(0);
+        let (parts_end, tail) = writer::reassemble(&ledger, length)?;
+        let tail = tail.freeze();
         match (&ledger.multipart_id, ledger.parts.is_empty()) {
             (_, true) => {
                 self.store.put(&path, PutPayload::from(tail)).await.map_err(store_error)?;

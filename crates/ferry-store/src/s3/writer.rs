@@ -2,8 +2,8 @@
 //!
 //! Bytes gather in memory; every full part (≥ S3's 5 MiB minimum) is sent as one
 //! `UploadPart` as soon as it is full, up to [`MAX_INFLIGHT`] at once per writer (S3 is
-//! fast in parallel and slow per request); a flush waits for the parts sent so far. Nothing is acknowledged on S3's word alone: the server's offset commit
-//! records, in the same database transaction, the parts S3 acknowledged since the last
+//! fast in parallel and slow per request); a flush waits for the parts sent so far.
+//! Nothing is acknowledged on S3's word alone: the server's offset commit records, in the same database transaction, the parts S3 acknowledged since the last
 //! commit and the bytes past them (a tail chunk), so the committed offset always names
 //! bytes that are either in an acknowledged part or in the database. A part sent but not
 //! committed is simply sent again (same index) by the next writer.
@@ -69,34 +69,7 @@ impl S3Writer {
         ledger: BlobLedger,
         offset: u64,
     ) -> Result<Self, StoreError> {
-        let mut parts_end = 0;
-        for (i, p) in ledger.parts.iter().enumerate() {
-            if p.index as usize != i || p.base != parts_end {
-                return Err(StoreError::Storage(format!("the multipart ledger has a gap at part {i}")));
-            }
-            parts_end += p.size;
-        }
-        if parts_end > offset {
-            return Err(StoreError::Storage(format!(
-                "the multipart ledger holds {parts_end} bytes, past the acknowledged offset {offset}"
-            )));
-        }
-        let mut pending = BytesMut::with_capacity((offset - parts_end) as usize);
-        for chunk in &ledger.tail {
-            let (start, end) = (chunk.base, chunk.base + chunk.data.len() as u64);
-            let at = parts_end + pending.len() as u64;
-            if start <= at && end > at && at < offset {
-                let from = (at - start) as usize;
-                let to = (end.min(offset) - start) as usize;
-                pending.extend_from_slice(&chunk.data[from..to]);
-            }
-        }
-        if parts_end + pending.len() as u64 != offset {
-            return Err(StoreError::Storage(format!(
-                "the bytes from {} to {offset} are missing from the database",
-                parts_end + pending.len() as u64
-            )));
-        }
+        let (parts_end, pending) = reassemble(&ledger, offset)?;
         let sent = Sent { multipart_id: ledger.multipart_id, parts: Vec::new() };
         Ok(Self {
             store,
@@ -116,11 +89,6 @@ impl S3Writer {
             acked: offset,
             failed: false,
         })
-    }
-
-    /// The bytes past the last part (for sealing a complete upload).
-    pub(crate) fn tail_bytes(&self) -> Bytes {
-        self.pending.clone().freeze()
     }
 
     fn sent(&self) -> std::sync::MutexGuard<'_, Sent> {
@@ -185,6 +153,38 @@ impl S3Writer {
         }
         out
     }
+}
+
+/// Checks a ledger up to the acknowledged `offset` and puts its bytes past the parts back
+/// together: the end of the parts, and the bytes from there to `offset`.
+pub(crate) fn reassemble(ledger: &BlobLedger, offset: u64) -> Result<(u64, BytesMut), StoreError> {
+    let mut parts_end = 0;
+    for (i, p) in ledger.parts.iter().enumerate() {
+        if p.index as usize != i || p.base != parts_end {
+            return Err(StoreError::Storage(format!("the multipart ledger has a gap at part {i}")));
+        }
+        parts_end += p.size;
+    }
+    if parts_end > offset {
+        return Err(StoreError::Storage(format!(
+            "the multipart ledger holds {parts_end} bytes, past the acknowledged offset {offset}"
+        )));
+    }
+    let mut tail = BytesMut::with_capacity((offset - parts_end) as usize);
+    for chunk in &ledger.tail {
+        let (start, end) = (chunk.base, chunk.base + chunk.data.len() as u64);
+        let at = parts_end + tail.len() as u64;
+        if start <= at && end > at && at < offset {
+            tail.extend_from_slice(&chunk.data[(at - start) as usize..(end.min(offset) - start) as usize]);
+        }
+    }
+    if parts_end + tail.len() as u64 != offset {
+        return Err(StoreError::Storage(format!(
+            "the bytes from {} to {offset} are missing from the database",
+            parts_end + tail.len() as u64
+        )));
+    }
+    Ok((parts_end, tail))
 }
 
 impl BlobWriter for S3Writer {

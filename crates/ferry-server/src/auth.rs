@@ -101,6 +101,14 @@ pub const ROUTE_RULES: &[RouteRule] = &[
     rule("GET|HEAD", "/files", Access::User, "The tree root (JSON listing)"),
     rule("GET|HEAD", "/files/", Access::User, "The tree root (JSON listing)"),
     rule("GET|HEAD", "/files/{*path}", Access::User, "Download a file (Range, If-Range, Repr-Digest) or list a folder"),
+    rule("*", "/dav", Access::User, "WebDAV: the tree root"),
+    rule("*", "/dav/", Access::User, "WebDAV: the tree root"),
+    rule(
+        "*",
+        "/dav/{*path}",
+        Access::User,
+        "WebDAV class 1 and 2 with resumable uploads (Content-Range PUT, SabreDAV PATCH, upload-progress REPORT, CANCELUPLOAD)",
+    ),
 ];
 
 impl RouteRule {

@@ -6,6 +6,7 @@
 //! - `/tus/`, `/tus/{id}`: tus 1.0.0 with every official extension ([`tus`]);
 //! - `/files/{path}`: GET/HEAD downloads with Range, conditionals and `Repr-Digest`, and
 //!   JSON listings of directories ([`files`]);
+//! - `/dav/{path}`: WebDAV class 1 and 2 with resumable uploads ([`dav`]);
 //! - `/api/dedup`: instant upload with proof of possession ([`api`]);
 //! - `/healthz`: liveness; `/readyz`: readiness (the database and the byte storage answer).
 #![deny(missing_docs)]
@@ -14,6 +15,7 @@ pub mod api;
 pub mod auth;
 mod cluster;
 mod config;
+pub mod dav;
 mod error;
 pub mod events;
 mod fd_limit;
@@ -67,6 +69,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(tus::router())
         .merge(files::router())
+        .merge(dav::router())
         .merge(api::router())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

@@ -6,8 +6,9 @@
 //!   failed sync is final); [`TreeBlobs`] is the served tree, where a finished upload appears
 //!   by one atomic publish and every client-supplied path stays confined. [`LocalBlobs`] is the
 //!   embedded backend (a staging directory and the tree directory).
-//! - [`Metadata`] (its parts [`UploadStore`], [`AccountStore`], [`RelayStore`], [`TreeIndex`]):
-//!   upload records, accounts, the relay and known file digests. [`SqliteMeta`] is the
+//! - [`Metadata`] (its parts [`UploadStore`], [`AccountStore`], [`RelayStore`], [`TreeIndex`],
+//!   [`DavStore`]): upload records, accounts, the relay, known file digests and WebDAV's
+//!   properties and locks. [`SqliteMeta`] is the
 //!   embedded backend (WAL, `synchronous=FULL`). Every offset change is a compare-and-set on
 //!   the expected offset, so a stale writer can never move an offset backwards or skip bytes.
 //! - [`StoreError`]: what went wrong, as ferry's own kinds (no backend's error types).
@@ -17,6 +18,7 @@
 
 mod accounts;
 mod blobs;
+mod dav;
 mod error;
 mod group_commit;
 mod ledger;
@@ -34,6 +36,7 @@ mod tree;
 
 pub use accounts::{Grant, Usage, User};
 pub use blobs::{BlobFlush, BlobRead, BlobWriter, Blobs, DirEntry, FileStat, Host, TreeBlobs, UploadBlobs};
+pub use dav::{DavStore, DeadProp, MAX_DEAD_PROPS, PropChange, StoredLock};
 pub use error::StoreError;
 pub use ledger::{BlobLedger, BlobProgress, PartRecord, Progress, TailChunk};
 pub use local::LocalBlobs;

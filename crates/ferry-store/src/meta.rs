@@ -20,6 +20,7 @@ use crate::{BlobLedger, Progress};
 const MIGRATIONS: &[(&str, &str)] = &[
     (include_str!("../migrations/sqlite/0001_initial.sql"), "PRAGMA user_version = 1"),
     (include_str!("../migrations/sqlite/0002_ledger_and_leases.sql"), "PRAGMA user_version = 2"),
+    (include_str!("../migrations/sqlite/0003_webdav.sql"), "PRAGMA user_version = 3"),
 ];
 
 /// Columns added to `uploads` before the schema was versioned: a database from then is at
@@ -58,6 +59,8 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+crate::dav::impl_dav_store!(SqliteMeta);
 
 /// Where an upload is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -212,7 +212,7 @@ pub trait TreeIndex: Send + Sync {
 /// Everything ferry keeps besides bytes: one backend implements every part (some
 /// operations span several of them in one transaction).
 #[async_trait]
-pub trait Metadata: UploadStore + AccountStore + RelayStore + TreeIndex + std::fmt::Debug {
+pub trait Metadata: UploadStore + AccountStore + RelayStore + TreeIndex + crate::DavStore + std::fmt::Debug {
     /// Answers when the database answers (readiness).
     async fn ready(&self) -> Result<(), StoreError>;
 

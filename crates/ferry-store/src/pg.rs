@@ -22,6 +22,7 @@ use crate::{
 const MIGRATIONS: &[(&str, i64)] = &[
     (include_str!("../migrations/pg/0001_initial.sql"), 1),
     (include_str!("../migrations/pg/0002_ledger_and_leases.sql"), 2),
+    (include_str!("../migrations/pg/0003_webdav.sql"), 3),
 ];
 
 /// Metadata in PostgreSQL.
@@ -44,6 +45,8 @@ impl PgMeta {
         Ok(Self { pool })
     }
 }
+
+crate::dav::impl_dav_store!(PgMeta);
 
 impl PgMeta {
     /// Runs a compare-and-set `update` and, when it took, the blob ledger changes that go

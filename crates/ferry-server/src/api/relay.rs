@@ -132,7 +132,7 @@ pub(super) async fn content(
     if method == Method::GET && state.meta.set_delivery(&item.id, me, DeliveryState::Downloading).await? {
         notify_sender(&state, &item, &who_name(&who), DeliveryState::Downloading).await;
     }
-    let resp = crate::files::send_file(&state, blob, &stat, &item.name, Some(item.sha256), &method, &headers)?;
+    let resp = crate::files::send_file(&state, blob, &stat, &item.name, Some(item.sha256), true, &method, &headers)?;
     if method != Method::GET || resp.status() != StatusCode::OK && resp.status() != StatusCode::PARTIAL_CONTENT {
         return Ok(resp);
     }

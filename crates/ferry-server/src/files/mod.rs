@@ -59,7 +59,20 @@ async fn serve(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let tree_path = TreePath::parse_url_path(raw).map_err(|e| ApiError::bad(e.to_string()))?;
-    if !who.may_read(&tree_path) {
+    serve_path(state, who, &tree_path, method, headers, true).await
+}
+
+/// GET/HEAD of a tree path: a file's bytes, or a directory's JSON listing. `sha_etag`: the
+/// ETag is the SHA-256 when known (else, as WebDAV's, size and modification time).
+pub(crate) async fn serve_path(
+    state: &AppState,
+    who: &Identity,
+    tree_path: &TreePath,
+    method: &Method,
+    headers: &HeaderMap,
+    sha_etag: bool,
+) -> Result<Response, ApiError> {
+    if !who.may_read(tree_path) {
         return Err(ApiError::Forbidden(format!("you may not read /{tree_path}")));
     }
     let not_found = || ApiError::NotFound(format!("no such file: /{tree_path}"));
@@ -67,34 +80,37 @@ async fn serve(
         StoreError::NotFound(_) | StoreError::Escapes(_) => not_found(),
         e => e.into(),
     };
-    let stat = state.blobs.stat(&tree_path).await.map_err(missing)?.ok_or_else(not_found)?;
+    let stat = state.blobs.stat(tree_path).await.map_err(missing)?.ok_or_else(not_found)?;
     // Decide on where the path really leads: a link must not open another user's folder.
-    match state.blobs.real_tree_path(&tree_path).await {
+    match state.blobs.real_tree_path(tree_path).await {
         Ok(p) if who.may_read(&p) => {}
         Ok(_) => return Err(ApiError::Forbidden(format!("you may not read /{tree_path}"))),
         Err(_) => return Err(not_found()),
     }
     if stat.is_dir {
-        return listing(state, who, &tree_path).await;
+        return listing(state, who, tree_path).await;
     }
-    let (blob, stat) = state.blobs.open(&tree_path).await.map_err(missing)?;
+    let (blob, stat) = state.blobs.open(tree_path).await.map_err(missing)?;
     let sha = state.meta.tree_file_digest(&tree_path.to_string(), stat.size, stat.version).await?;
-    send_file(state, blob, &stat, tree_path.file_name().unwrap_or("download"), sha, method, headers)
+    send_file(state, blob, &stat, tree_path.file_name().unwrap_or("download"), sha, sha_etag, method, headers)
 }
 
 /// Answers GET/HEAD for one stored file (`stat` describes the version `file` reads):
-/// validators, conditionals, ranges, `Repr-Digest` when the SHA-256 is known.
+/// validators, conditionals, ranges, `Repr-Digest` when the SHA-256 is known (and the ETag
+/// with it, when `sha_etag`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn send_file(
     state: &AppState,
     file: Arc<dyn BlobRead>,
     stat: &FileStat,
     name: &str,
     sha: Option<[u8; 32]>,
+    sha_etag: bool,
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let size = stat.size;
-    let v = Validators::new(size, stat.modified, sha.as_ref());
+    let v = Validators::new(size, stat.modified, sha.as_ref().filter(|_| sha_etag));
 
     let mut h = HeaderMap::new();
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));

@@ -9,9 +9,9 @@
 mod complete;
 mod concat;
 mod create;
-mod receive;
+pub(crate) mod receive;
 mod sink;
-mod upload;
+pub(crate) mod upload;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,7 +32,7 @@ pub(crate) use complete::{authorise_destination, place, record_placed, release_b
 pub(crate) use concat::try_assemble;
 
 /// How long a request waits for another request to let go of an upload.
-const LOCK_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// The tus routes.
 pub fn router() -> Router<AppState> {
@@ -110,7 +110,7 @@ fn http_date(unix: i64) -> HeaderValue {
 }
 
 /// The expiry a fresh activity gives an unfinished upload.
-fn next_expiry(state: &AppState) -> i64 {
+pub(crate) fn next_expiry(state: &AppState) -> i64 {
     let ttl = state.config.upload_ttl;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     (now + ttl).as_secs() as i64

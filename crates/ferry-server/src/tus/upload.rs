@@ -21,7 +21,7 @@ use crate::{ApiError, AppState};
 /// Takes the upload (ending an older request on it) and loads its record, refusing
 /// uploads that are gone.
 /// A writer (`lease`) also takes the upload's lease when nodes share the database.
-async fn take(
+pub(crate) async fn take(
     state: &AppState,
     id: &UploadId,
     who: &Identity,
@@ -129,25 +129,7 @@ pub(super) async fn patch(state: &AppState, id: &UploadId, who: &Identity, req: 
                 return Err(ApiError::bad(format!("Upload-Length is already {cur} and cannot change")));
             }
             Some(_) => {}
-            None => {
-                if len < rec.offset {
-                    return Err(ApiError::bad(format!(
-                        "Upload-Length {len} is below the bytes already stored ({})",
-                        rec.offset
-                    )));
-                }
-                if len > state.config.max_size {
-                    return Err(ApiError::TooLarge(format!("Upload-Length {len} exceeds the server's maximum")));
-                }
-                // A deferred length counts against the quota the moment it is declared
-                // (the bytes stored so far were counted already).
-                let claim = quota::Claim { adds: len, replaces: rec.offset, staged: true, opens: false };
-                let _admitted = quota::admit(state, who, claim).await?;
-                if !state.meta.set_length(id, len).await? {
-                    return Err(ApiError::bad("Upload-Length was already set"));
-                }
-                rec.length = Some(len);
-            }
+            None => declare_length(state, who, &mut rec, len).await?,
         }
     }
     if given != rec.offset {
@@ -170,19 +152,7 @@ pub(super) async fn patch(state: &AppState, id: &UploadId, who: &Identity, req: 
     }
     if rec.length == Some(rec.offset) {
         // Deferred length just set to the bytes already stored: complete now.
-        let sha = receive::hasher_at(state, &mut guard, &rec).await?;
-        use sha2::Digest as _;
-        let digest: [u8; 32] = sha.finalize().into();
-        Box::pin(super::complete::complete_upload(
-            state,
-            &mut guard,
-            &rec,
-            rec.offset,
-            rec.offset,
-            digest,
-            &Default::default(),
-        ))
-        .await?;
+        let digest = Box::pin(complete_as_is(state, &mut guard, &rec)).await?;
         out.insert(UPLOAD_OFFSET, HeaderValue::from(rec.offset));
         out.insert(
             "repr-digest",
@@ -209,11 +179,48 @@ pub(super) async fn patch(state: &AppState, id: &UploadId, who: &Identity, req: 
     Ok((StatusCode::NO_CONTENT, out).into_response())
 }
 
-pub(super) async fn delete(state: &AppState, id: &UploadId, who: &Identity) -> Result<Response, ApiError> {
+pub(crate) async fn delete(state: &AppState, id: &UploadId, who: &Identity) -> Result<Response, ApiError> {
     let (_guard, rec) = take(state, id, who, true).await?;
     state.meta.finish(&rec.id, UploadState::Terminated, Some("deleted by the client")).await?;
     super::complete::release_bytes(state, &rec.id).await?;
     state.locks.forget(&rec.id);
     tracing::info!(upload = %rec.id, "upload terminated");
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Declares the length of a deferred-length upload (counted against the quota at once; the
+/// bytes stored so far were counted already).
+pub(crate) async fn declare_length(
+    state: &AppState,
+    who: &Identity,
+    rec: &mut UploadRecord,
+    len: u64,
+) -> Result<(), ApiError> {
+    if len < rec.offset {
+        return Err(ApiError::bad(format!("Upload-Length {len} is below the bytes already stored ({})", rec.offset)));
+    }
+    if len > state.config.max_size {
+        return Err(ApiError::TooLarge(format!("Upload-Length {len} exceeds the server's maximum")));
+    }
+    let claim = quota::Claim { adds: len, replaces: rec.offset, staged: true, opens: false };
+    let _admitted = quota::admit(state, who, claim).await?;
+    if !state.meta.set_length(&rec.id, len).await? {
+        return Err(ApiError::bad("Upload-Length was already set"));
+    }
+    rec.length = Some(len);
+    Ok(())
+}
+
+/// Completes an upload whose length is its committed offset; returns its SHA-256.
+pub(crate) async fn complete_as_is(
+    state: &AppState,
+    guard: &mut UploadGuard,
+    rec: &UploadRecord,
+) -> Result<[u8; 32], ApiError> {
+    use sha2::Digest as _;
+    let sha = receive::hasher_at(state, guard, rec).await?;
+    let digest: [u8; 32] = sha.finalize().into();
+    let progress = ferry_store::Progress { sha_state: None, blob: None, lease_token: guard.lease_token() };
+    super::complete::complete_upload(state, guard, rec, rec.offset, rec.offset, digest, &progress).await?;
+    Ok(digest)
 }

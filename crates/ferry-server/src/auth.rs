@@ -53,6 +53,10 @@ const fn rule(methods: &'static str, path: &'static str, access: Access, summary
     RouteRule { methods, path, access, summary }
 }
 
+/// The methods WebDAV answers (RFC 4918's, SabreDAV's PATCH, IT Hit's REPORT and CANCELUPLOAD).
+pub const DAV_METHODS: &str =
+    "OPTIONS|GET|HEAD|PUT|PATCH|DELETE|PROPFIND|PROPPATCH|MKCOL|COPY|MOVE|LOCK|UNLOCK|REPORT|CANCELUPLOAD";
+
 /// Every route the server answers, with its access rule. A request matching none is
 /// refused with 404, so a route added without a rule cannot be reached.
 pub const ROUTE_RULES: &[RouteRule] = &[
@@ -101,10 +105,10 @@ pub const ROUTE_RULES: &[RouteRule] = &[
     rule("GET|HEAD", "/files", Access::User, "The tree root (JSON listing)"),
     rule("GET|HEAD", "/files/", Access::User, "The tree root (JSON listing)"),
     rule("GET|HEAD", "/files/{*path}", Access::User, "Download a file (Range, If-Range, Repr-Digest) or list a folder"),
-    rule("*", "/dav", Access::User, "WebDAV: the tree root"),
-    rule("*", "/dav/", Access::User, "WebDAV: the tree root"),
+    rule(DAV_METHODS, "/dav", Access::User, "WebDAV: the tree root"),
+    rule(DAV_METHODS, "/dav/", Access::User, "WebDAV: the tree root"),
     rule(
-        "*",
+        DAV_METHODS,
         "/dav/{*path}",
         Access::User,
         "WebDAV class 1 and 2 with resumable uploads (Content-Range PUT, SabreDAV PATCH, upload-progress REPORT, CANCELUPLOAD)",

@@ -8,6 +8,9 @@ use serde_json::{Map, Value, json};
 
 use crate::auth::{Access, ROUTE_RULES};
 
+/// The methods an OpenAPI 3.1 path item can hold.
+const HTTP_METHODS: &[&str] = &["GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"];
+
 /// The document.
 pub fn document() -> Value {
     let mut paths: std::collections::BTreeMap<String, Map<String, Value>> = Default::default();
@@ -26,7 +29,13 @@ pub fn document() -> Value {
             if rule.access == Access::Public {
                 op["security"] = json!([]);
             }
-            entry.insert(method.to_lowercase(), op);
+            if HTTP_METHODS.contains(&method) {
+                entry.insert(method.to_lowercase(), op);
+            } else {
+                // OpenAPI 3.1 has no place for WebDAV's own methods: they are listed apart.
+                let extra = entry.entry("x-webdav-methods").or_insert_with(|| json!({}));
+                extra[method] = op;
+            }
         }
     }
     let paths: Map<String, Value> = paths.into_iter().map(|(k, v)| (k, Value::Object(v))).collect();
@@ -35,7 +44,7 @@ pub fn document() -> Value {
         "info": {
             "title": "ferry",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Resumable uploads (tus 1.0 at /tus/), verified Range downloads (/files/), the offline-file relay and accounts. Every route but the public ones needs a bearer token from POST /api/login, or HTTP Basic.",
+            "description": "Resumable uploads (tus 1.0 at /tus/), verified Range downloads (/files/), WebDAV with resumable uploads (/dav/), the offline-file relay and accounts. Every route but the public ones needs a bearer token from POST /api/login, or HTTP Basic.",
         },
         "components": {
             "securitySchemes": {

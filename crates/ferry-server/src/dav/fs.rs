@@ -223,7 +223,16 @@ impl GuardedFileSystem<Caller> for FerryFs {
     fn metadata<'a>(&'a self, path: &'a DavPath, c: &'a Caller) -> FsFuture<'a, Box<dyn DavMetaData>> {
         async move {
             let p = self.readable(c, path).await?;
-            Ok(Box::new(Meta(self.stat(&p).await?)) as Box<dyn DavMetaData>)
+            let mut stat = self.stat(&p).await?;
+            // dav-server reports quota-used-bytes below "/" as the resource's length: a
+            // user's home says how much of the quota the user holds.
+            if let Some(user) = c.who.user_id()
+                && stat.is_dir
+                && p == c.who.home()
+            {
+                stat.size = self.state.meta.usage(user, &p.to_string()).await.map_err(store_error)?;
+            }
+            Ok(Box::new(Meta(stat)) as Box<dyn DavMetaData>)
         }
         .boxed()
     }

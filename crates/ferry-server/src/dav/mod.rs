@@ -97,6 +97,9 @@ pub(crate) fn href(path: &TreePath) -> String {
 async fn handle(State(state): State<AppState>, Extension(who): Extension<Identity>, req: Request) -> Response {
     let raw = req.uri().path().strip_prefix(PREFIX).unwrap_or("/").to_owned();
     let method = req.method().clone();
+    if let Err(e) = gate(&who, &method, &raw) {
+        return e.into_response();
+    }
     let result = match method.as_str() {
         "GET" | "HEAD" => match file_path(&state, &raw).await {
             Some(path) => {
@@ -121,6 +124,20 @@ async fn handle(State(state): State<AppState>, Extension(who): Extension<Identit
         _ => Ok(dav(state, who, req).await),
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The caller's right to the request's own path, checked before anything else: reading for
+/// GET, HEAD, PROPFIND, REPORT, COPY (whose destination the file system checks), writing for
+/// the rest. (The file system checks again, on where the path really leads.)
+fn gate(who: &Identity, method: &http::Method, raw: &str) -> Result<(), ApiError> {
+    let text = percent_decode(raw).ok_or_else(|| ApiError::bad("the path is not UTF-8"))?;
+    let path = TreePath::parse_url_path(&text).map_err(|e| ApiError::bad(e.to_string()))?;
+    let (allowed, what) = match method.as_str() {
+        "OPTIONS" => return Ok(()),
+        "GET" | "HEAD" | "PROPFIND" | "REPORT" | "COPY" => (who.may_read(&path), "read"),
+        _ => (who.may_write(&path), "write"),
+    };
+    if allowed { Ok(()) } else { Err(ApiError::Forbidden(format!("you may not {what} /{path}"))) }
 }
 
 /// The tree path of a GET/HEAD when it names a file (directories are `dav-server`'s).

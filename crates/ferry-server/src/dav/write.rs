@@ -424,6 +424,8 @@ impl DavFile for UploadFile {
     fn seek(&mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
         let result = match (pos, &self.plan) {
             _ if !matches!(self.flow, Flow::Idle) => Err(FsError::GeneralFailure),
+            // dav-server seeks to 0 for an append: the end it is.
+            _ if self.options.append => Ok(self.start),
             (SeekFrom::Start(0), Plan::Fresh) => Ok(0),
             (SeekFrom::Start(s), Plan::Resume(rec)) if s <= rec.offset => Ok(s),
             (SeekFrom::Start(s), Plan::Modify(_)) => Ok(s),

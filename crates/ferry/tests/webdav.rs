@@ -1,0 +1,379 @@
+//! Issue 9: WebDAV at /dav/ against the real binary (accounts on): every resume dialect
+//! after a PUT cut at a random byte (the half file never served, the old one never
+//! replaced), partial updates, wrong-user refusals for every method, locks and dead
+//! properties across a restart, quotas on COPY.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::PathBuf;
+
+use common::*;
+
+fn server(tmp: &std::path::Path) -> (Server, PathBuf) {
+    let data = tmp.join("data");
+    Users::add(&data, &["alice", "bob"]);
+    Users::add_with_quota(&data, "carol", "2M");
+    (Server::start_auth(&data, &[]), data)
+}
+
+/// A request as `user` (`None`: no credentials).
+fn dav(addr: &str, user: Option<&str>, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let auth = user.map(basic_auth);
+    let mut h: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    h.extend_from_slice(headers);
+    let has_len = h.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+    let len = body.len().to_string();
+    if !has_len && body.is_empty() && matches!(method, "PUT" | "PROPFIND" | "PROPPATCH" | "LOCK" | "REPORT") {
+        h.push(("Content-Length", &len));
+    }
+    request(addr, method, path, &h, body)
+}
+
+/// A PUT of `data` that sends `cut` bytes and breaks the connection.
+fn broken_put(addr: &str, user: &str, path: &str, data: &[u8], cut: usize) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
+        basic_auth(user),
+        data.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&data[..cut]).unwrap();
+    s.flush().unwrap();
+    cut_stream(s);
+}
+
+fn cut_stream(s: TcpStream) {
+    cut(s);
+}
+
+/// The uploads in progress an upload-progress REPORT lists: (href, bytes uploaded, total,
+/// tus URL).
+fn progress(addr: &str, user: &str, path: &str) -> Vec<(String, u64, Option<u64>, String)> {
+    let r = dav(addr, Some(user), "REPORT", path, &[], b"<?xml version=\"1.0\"?><upload-progress xmlns=\"ithit\"/>");
+    if r.status == 404 {
+        return Vec::new(); // nothing there, and no upload in progress to it
+    }
+    assert_eq!(r.status, 207, "REPORT {path}: {}", r.text());
+    let text = r.text();
+    let between = |s: &str, a: &str, b: &str| s.split(a).nth(1).and_then(|x| x.split(b).next()).map(str::to_owned);
+    text.split("<d:response>")
+        .skip(1)
+        .map(|resp| {
+            let href = between(resp, "<d:href>", "</d:href>").unwrap();
+            let bytes = between(resp, "<bytes-uploaded xmlns=\"ithit\">", "<").unwrap().parse().unwrap();
+            let total = between(resp, "<total-content-length xmlns=\"ithit\">", "<").map(|t| t.parse().unwrap());
+            let saved = between(resp, "<last-chunk-saved xmlns=\"ithit\">", "<").unwrap();
+            assert!(httpdate::parse_http_date(&saved).is_ok(), "last-chunk-saved {saved:?} is an HTTP date");
+            let tus = between(resp, "<f:tus-upload>", "<").unwrap();
+            (href, bytes, total, tus)
+        })
+        .collect()
+}
+
+fn get(addr: &str, user: &str, path: &str) -> Resp {
+    dav(addr, Some(user), "GET", path, &[], b"")
+}
+
+fn random_cut(len: usize) -> usize {
+    1 + (rand::random::<u64>() as usize) % (len - 2)
+}
+
+#[test]
+fn a_broken_put_is_never_served_and_resumes_with_content_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (srv, _) = server(tmp.path());
+    let addr = srv.addr.clone();
+    let old = test_data(100_000, 1);
+    assert_eq!(dav(&addr, Some("alice"), "PUT", "/dav/~alice/f.bin", &[], &old).status, 201);
+    let new = test_data(3 * 1024 * 1024 + 12_345, 2);
+    let cut_at = random_cut(new.len());
+    broken_put(&addr, "alice", "/dav/~alice/f.bin", &new, cut_at);
+    wait_for(10, "the cut PUT's bytes committed", || {
+        progress(&addr, "alice", "/dav/~alice/f.bin").first().is_some_and(|p| p.1 == cut_at as u64)
+    });
+    // In between, the good old file is what is served and listed; the half one is nowhere.
+    let r = get(&addr, "alice", "/dav/~alice/f.bin");
+    assert_eq!((r.status, sha256_hex(&r.body)), (200, sha256_hex(&old)), "cut at {cut_at}");
+    let list = dav(&addr, Some("alice"), "PROPFIND", "/dav/~alice/", &[("Depth", "1")], b"");
+    assert!(
+        list.text().contains(&format!("<D:getcontentlength>{}</D:getcontentlength>", old.len())),
+        "{}",
+        list.text()
+    );
+    // The folder's report lists the same upload, with its total.
+    let folder = progress(&addr, "alice", "/dav/~alice/");
+    assert_eq!(folder.len(), 1);
+    assert_eq!(
+        (folder[0].0.as_str(), folder[0].1, folder[0].2),
+        ("/dav/~alice/f.bin", cut_at as u64, Some(new.len() as u64))
+    );
+    // IT Hit's resume: the rest, with Content-Range.
+    let range = format!("bytes {cut_at}-{}/{}", new.len() - 1, new.len());
+    let r = dav(&addr, Some("alice"), "PUT", "/dav/~alice/f.bin", &[("Content-Range", &range)], &new[cut_at..]);
+    assert!(matches!(r.status, 201 | 204), "{} {}", r.status, r.text());
+    let r = get(&addr, "alice", "/dav/~alice/f.bin");
+    assert_eq!(sha256_hex(&r.body), sha256_hex(&new), "cut at {cut_at}");
+    assert!(r.header("repr-digest").is_some(), "the placed file is verified and its digest known");
+    assert!(progress(&addr, "alice", "/dav/~alice/").is_empty(), "nothing in progress once placed");
+}
+
+#[test]
+fn the_google_probe_reports_the_saved_length_and_never_truncates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (srv, _) = server(tmp.path());
+    let addr = srv.addr.clone();
+    let data = test_data(2 * 1024 * 1024 + 7, 3);
+    let total = format!("bytes */{}", data.len());
+    let probe = |path: &str| dav(&addr, Some("alice"), "PUT", path, &[("Content-Range", &total)], b"");
+
+    let r = probe("/dav/~alice/g.bin");
+    assert_eq!((r.status, r.header("range")), (308, None), "nothing received yet");
+    let cut_at = random_cut(data.len());
+    broken_put(&addr, "alice", "/dav/~alice/g.bin", &data, cut_at);
+    wait_for(10, "the cut PUT's bytes committed", || probe("/dav/~alice/g.bin").header("range").is_some());
+    let want = format!("bytes=0-{}", cut_at - 1);
+    for _ in 0..2 {
+        let r = probe("/dav/~alice/g.bin");
+        assert_eq!((r.status, r.header("range")), (308, Some(want.as_str())), "asking changes nothing");
+    }
+    // Resume from below the saved length (bytes sent twice are skipped).
+    let from = cut_at.saturating_sub(1000);
+    let range = format!("bytes {from}-{}/{}", data.len() - 1, data.len());
+    let r = dav(&addr, Some("alice"), "PUT", "/dav/~alice/g.bin", &[("Content-Range", &range)], &data[from..]);
+    assert!(matches!(r.status, 201 | 204), "{} {}", r.status, r.text());
+    assert_eq!(sha256_hex(&get(&addr, "alice", "/dav/~alice/g.bin").body), sha256_hex(&data));
+    // A probe of the complete file says so and leaves it whole (dav-server alone truncates).
+    assert_eq!(probe("/dav/~alice/g.bin").status, 200);
+    assert_eq!(get(&addr, "alice", "/dav/~alice/g.bin").body.len(), data.len());
+    // A resume past what was saved is refused.
+    let r = dav(&addr, Some("alice"), "PUT", "/dav/~alice/h.bin", &[("Content-Range", "bytes 5-9/10")], b"56789");
+    assert_eq!(r.status, 416, "{}", r.text());
+}
+
+#[test]
+fn tus_and_webdav_share_one_upload_and_cancelupload_discards_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (srv, data_dir) = server(tmp.path());
+    let addr = srv.addr.clone();
+    let auth = basic_auth("alice");
+    let data = test_data(1_500_000, 4);
+
+    // Started by a WebDAV PUT that broke, finished by tus PATCH at the reported URL.
+    let cut_at = random_cut(data.len());
+    broken_put(&addr, "alice", "/dav/~alice/a.bin", &data, cut_at);
+    wait_for(10, "committed", || progress(&addr, "alice", "/dav/~alice/a.bin").first().is_some_and(|p| p.1 > 0));
+    let tus_url = progress(&addr, "alice", "/dav/~alice/a.bin")[0].3.clone();
+    let offset = tus(&addr, "HEAD", &tus_url, &[("Authorization", &auth)], b"").offset().unwrap();
+    assert_eq!(offset, cut_at as u64);
+    let r = patch(&addr, &tus_url, offset, &data[cut_at..], &[("Authorization", &auth)]);
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(sha256_hex(&get(&addr, "alice", "/dav/~alice/a.bin").body), sha256_hex(&data));
+
+    // Started by tus, finished by a WebDAV Content-Range PUT.
+    let meta = metadata(&[("filename", b"b.bin")]);
+    let len = data.len().to_string();
+    let url = create(&addr, &[("Authorization", &auth), ("Upload-Length", &len), ("Upload-Metadata", &meta)]);
+    assert_eq!(patch(&addr, &url, 0, &data[..500_000], &[("Authorization", &auth)]).status, 204);
+    let seen = progress(&addr, "alice", "/dav/~alice/");
+    assert_eq!(seen.iter().map(|p| (p.0.as_str(), p.1)).collect::<Vec<_>>(), vec![("/dav/~alice/b.bin", 500_000)]);
+    let range = format!("bytes 500000-{}/{}", data.len() - 1, data.len());
+    let r = dav(&addr, Some("alice"), "PUT", "/dav/~alice/b.bin", &[("Content-Range", &range)], &data[500_000..]);
+    assert!(matches!(r.status, 201 | 204), "{} {}", r.status, r.text());
+    assert_eq!(sha256_hex(&get(&addr, "alice", "/dav/~alice/b.bin").body), sha256_hex(&data));
+
+    // CANCELUPLOAD discards an upload in progress, its bytes included.
+    broken_put(&addr, "alice", "/dav/~alice/c.bin", &data, cut_at);
+    wait_for(10, "committed", || !progress(&addr, "alice", "/dav/~alice/c.bin").is_empty());
+    let tus_url = progress(&addr, "alice", "/dav/~alice/c.bin")[0].3.clone();
+    assert_eq!(dav(&addr, Some("bob"), "CANCELUPLOAD", "/dav/~alice/c.bin", &[], b"").status, 403);
+    assert_eq!(dav(&addr, Some("alice"), "CANCELUPLOAD", "/dav/~alice/c.bin", &[], b"").status, 204);
+    assert!(progress(&addr, "alice", "/dav/~alice/").is_empty());
+    assert_eq!(tus(&addr, "HEAD", &tus_url, &[("Authorization", &auth)], b"").status, 404);
+    assert_eq!(dav(&addr, Some("alice"), "CANCELUPLOAD", "/dav/~alice/c.bin", &[], b"").status, 404);
+    assert_eq!(get(&addr, "alice", "/dav/~alice/c.bin").status, 404);
+    let staged = std::fs::read_dir(data_dir.join("staging")).unwrap().count();
+    assert_eq!(staged, 0, "no staging bytes left behind");
+}
+
+#[test]
+fn partial_updates_follow_sabredav_and_apache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (srv, _) = server(tmp.path());
+    let addr = srv.addr.clone();
+    let sabre = "application/x-sabredav-partialupdate";
+    // (X-Update-Range, body, expected file)
+    let cases: &[(&str, &[u8], &[u8])] = &[
+        ("bytes=0-3", b"ABCD", b"ABCD456789"),
+        ("bytes=1-4", b"ABCD", b"0ABCD56789"),
+        ("bytes=0-", b"ABCD", b"ABCD456789"),
+        ("bytes=-4", b"ABCD", b"012345ABCD"),
+        ("bytes=-2", b"AB", b"01234567AB"),
+        ("bytes=2-", b"AB", b"01AB456789"),
+        ("bytes=12-", b"AB", b"0123456789\0\0AB"),
+        ("append", b"AB", b"0123456789AB"),
+    ];
+    for (i, (range, body, want)) in cases.iter().enumerate() {
+        let path = format!("/dav/~alice/p{i}.txt");
+        assert_eq!(dav(&addr, Some("alice"), "PUT", &path, &[], b"0123456789").status, 201);
+        let r = dav(&addr, Some("alice"), "PATCH", &path, &[("Content-Type", sabre), ("X-Update-Range", range)], body);
+        assert!(matches!(r.status, 200 | 204), "{range}: {} {}", r.status, r.text());
+        assert_eq!(get(&addr, "alice", &path).body, *want, "X-Update-Range: {range}");
+    }
+    let path = "/dav/~alice/p0.txt";
+    let before = get(&addr, "alice", path).body;
+    let refused: &[(&[(&str, &str)], &[u8], u16)] = &[
+        (&[("X-Update-Range", "append")], b"AB", 415),
+        (&[("Content-Type", sabre)], b"AB", 400),
+        (&[("Content-Type", sabre), ("X-Update-Range", "bytes=0-3")], b"AB", 416),
+        (
+            &[("Content-Type", sabre), ("X-Update-Range", "append"), ("Transfer-Encoding", "chunked")],
+            b"2\r\nAB\r\n0\r\n\r\n",
+            411,
+        ),
+    ];
+    for (headers, body, status) in refused {
+        let r = dav(&addr, Some("alice"), "PATCH", path, headers, body);
+        assert_eq!(r.status, *status, "{headers:?}: {}", r.text());
+    }
+    assert_eq!(get(&addr, "alice", path).body, before, "refused updates change nothing");
+
+    // Apache: PUT with Content-Range on an existing file rewrites that range; a gap is zeros.
+    assert_eq!(dav(&addr, Some("alice"), "PUT", "/dav/~alice/a.txt", &[], b"0123456789").status, 201);
+    let r = dav(&addr, Some("alice"), "PUT", "/dav/~alice/a.txt", &[("Content-Range", "bytes 3-6/*")], b"ABCD");
+    assert_eq!(r.status, 204);
+    assert_eq!(get(&addr, "alice", "/dav/~alice/a.txt").body, b"012ABCD789");
+    let r = dav(&addr, Some("alice"), "PUT", "/dav/~alice/a.txt", &[("Content-Range", "bytes 12-13/*")], b"XY");
+    assert_eq!(r.status, 204);
+    assert_eq!(get(&addr, "alice", "/dav/~alice/a.txt").body, b"012ABCD789\0\0XY");
+    let r = dav(&addr, Some("alice"), "PUT", "/dav/~alice/a.txt", &[("Content-Range", "bytes 0-3/*")], b"XY");
+    assert_eq!(r.status, 416, "the range must match the body's length");
+    let r = dav(&addr, Some("alice"), "PUT", "/dav/~alice/a.txt", &[("Content-Range", "bytes nonsense")], b"XY");
+    assert_eq!(r.status, 400);
+    assert_eq!(get(&addr, "alice", "/dav/~alice/a.txt").body, b"012ABCD789\0\0XY");
+}
+
+#[test]
+fn another_users_files_are_refused_to_every_method() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (srv, data_dir) = server(tmp.path());
+    let addr = srv.addr.clone();
+    let secret = b"alice's secret";
+    assert_eq!(dav(&addr, Some("alice"), "PUT", "/dav/~alice/s.txt", &[], secret).status, 201);
+    assert_eq!(dav(&addr, Some("alice"), "MKCOL", "/dav/~alice/d", &[], b"").status, 201);
+    assert_eq!(dav(&addr, Some("bob"), "PUT", "/dav/~bob/mine.txt", &[], b"bob's").status, 201);
+    broken_put(&addr, "alice", "/dav/~alice/u.bin", &test_data(100_000, 5), 5_000);
+    wait_for(10, "committed", || !progress(&addr, "alice", "/dav/~alice/u.bin").is_empty());
+
+    let host = format!("http://{addr}");
+    let to_bob = format!("{host}/dav/~bob/stolen.txt");
+    let to_alice = format!("{host}/dav/~alice/planted.txt");
+    let prop = b"<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\"><D:set><D:prop><x xmlns=\"urn:x\">1</x></D:prop></D:set></D:propertyupdate>";
+    let lock = b"<?xml version=\"1.0\"?><D:lockinfo xmlns:D=\"DAV:\"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>";
+    let sabre = [("Content-Type", "application/x-sabredav-partialupdate"), ("X-Update-Range", "append")];
+    let cases: Vec<(&str, &str, Vec<(&str, &str)>, &[u8])> = vec![
+        ("GET", "/dav/~alice/s.txt", vec![], b""),
+        ("HEAD", "/dav/~alice/s.txt", vec![], b""),
+        ("PUT", "/dav/~alice/s.txt", vec![], b"overwritten"),
+        ("PUT", "/dav/~alice/s.txt", vec![("Content-Range", "bytes 0-3/*")], b"XXXX"),
+        ("PUT", "/dav/~alice/u.bin", vec![("Content-Range", "bytes */100000")], b""),
+        ("PATCH", "/dav/~alice/s.txt", sabre.to_vec(), b"XX"),
+        ("DELETE", "/dav/~alice/s.txt", vec![], b""),
+        ("DELETE", "/dav/~alice/d", vec![], b""),
+        ("PROPFIND", "/dav/~alice/", vec![("Depth", "1")], b""),
+        ("PROPPATCH", "/dav/~alice/s.txt", vec![], prop),
+        ("MKCOL", "/dav/~alice/new", vec![], b""),
+        ("COPY", "/dav/~alice/s.txt", vec![("Destination", &to_bob)], b""),
+        ("COPY", "/dav/~bob/mine.txt", vec![("Destination", &to_alice)], b""),
+        ("MOVE", "/dav/~alice/s.txt", vec![("Destination", &to_bob)], b""),
+        ("MOVE", "/dav/~bob/mine.txt", vec![("Destination", &to_alice)], b""),
+        ("LOCK", "/dav/~alice/s.txt", vec![], lock),
+        ("UNLOCK", "/dav/~alice/s.txt", vec![("Lock-Token", "<urn:uuid:00000000-0000-4000-a000-000000000000>")], b""),
+        ("REPORT", "/dav/~alice/", vec![], b"<upload-progress xmlns=\"ithit\"/>"),
+        ("CANCELUPLOAD", "/dav/~alice/u.bin", vec![], b""),
+    ];
+    for (method, path, headers, body) in &cases {
+        let r = dav(&addr, Some("bob"), method, path, headers, body);
+        // dav-server answers a destination whose folder the caller may not see with 409.
+        let refused = matches!(r.status, 403 | 404 | 423) || (r.status == 409 && matches!(*method, "COPY" | "MOVE"));
+        assert!(refused, "bob {method} {path}: {} {}", r.status, r.text());
+        let r = dav(&addr, None, method, path, headers, body);
+        assert_eq!(r.status, 401, "anonymous {method} {path}");
+    }
+    // Knowing the token of alice's lock does not let bob lift it.
+    let r = dav(&addr, Some("alice"), "LOCK", "/dav/~alice/s.txt", &[], lock);
+    let token = r.header("lock-token").unwrap().to_owned();
+    assert_eq!(dav(&addr, Some("bob"), "UNLOCK", "/dav/~alice/s.txt", &[("Lock-Token", &token)], b"").status, 403);
+    assert_eq!(dav(&addr, Some("alice"), "PUT", "/dav/~alice/s.txt", &[], b"x").status, 423, "still locked");
+    assert_eq!(dav(&addr, Some("alice"), "UNLOCK", "/dav/~alice/s.txt", &[("Lock-Token", &token)], b"").status, 204);
+    assert_eq!(get(&addr, "alice", "/dav/~alice/s.txt").body, secret);
+    assert_eq!(dav(&addr, Some("alice"), "PROPFIND", "/dav/~alice/d", &[("Depth", "0")], b"").status, 207);
+    assert_eq!(progress(&addr, "alice", "/dav/~alice/u.bin")[0].1, 5_000, "alice's upload untouched");
+    assert!(!data_dir.join("files/~bob/stolen.txt").exists() && !data_dir.join("files/~alice/planted.txt").exists());
+    assert!(!data_dir.join("files/~alice/new").exists());
+    let root = dav(&addr, Some("bob"), "PROPFIND", "/dav/", &[("Depth", "1")], b"");
+    assert_eq!(root.status, 207);
+    assert!(root.text().contains("~bob") && !root.text().contains("~alice"), "{}", root.text());
+}
+
+#[test]
+fn locks_and_dead_properties_survive_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut srv, _) = server(tmp.path());
+    let addr = srv.addr.clone();
+    assert_eq!(dav(&addr, Some("alice"), "PUT", "/dav/~alice/l.txt", &[], b"v1").status, 201);
+    let prop = b"<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\"><D:set><D:prop><z:color xmlns:z=\"urn:z\">blue</z:color></D:prop></D:set></D:propertyupdate>";
+    assert_eq!(dav(&addr, Some("alice"), "PROPPATCH", "/dav/~alice/l.txt", &[], prop).status, 207);
+    let lock = b"<?xml version=\"1.0\"?><D:lockinfo xmlns:D=\"DAV:\"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>me</D:owner></D:lockinfo>";
+    let r = dav(&addr, Some("alice"), "LOCK", "/dav/~alice/l.txt", &[("Timeout", "Second-3600")], lock);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let token = r.header("lock-token").unwrap().trim_matches(['<', '>']).to_owned();
+
+    srv.restart();
+    let addr = srv.addr.clone();
+    let r = dav(&addr, Some("alice"), "PUT", "/dav/~alice/l.txt", &[], b"v2");
+    assert_eq!(r.status, 423, "the lock outlived the restart");
+    let r = dav(&addr, Some("alice"), "DELETE", "/dav/~alice/l.txt", &[], b"");
+    assert_eq!(r.status, 423);
+    let if_token = format!("(<{token}>)");
+    let r = dav(&addr, Some("alice"), "PUT", "/dav/~alice/l.txt", &[("If", &if_token)], b"v2");
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(get(&addr, "alice", "/dav/~alice/l.txt").body, b"v2");
+    let find = b"<?xml version=\"1.0\"?><D:propfind xmlns:D=\"DAV:\"><D:prop><z:color xmlns:z=\"urn:z\"/><D:lockdiscovery/></D:prop></D:propfind>";
+    let r = dav(&addr, Some("alice"), "PROPFIND", "/dav/~alice/l.txt", &[("Depth", "0")], find);
+    assert!(r.text().contains(">blue<") && r.text().contains(&token) && r.text().contains(">me<"), "{}", r.text());
+
+    // A move takes the properties along (and needs the lock's token).
+    let dest = format!("http://{addr}/dav/~alice/m.txt");
+    let r = dav(&addr, Some("alice"), "MOVE", "/dav/~alice/l.txt", &[("Destination", &dest), ("If", &if_token)], b"");
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = dav(&addr, Some("alice"), "PROPFIND", "/dav/~alice/m.txt", &[("Depth", "0")], find);
+    assert!(r.text().contains(">blue<"), "{}", r.text());
+    assert!(!r.text().contains(&token), "the lock stayed with the source");
+}
+
+#[test]
+fn copies_count_against_the_quota_and_deep_listings_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (srv, data_dir) = server(tmp.path());
+    let addr = srv.addr.clone();
+    let data = test_data(1_500_000, 6);
+    assert_eq!(dav(&addr, Some("carol"), "PUT", "/dav/~carol/big.bin", &[], &data).status, 201);
+    let dest = format!("http://{addr}/dav/~carol/copy.bin");
+    let r = dav(&addr, Some("carol"), "COPY", "/dav/~carol/big.bin", &[("Destination", &dest)], b"");
+    assert!(matches!(r.status, 413 | 507), "{} {}", r.status, r.text());
+    assert!(!data_dir.join("files/~carol/copy.bin").exists());
+    let r = dav(&addr, Some("carol"), "PUT", "/dav/~carol/more.bin", &[], &data);
+    assert!(matches!(r.status, 413 | 507), "a PUT past the quota: {} {}", r.status, r.text());
+    let find = b"<?xml version=\"1.0\"?><D:propfind xmlns:D=\"DAV:\"><D:prop><D:quota-used-bytes/><D:quota-available-bytes/></D:prop></D:propfind>";
+    let r = dav(&addr, Some("carol"), "PROPFIND", "/dav/~carol/", &[("Depth", "0")], find);
+    let used = format!("<D:quota-used-bytes>{}</D:quota-used-bytes>", data.len());
+    assert!(r.text().contains(&used), "{}", r.text());
+    let r = dav(&addr, Some("alice"), "PROPFIND", "/dav/~alice/", &[("Depth", "infinity")], b"");
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("propfind-finite-depth"));
+}

@@ -13,6 +13,10 @@ use std::path::PathBuf;
 
 use common::*;
 
+/// Request headers, and a request body, in the tables below.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+type Body<'a> = &'a [u8];
+
 fn server(tmp: &std::path::Path) -> (Server, PathBuf) {
     let data = tmp.join("data");
     Users::add(&data, &["alice", "bob"]);
@@ -226,7 +230,7 @@ fn partial_updates_follow_sabredav_and_apache() {
     }
     let path = "/dav/~alice/p0.txt";
     let before = get(&addr, "alice", path).body;
-    let refused: &[(&[(&str, &str)], &[u8], u16)] = &[
+    let refused: &[(Headers, &[u8], u16)] = &[
         (&[("X-Update-Range", "append")], b"AB", 415),
         (&[("Content-Type", sabre)], b"AB", 400),
         (&[("Content-Type", sabre), ("X-Update-Range", "bytes=0-3")], b"AB", 416),
@@ -275,7 +279,7 @@ fn another_users_files_are_refused_to_every_method() {
     let prop = b"<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\"><D:set><D:prop><x xmlns=\"urn:x\">1</x></D:prop></D:set></D:propertyupdate>";
     let lock = b"<?xml version=\"1.0\"?><D:lockinfo xmlns:D=\"DAV:\"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>";
     let sabre = [("Content-Type", "application/x-sabredav-partialupdate"), ("X-Update-Range", "append")];
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, &[u8])> = vec![
+    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Body)> = vec![
         ("GET", "/dav/~alice/s.txt", vec![], b""),
         ("HEAD", "/dav/~alice/s.txt", vec![], b""),
         ("PUT", "/dav/~alice/s.txt", vec![], b"overwritten"),

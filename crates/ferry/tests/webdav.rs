@@ -16,6 +16,8 @@ use common::*;
 /// Request headers, and a request body, in the tables below.
 type Headers<'a> = &'a [(&'a str, &'a str)];
 type Body<'a> = &'a [u8];
+/// Method, path, headers, body.
+type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Body<'a>);
 
 fn server(tmp: &std::path::Path) -> (Server, PathBuf) {
     let data = tmp.join("data");
@@ -279,7 +281,7 @@ fn another_users_files_are_refused_to_every_method() {
     let prop = b"<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\"><D:set><D:prop><x xmlns=\"urn:x\">1</x></D:prop></D:set></D:propertyupdate>";
     let lock = b"<?xml version=\"1.0\"?><D:lockinfo xmlns:D=\"DAV:\"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>";
     let sabre = [("Content-Type", "application/x-sabredav-partialupdate"), ("X-Update-Range", "append")];
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Body)> = vec![
+    let cases: Vec<Case> = vec![
         ("GET", "/dav/~alice/s.txt", vec![], b""),
         ("HEAD", "/dav/~alice/s.txt", vec![], b""),
         ("PUT", "/dav/~alice/s.txt", vec![], b"overwritten"),

@@ -72,9 +72,22 @@ impl FerryFs {
     }
 
     async fn stat(&self, p: &TreePath) -> FsResult<FileStat> {
+        self.stat_as(p, None).await
+    }
+
+    /// What is at `p`; a caller's own home exists from its first use (a new user's home is
+    /// made when their client first looks at it).
+    async fn stat_as(&self, p: &TreePath, c: Option<&Caller>) -> FsResult<FileStat> {
         match self.state.blobs.stat(p).await.map_err(store_error)? {
             Some(s) => Ok(s),
             None if p.is_root() => Ok(FileStat { is_dir: true, size: 0, modified: UNIX_EPOCH, version: 0 }),
+            None if c.is_some_and(|c| c.who.user_id().is_some() && *p == c.who.home()) => {
+                match self.state.blobs.make_dir(p, true).await {
+                    Ok(()) | Err(StoreError::Conflict(_)) => {}
+                    Err(e) => return Err(store_error(e)),
+                }
+                self.state.blobs.stat(p).await.map_err(store_error)?.ok_or(FsError::NotFound)
+            }
             None => Err(FsError::NotFound),
         }
     }
@@ -223,7 +236,7 @@ impl GuardedFileSystem<Caller> for FerryFs {
     fn metadata<'a>(&'a self, path: &'a DavPath, c: &'a Caller) -> FsFuture<'a, Box<dyn DavMetaData>> {
         async move {
             let p = self.readable(c, path).await?;
-            let mut stat = self.stat(&p).await?;
+            let mut stat = self.stat_as(&p, Some(c)).await?;
             // dav-server reports quota-used-bytes below "/" as the resource's length: a
             // user's home says how much of the quota the user holds.
             if let Some(user) = c.who.user_id()
@@ -242,6 +255,9 @@ impl GuardedFileSystem<Caller> for FerryFs {
             let p = self.writable(c, path).await?;
             if p.is_root() {
                 return Err(FsError::Exists);
+            }
+            if p.parent() == c.who.home() {
+                self.stat_as(&p.parent(), Some(c)).await?;
             }
             self.state.blobs.make_dir(&p, false).await.map_err(store_error)
         }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use ferry_core::{TreePath, UploadId};
 use ferry_store::{
-    Blobs, ConcatKind, DeliveryState, LocalBlobs, Metadata, NewUpload, Progress, RelayItem, SqliteMeta, StoreError,
-    TreeFileRecord, UploadState,
+    Blobs, ConcatKind, DeadProp, DeliveryState, LocalBlobs, Metadata, NewUpload, Progress, PropChange, RelayItem,
+    SqliteMeta, StoreError, StoredLock, TreeFileRecord, UploadState,
 };
 
 fn upload(length: Option<u64>, concat: ConcatKind, owner: Option<i64>) -> NewUpload {
@@ -257,6 +257,90 @@ async fn leases_fence_commits(m: &dyn Metadata) {
     assert!(m.acquire_lease(id, "node-a", 1_062, 1_092).await.unwrap().is_some(), "a released lease is free");
 }
 
+fn prop(name: &str, value: &str) -> DeadProp {
+    DeadProp {
+        namespace: "urn:x".into(),
+        name: name.into(),
+        prefix: Some("x".into()),
+        xml: Some(format!("<x:{name} xmlns:x=\"urn:x\">{value}</x:{name}>").into_bytes()),
+    }
+}
+
+fn names(props: Vec<DeadProp>) -> Vec<String> {
+    props.into_iter().map(|p| p.name).collect()
+}
+
+fn lock(token: &str, path: &str) -> StoredLock {
+    StoredLock {
+        token: token.into(),
+        path: path.into(),
+        url: format!("/dav/{path}"),
+        principal: Some("alice".into()),
+        owner_xml: Some("<D:owner xmlns:D=\"DAV:\">me</D:owner>".into()),
+        timeout_at_ms: Some(1_000),
+        timeout_ms: Some(600_000),
+        shared: false,
+        deep: true,
+    }
+}
+
+/// WebDAV's state: dead properties in order, following moves and copies of a path and
+/// everything below it (names that look like prefixes are not below: `d%` and `d_x` are
+/// not under `d`), locks at and below a path, uploads in progress below a path.
+async fn webdav_state(m: &dyn Metadata) {
+    let set = |p: DeadProp| PropChange::Set(p);
+    m.patch_dead_props("d/f", &[set(prop("a", "1")), set(prop("b", "2"))]).await.unwrap();
+    m.patch_dead_props("d/f", &[set(prop("c", "3")), PropChange::Remove("urn:x".into(), "c".into())]).await.unwrap();
+    assert_eq!(names(m.dead_props("d/f").await.unwrap()), ["a", "b"], "applied in order");
+    m.patch_dead_props("d/f", &[set(prop("a", "one"))]).await.unwrap();
+    let a = m.dead_props("d/f").await.unwrap().into_iter().find(|p| p.name == "a").unwrap();
+    assert_eq!(a.xml.unwrap(), b"<x:a xmlns:x=\"urn:x\">one</x:a>", "replaced");
+    m.patch_dead_props("d", &[set(prop("top", "t"))]).await.unwrap();
+    m.patch_dead_props("d%", &[set(prop("lookalike", "l"))]).await.unwrap();
+    m.patch_dead_props("d_x", &[set(prop("lookalike", "l"))]).await.unwrap();
+    assert!(m.has_dead_props("d").await.unwrap() && !m.has_dead_props("e").await.unwrap());
+
+    m.copy_dead_props("d", "c").await.unwrap();
+    assert_eq!(names(m.dead_props("c/f").await.unwrap()), ["a", "b"]);
+    assert_eq!(names(m.dead_props("c").await.unwrap()), ["top"]);
+    m.move_dead_props("d", "e/d").await.unwrap();
+    assert!(m.dead_props("d/f").await.unwrap().is_empty() && m.dead_props("d").await.unwrap().is_empty());
+    assert_eq!(names(m.dead_props("e/d/f").await.unwrap()), ["a", "b"]);
+    assert_eq!(names(m.dead_props("d%").await.unwrap()), ["lookalike"], "not below d");
+    assert_eq!(names(m.dead_props("d_x").await.unwrap()), ["lookalike"], "not below d");
+    m.move_dead_props("c", "e/d").await.unwrap();
+    assert_eq!(names(m.dead_props("e/d").await.unwrap()), ["top"], "a move replaces what was at the target");
+    m.remove_dead_props("e").await.unwrap();
+    assert!(m.dead_props("e/d/f").await.unwrap().is_empty() && m.dead_props("e/d").await.unwrap().is_empty());
+    let many: Vec<PropChange> = (0..=ferry_store::MAX_DEAD_PROPS).map(|i| set(prop(&format!("p{i}"), "v"))).collect();
+    assert!(matches!(m.patch_dead_props("big", &many).await, Err(StoreError::Conflict(_))));
+    assert!(m.dead_props("big").await.unwrap().is_empty(), "all or nothing");
+
+    m.put_lock(&lock("t1", "d")).await.unwrap();
+    m.put_lock(&lock("t2", "d/f")).await.unwrap();
+    m.put_lock(&lock("t3", "d%/f")).await.unwrap();
+    assert_eq!(m.locks_at("d").await.unwrap(), vec![lock("t1", "d")]);
+    let below: Vec<String> = m.locks_below("d").await.unwrap().into_iter().map(|l| l.token).collect();
+    assert_eq!(below, ["t2"]);
+    assert_eq!(m.locks_below("").await.unwrap().len(), 3, "everything is below the root");
+    let refreshed = StoredLock { timeout_at_ms: Some(9_000), ..lock("t1", "d") };
+    m.put_lock(&refreshed).await.unwrap();
+    assert_eq!(m.locks_at("d").await.unwrap(), vec![refreshed], "a refresh replaces the timeout");
+    assert!(m.remove_lock("t1").await.unwrap() && !m.remove_lock("t1").await.unwrap());
+
+    let mut to_tree = upload(Some(10), ConcatKind::None, Some(1));
+    to_tree.tree_path = Some("w/x/y.bin".into());
+    m.create_upload(&to_tree, 5).await.unwrap();
+    let mut elsewhere = upload(Some(10), ConcatKind::None, Some(1));
+    elsewhere.tree_path = Some("w%/y.bin".into());
+    m.create_upload(&elsewhere, 6).await.unwrap();
+    let ids = |v: Vec<ferry_store::UploadRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(m.uploads_in_progress("w").await.unwrap()), vec![to_tree.id.clone()]);
+    assert_eq!(ids(m.uploads_in_progress("w/x/y.bin").await.unwrap()), vec![to_tree.id.clone()]);
+    m.finish(&to_tree.id, UploadState::Terminated, None).await.unwrap();
+    assert!(m.uploads_in_progress("w").await.unwrap().is_empty(), "only unfinished uploads");
+}
+
 async fn metadata_suite(m: Arc<dyn Metadata>) {
     m.ready().await.unwrap();
     uploads_life_cycle(&*m).await;
@@ -266,6 +350,7 @@ async fn metadata_suite(m: Arc<dyn Metadata>) {
     accounts(&*m).await;
     relay(&*m).await;
     tree_index(&*m).await;
+    webdav_state(&*m).await;
     m.close().await;
     assert!(m.ready().await.is_err(), "a closed store is not ready");
 }

@@ -383,3 +383,88 @@ fn copies_count_against_the_quota_and_deep_listings_are_refused() {
     assert_eq!(r.status, 403);
     assert!(r.text().contains("propfind-finite-depth"));
 }
+
+/// A chunked PUT: the head, then `data` in chunks of `chunk`; cut after `cut` bytes of
+/// data when given (no final chunk).
+fn chunked_put(
+    addr: &str,
+    user: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    data: &[u8],
+    cut: Option<usize>,
+) -> Option<Resp> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: {}\r\nTransfer-Encoding: chunked\r\n",
+        basic_auth(user)
+    );
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let send = cut.unwrap_or(data.len());
+    for piece in data[..send].chunks(64 * 1024) {
+        s.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).unwrap();
+        s.write_all(piece).unwrap();
+        s.write_all(b"\r\n").unwrap();
+    }
+    if cut.is_some() {
+        s.flush().unwrap();
+        cut_stream(s);
+        return None;
+    }
+    s.write_all(b"0\r\n\r\n").unwrap();
+    Some(read_response(&mut s))
+}
+
+#[test]
+fn finder_and_windows_clients_get_what_they_expect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (srv, _) = server(tmp.path());
+    let addr = srv.addr.clone();
+    let data = test_data(700_000, 7);
+    let len = data.len().to_string();
+
+    // Finder: chunked, with the length in X-Expected-Entity-Length.
+    let r = chunked_put(&addr, "alice", "/dav/~alice/finder.bin", &[("X-Expected-Entity-Length", &len)], &data, None);
+    assert_eq!(r.unwrap().status, 201);
+    assert_eq!(sha256_hex(&get(&addr, "alice", "/dav/~alice/finder.bin").body), sha256_hex(&data));
+    // Chunked without any length: the clean end of the body is the end of the file.
+    let r = chunked_put(&addr, "alice", "/dav/~alice/nolen.bin", &[], &data, None);
+    assert_eq!(r.unwrap().status, 201);
+    assert_eq!(sha256_hex(&get(&addr, "alice", "/dav/~alice/nolen.bin").body), sha256_hex(&data));
+    // ... and when such a body breaks, what arrived is an upload of unknown length that a
+    // Content-Range with the total finishes.
+    chunked_put(&addr, "alice", "/dav/~alice/cut.bin", &[], &data, Some(300_000));
+    wait_for(10, "committed", || {
+        progress(&addr, "alice", "/dav/~alice/cut.bin").first().is_some_and(|p| p.1 == 300_000)
+    });
+    assert_eq!(progress(&addr, "alice", "/dav/~alice/cut.bin")[0].2, None, "no total known yet");
+    assert_eq!(get(&addr, "alice", "/dav/~alice/cut.bin").status, 404, "a body cut short is not a file");
+    let range = format!("bytes 300000-{}/{len}", data.len() - 1);
+    let r = dav(&addr, Some("alice"), "PUT", "/dav/~alice/cut.bin", &[("Content-Range", &range)], &data[300_000..]);
+    assert!(matches!(r.status, 201 | 204), "{} {}", r.status, r.text());
+    assert_eq!(sha256_hex(&get(&addr, "alice", "/dav/~alice/cut.bin").body), sha256_hex(&data));
+
+    // Windows' Mini-Redirector: LOCK a new name (an empty file appears), PUT with the token
+    // and `Translate: f`, UNLOCK.
+    let lock = b"<?xml version=\"1.0\"?><D:lockinfo xmlns:D=\"DAV:\"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>";
+    let r = dav(&addr, Some("alice"), "LOCK", "/dav/~alice/win.txt", &[("Translate", "f")], lock);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let token = r.header("lock-token").unwrap().to_owned();
+    assert_eq!(get(&addr, "alice", "/dav/~alice/win.txt").body, b"");
+    let if_token = format!("({token})");
+    let r = dav(&addr, Some("alice"), "PUT", "/dav/~alice/win.txt", &[("If", &if_token), ("Translate", "f")], b"doc");
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(dav(&addr, Some("alice"), "UNLOCK", "/dav/~alice/win.txt", &[("Lock-Token", &token)], b"").status, 204);
+    assert_eq!(get(&addr, "alice", "/dav/~alice/win.txt").body, b"doc");
+
+    // macOS metadata files are stored like any file (Finder fails a copy whose ._ file is
+    // refused) and listed.
+    assert_eq!(dav(&addr, Some("alice"), "PUT", "/dav/~alice/._finder.bin", &[], b"\0\x05\x16\x07").status, 201);
+    assert_eq!(dav(&addr, Some("alice"), "PUT", "/dav/~alice/.DS_Store", &[], b"Bud1").status, 201);
+    let list = dav(&addr, Some("alice"), "PROPFIND", "/dav/~alice/", &[("Depth", "1")], b"").text();
+    assert!(list.contains("/dav/~alice/._finder.bin") && list.contains("/dav/~alice/.DS_Store"), "{list}");
+}

@@ -218,9 +218,11 @@ async fn receive(
     let done = if rec.length == Some(rec.offset) {
         complete_as_is(&state, &mut guard, &rec).await.map(|_| true)?
     } else {
-        let (_held, room) = quota::for_body(&state, &caller.who, rec.length, None).await?;
+        let (held, room) = quota::for_body(&state, &caller.who, rec.length, None).await?;
         let received =
-            Box::pin(crate::tus::receive::receive(&state, &mut guard, &rec, &caller.headers, body, None, room)).await?;
+            Box::pin(crate::tus::receive::receive(&state, &mut guard, &rec, &caller.headers, body, None, room)).await;
+        drop(held); // before the length is declared: the reservation made room for these bytes
+        let received = received?;
         if received.completed.is_some() {
             true
         } else if rec.length.is_none() {

@@ -122,6 +122,8 @@ pub struct DirEntry {
     pub name: String,
     /// What it is.
     pub stat: FileStat,
+    /// Whether the entry is a link (only a link can lead somewhere its folder does not).
+    pub link: bool,
 }
 
 /// The bytes of uploads in progress.

@@ -68,6 +68,12 @@ pub trait DavStore: Send + Sync {
     /// Whether a path has any dead property.
     async fn has_dead_props(&self, path: &str) -> Result<bool, StoreError>;
 
+    /// The paths at or below `path` that carry dead properties (one query for a listing).
+    async fn dead_prop_paths(&self, path: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Whether any lock is stored at all (lets a listing skip every lock lookup).
+    async fn has_locks(&self) -> Result<bool, StoreError>;
+
     /// Sets and removes dead properties of one path, in the order given (a property set and
     /// then removed is gone), all or nothing. [`StoreError::Conflict`] when the path would
     /// carry more than [`MAX_DEAD_PROPS`].
@@ -115,6 +121,9 @@ pub(crate) fn after(path: &str) -> i32 {
 
 pub(crate) const DEAD_PROPS: &str =
     "SELECT namespace, name, prefix, xml FROM dav_props WHERE path = $1 ORDER BY namespace, name";
+pub(crate) const DEAD_PROP_PATHS: &str =
+    "SELECT DISTINCT path FROM dav_props WHERE path = $1 OR substr(path, 1, $2) = $3";
+pub(crate) const HAS_LOCKS: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM dav_locks LIMIT 1) AS one";
 pub(crate) const HAS_DEAD_PROPS: &str = "SELECT COUNT(*) FROM dav_props WHERE path = $1";
 pub(crate) const SET_DEAD_PROP: &str = "INSERT INTO dav_props (path, namespace, name, prefix, xml) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (path, namespace, name) DO UPDATE SET prefix = excluded.prefix, xml = excluded.xml";
@@ -152,6 +161,21 @@ macro_rules! impl_dav_store {
                     });
                 }
                 Ok(out)
+            }
+
+            async fn dead_prop_paths(&self, path: &str) -> Result<Vec<String>, $crate::StoreError> {
+                let (prefix, len) = $crate::dav::below(path);
+                Ok(sqlx::query_scalar($crate::dav::DEAD_PROP_PATHS)
+                    .bind(path)
+                    .bind(len)
+                    .bind(&prefix)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn has_locks(&self) -> Result<bool, $crate::StoreError> {
+                let n: i64 = sqlx::query_scalar($crate::dav::HAS_LOCKS).fetch_one(&self.pool).await?;
+                Ok(n > 0)
             }
 
             async fn has_dead_props(&self, path: &str) -> Result<bool, $crate::StoreError> {

@@ -98,7 +98,8 @@ impl Tree {
             if !real.starts_with(&self.root) {
                 continue;
             }
-            out.push(DirEntry { name, stat: stat_of(&fs::metadata(&real)?) });
+            let link = entry.file_type()?.is_symlink();
+            out.push(DirEntry { name, stat: stat_of(&fs::metadata(&real)?), link });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)

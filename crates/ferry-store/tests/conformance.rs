@@ -299,6 +299,9 @@ async fn webdav_state(m: &dyn Metadata) {
     m.patch_dead_props("d%", &[set(prop("lookalike", "l"))]).await.unwrap();
     m.patch_dead_props("d_x", &[set(prop("lookalike", "l"))]).await.unwrap();
     assert!(m.has_dead_props("d").await.unwrap() && !m.has_dead_props("e").await.unwrap());
+    let mut below = m.dead_prop_paths("d").await.unwrap();
+    below.sort();
+    assert_eq!(below, ["d", "d/f"]);
 
     m.copy_dead_props("d", "c").await.unwrap();
     assert_eq!(names(m.dead_props("c/f").await.unwrap()), ["a", "b"]);
@@ -316,7 +319,9 @@ async fn webdav_state(m: &dyn Metadata) {
     assert!(matches!(m.patch_dead_props("big", &many).await, Err(StoreError::Conflict(_))));
     assert!(m.dead_props("big").await.unwrap().is_empty(), "all or nothing");
 
+    assert!(!m.has_locks().await.unwrap());
     m.put_lock(&lock("t1", "d")).await.unwrap();
+    assert!(m.has_locks().await.unwrap());
     m.put_lock(&lock("t2", "d/f")).await.unwrap();
     m.put_lock(&lock("t3", "d%/f")).await.unwrap();
     assert_eq!(m.locks_at("d").await.unwrap(), vec![lock("t1", "d")]);

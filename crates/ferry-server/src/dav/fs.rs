@@ -27,6 +27,9 @@ use crate::AppState;
 #[derive(Debug, Clone)]
 pub(crate) struct FerryFs {
     state: AppState,
+    /// For this request: per folder, the paths below it that carry dead properties (a
+    /// listing asks about every entry; one query answers them all).
+    props_below: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<std::collections::HashSet<String>>>>>,
 }
 
 /// A storage failure as WebDAV reports it.
@@ -45,7 +48,28 @@ pub(crate) fn store_error(e: StoreError) -> FsError {
 
 impl FerryFs {
     pub(crate) fn new(state: AppState) -> Self {
-        Self { state }
+        Self { state, props_below: Arc::default() }
+    }
+
+    /// Whether `p` has dead properties, from one query per folder and request.
+    async fn has_props(&self, p: &TreePath) -> bool {
+        let dir = p.parent().to_string();
+        let known = self.props_below.lock().unwrap_or_else(|e| e.into_inner()).get(&dir).cloned();
+        let paths = match known {
+            Some(paths) => paths,
+            None => {
+                let Ok(found) = self.state.meta.dead_prop_paths(&dir).await else { return false };
+                let paths = Arc::new(found.into_iter().collect::<std::collections::HashSet<_>>());
+                self.props_below.lock().unwrap_or_else(|e| e.into_inner()).insert(dir, paths.clone());
+                paths
+            }
+        };
+        paths.contains(&p.to_string())
+    }
+
+    /// Forgets what [`FerryFs::has_props`] learnt (properties changed).
+    fn props_changed(&self) {
+        self.props_below.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// The tree path of `path` when the caller may read it (as named and where it leads).
@@ -224,7 +248,8 @@ impl GuardedFileSystem<Caller> for FerryFs {
                 if !c.who.may_read(&child) {
                     continue; // another user's home, or a folder not shared with this one
                 }
-                if self.state.blobs.real_tree_path(&child).await.is_ok_and(|r| c.who.may_read(&r)) {
+                // The folder's own real path was checked; only a link can lead elsewhere.
+                if !e.link || self.state.blobs.real_tree_path(&child).await.is_ok_and(|r| c.who.may_read(&r)) {
                     out.push(Ok(Box::new(Entry { name: e.name, stat: e.stat })));
                 }
             }
@@ -279,6 +304,7 @@ impl GuardedFileSystem<Caller> for FerryFs {
                 return Err(FsError::Forbidden);
             }
             self.state.blobs.move_path(&src, &dst, true).await.map_err(store_error)?;
+            self.props_changed();
             self.state.meta.move_dead_props(&src.to_string(), &dst.to_string()).await.map_err(store_error)
         }
         .boxed()
@@ -296,6 +322,7 @@ impl GuardedFileSystem<Caller> for FerryFs {
             let claim = crate::quota::Claim { adds: size, replaces, staged: false, opens: false };
             let _admitted = crate::quota::admit(&self.state, &c.who, claim).await.map_err(|e| super::fs_error(&e))?;
             self.state.blobs.copy_path(&src, &dst, true).await.map_err(store_error)?;
+            self.props_changed();
             self.state.meta.copy_dead_props(&src.to_string(), &dst.to_string()).await.map_err(store_error)
         }
         .boxed()
@@ -303,9 +330,11 @@ impl GuardedFileSystem<Caller> for FerryFs {
 
     fn have_props<'a>(&'a self, path: &'a DavPath, c: &'a Caller) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
         async move {
-            match self.readable(c, path).await {
-                Ok(p) => self.state.meta.has_dead_props(&p.to_string()).await.unwrap_or(false),
-                Err(_) => false,
+            // The resource itself was authorised when it was found; this only says whether
+            // properties are worth fetching (get_props checks access).
+            match tree_path(path) {
+                Ok(p) if c.who.may_read(&p) => self.has_props(&p).await,
+                _ => false,
             }
         }
         .boxed()
@@ -330,6 +359,7 @@ impl GuardedFileSystem<Caller> for FerryFs {
                 });
                 out.push((StatusCode::OK, DavProp { xml: None, ..prop }));
             }
+            self.props_changed();
             match self.state.meta.patch_dead_props(&p.to_string(), &changes).await {
                 Ok(()) => Ok(out),
                 Err(StoreError::Conflict(_)) => Err(FsError::InsufficientStorage),
@@ -380,6 +410,7 @@ impl FerryFs {
                 return Err(FsError::Forbidden); // the tree root and users' homes stay
             }
             self.state.blobs.remove_path(&p, false).await.map_err(store_error)?;
+            self.props_changed();
             self.state.meta.remove_dead_props(&p.to_string()).await.map_err(store_error)
         }
         .boxed()

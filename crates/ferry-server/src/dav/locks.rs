@@ -20,6 +20,9 @@ const MAX_LOCKS_PER_PATH: usize = 100;
 #[derive(Debug, Clone)]
 pub(crate) struct StoredLocks {
     meta: Arc<dyn Metadata>,
+    /// For this request: whether any lock exists at all (`None` until asked; forgotten on
+    /// every change), so a listing of a server without locks asks once, not per entry.
+    any: Arc<std::sync::Mutex<Option<bool>>>,
 }
 
 /// Serializes this process's check-then-take of locks (two LOCKs racing for one path).
@@ -72,11 +75,28 @@ fn new_token() -> String {
 
 impl StoredLocks {
     pub(crate) fn new(meta: Arc<dyn Metadata>) -> Self {
-        Self { meta }
+        Self { meta, any: Arc::default() }
+    }
+
+    /// Whether any lock is stored (asked once per request until something changes).
+    async fn any(&self) -> bool {
+        if let Some(any) = *self.any.lock().unwrap_or_else(|e| e.into_inner()) {
+            return any;
+        }
+        let any = self.meta.has_locks().await.unwrap_or(true);
+        *self.any.lock().unwrap_or_else(|e| e.into_inner()) = Some(any);
+        any
+    }
+
+    fn changed(&self) {
+        *self.any.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Live locks on exactly `key` (lapsed ones are removed).
     async fn at(&self, key: &str) -> Vec<StoredLock> {
+        if !self.any().await {
+            return Vec::new();
+        }
         let locks = self.meta.locks_at(key).await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read WebDAV locks");
             Vec::new()
@@ -85,6 +105,9 @@ impl StoredLocks {
     }
 
     async fn below(&self, key: &str) -> Vec<StoredLock> {
+        if !self.any().await {
+            return Vec::new();
+        }
         let locks = self.meta.locks_below(key).await.unwrap_or_default();
         self.live(locks).await
     }
@@ -219,6 +242,7 @@ impl DavLockSystem for StoredLocks {
                 shared,
                 deep,
             };
+            self.changed();
             if let Err(e) = self.meta.put_lock(&lock).await {
                 tracing::warn!(error = %e, "cannot store a WebDAV lock");
                 return Err(refused(lock));
@@ -240,6 +264,7 @@ impl DavLockSystem for StoredLocks {
     fn unlock(&self, path: &DavPath, token: &str) -> LsFuture<'_, Result<(), ()>> {
         let (key, token) = (key(path), token.to_owned());
         async move {
+            self.changed();
             match self.lookup(&key, &token).await {
                 Some(l) => self.meta.remove_lock(&l.token).await.map(drop).map_err(drop),
                 None => Err(()),
@@ -302,6 +327,7 @@ impl DavLockSystem for StoredLocks {
             for l in all {
                 self.meta.remove_lock(&l.token).await.map_err(drop)?;
             }
+            self.changed();
             Ok(())
         }
         .boxed()

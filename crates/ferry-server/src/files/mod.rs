@@ -208,7 +208,9 @@ async fn listing(state: &AppState, who: &Identity, dir: &TreePath) -> Result<Res
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
         let Ok(child) = TreePath::parse(&e.name).map(|c| dir.join(&c)) else { continue };
-        let readable = who.may_read(&child) && state.blobs.real_tree_path(&child).await.is_ok_and(|r| who.may_read(&r));
+        // The folder's own real path was checked; only a link can lead elsewhere.
+        let readable = who.may_read(&child)
+            && (!e.link || state.blobs.real_tree_path(&child).await.is_ok_and(|r| who.may_read(&r)));
         if !readable {
             continue; // another user's home, or a folder not shared with this one
         }

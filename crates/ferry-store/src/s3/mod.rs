@@ -380,13 +380,13 @@ impl TreeBlobs for S3Blobs {
         let mut out = Vec::with_capacity(listed.objects.len() + listed.common_prefixes.len());
         for p in &listed.common_prefixes {
             if let Some(name) = p.filename() {
-                out.push(DirEntry { name: name.to_owned(), stat: dir_stat() });
+                out.push(DirEntry { name: name.to_owned(), stat: dir_stat(), link: false });
             }
         }
         for m in &listed.objects {
             // ferry's own markers (an empty directory's) are not entries.
             if let Some(name) = m.location.filename().filter(|n| !n.starts_with(ferry_core::path::TEMP_PREFIX)) {
-                out.push(DirEntry { name: name.to_owned(), stat: file_stat(m) });
+                out.push(DirEntry { name: name.to_owned(), stat: file_stat(m), link: false });
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -468,3 +468,70 @@ fn finder_and_windows_clients_get_what_they_expect() {
     let list = dav(&addr, Some("alice"), "PROPFIND", "/dav/~alice/", &[("Depth", "1")], b"").text();
     assert!(list.contains("/dav/~alice/._finder.bin") && list.contains("/dav/~alice/.DS_Store"), "{list}");
 }
+
+/// A PUT of `data` that sends `sent` bytes and keeps the connection open.
+fn stalled_put(addr: &str, user: &str, path: &str, data: &[u8], sent: usize) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
+        basic_auth(user),
+        data.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    // In 4 MiB steps with pauses, as a real link delivers: the server commits as it goes.
+    for piece in data[..sent].chunks(4 << 20) {
+        s.write_all(piece).unwrap();
+        s.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    s
+}
+
+#[test]
+fn a_server_killed_or_stopped_mid_put_keeps_what_it_acknowledged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    Users::add(&data_dir, &["alice"]);
+    let mut srv = Server::start_auth(&data_dir, &["--commit-every", "1M", "--shutdown-grace", "1s"]);
+    let old = test_data(50_000, 8);
+    assert_eq!(dav(&srv.addr, Some("alice"), "PUT", "/dav/~alice/k.bin", &[], &old).status, 201);
+    let data = test_data(24 << 20, 9);
+
+    // kill -9 while 12 MiB of 24 have arrived: the bytes committed survive, nothing else.
+    let sent = 12 << 20;
+    let conn = stalled_put(&srv.addr, "alice", "/dav/~alice/k.bin", &data, sent);
+    wait_for(20, "a commit during the PUT", || {
+        progress(&srv.addr, "alice", "/dav/~alice/k.bin").first().is_some_and(|p| p.1 >= 4 << 20)
+    });
+    srv.kill9();
+    drop(conn);
+    srv.restart();
+    let kept = progress(&srv.addr, "alice", "/dav/~alice/k.bin")[0].1 as usize;
+    assert!(kept >= 4 << 20 && kept <= sent, "kept {kept} of {sent} sent");
+    let r = get(&srv.addr, "alice", "/dav/~alice/k.bin");
+    assert_eq!(sha256_hex(&r.body), sha256_hex(&old), "the old file is served until the new one is whole");
+
+    // SIGTERM while the rest streams: the drain keeps every byte that arrived.
+    let sent2 = kept + (6 << 20);
+    let range = format!("bytes {kept}-{}/{}", data.len() - 1, data.len());
+    let mut s = TcpStream::connect(&srv.addr).unwrap();
+    let head = format!(
+        "PUT /dav/~alice/k.bin HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Range: {range}\r\nContent-Length: {}\r\n\r\n",
+        basic_auth("alice"),
+        data.len() - kept
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&data[kept..sent2]).unwrap();
+    s.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(srv.terminate(), "a clean exit after the drain");
+    drop(s);
+    srv.restart();
+    let kept2 = progress(&srv.addr, "alice", "/dav/~alice/k.bin")[0].1 as usize;
+    assert_eq!(kept2, sent2, "a stop keeps every byte that arrived");
+    let range = format!("bytes {kept2}-{}/{}", data.len() - 1, data.len());
+    let r = dav(&srv.addr, Some("alice"), "PUT", "/dav/~alice/k.bin", &[("Content-Range", &range)], &data[kept2..]);
+    assert!(matches!(r.status, 201 | 204), "{} {}", r.status, r.text());
+    assert_eq!(sha256_hex(&get(&srv.addr, "alice", "/dav/~alice/k.bin").body), sha256_hex(&data));
+    eprintln!("kill -9 with {sent} bytes sent: {kept} kept, {} sent again; SIGTERM: all kept", sent - kept);
+}

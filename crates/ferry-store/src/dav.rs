@@ -14,6 +14,9 @@ use crate::{StoreError, UploadRecord};
 /// Most dead properties one path may carry (a PROPPATCH past it is refused).
 pub const MAX_DEAD_PROPS: i64 = 1_000;
 
+/// Most bytes of dead properties one path may carry.
+pub const MAX_DEAD_PROP_BYTES: i64 = 1 << 20;
+
 /// A WebDAV dead property (RFC 4918 §4.3), stored as the XML element the client sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadProp {
@@ -76,7 +79,7 @@ pub trait DavStore: Send + Sync {
 
     /// Sets and removes dead properties of one path, in the order given (a property set and
     /// then removed is gone), all or nothing. [`StoreError::Conflict`] when the path would
-    /// carry more than [`MAX_DEAD_PROPS`].
+    /// carry more than [`MAX_DEAD_PROPS`] or [`MAX_DEAD_PROP_BYTES`].
     async fn patch_dead_props(&self, path: &str, changes: &[PropChange]) -> Result<(), StoreError>;
 
     /// Moves the dead properties of `from` and everything below it to `to` (replacing
@@ -89,6 +92,16 @@ pub trait DavStore: Send + Sync {
 
     /// Forgets the dead properties of `path` and everything below it.
     async fn remove_dead_props(&self, path: &str) -> Result<(), StoreError>;
+
+    /// Keeps the index of placed files ([`crate::TreeIndex`], which quotas count) true when
+    /// `from` and everything below it moved to `to`.
+    async fn tree_files_moved(&self, from: &str, to: &str) -> Result<(), StoreError>;
+
+    /// ... when `from` and everything below it was copied to `to` (the copies are counted).
+    async fn tree_files_copied(&self, from: &str, to: &str) -> Result<(), StoreError>;
+
+    /// ... when `path` and everything below it was removed.
+    async fn tree_files_removed(&self, path: &str) -> Result<(), StoreError>;
 
     /// Locks taken on exactly `path`.
     async fn locks_at(&self, path: &str) -> Result<Vec<StoredLock>, StoreError>;
@@ -125,6 +138,8 @@ pub(crate) const DEAD_PROP_PATHS: &str =
     "SELECT DISTINCT path FROM dav_props WHERE path = $1 OR substr(path, 1, $2) = $3";
 pub(crate) const HAS_LOCKS: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM dav_locks LIMIT 1) AS one";
 pub(crate) const HAS_DEAD_PROPS: &str = "SELECT COUNT(*) FROM dav_props WHERE path = $1";
+pub(crate) const DEAD_PROP_BYTES: &str =
+    "SELECT CAST(COALESCE(SUM(LENGTH(xml)), 0) AS BIGINT) FROM dav_props WHERE path = $1";
 pub(crate) const SET_DEAD_PROP: &str = "INSERT INTO dav_props (path, namespace, name, prefix, xml) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (path, namespace, name) DO UPDATE SET prefix = excluded.prefix, xml = excluded.xml";
 pub(crate) const REMOVE_DEAD_PROP: &str = "DELETE FROM dav_props WHERE path = $1 AND namespace = $2 AND name = $3";
@@ -133,6 +148,11 @@ pub(crate) const MOVE_DEAD_PROPS: &str =
     "UPDATE dav_props SET path = $1 || substr(path, $2) WHERE path = $3 OR substr(path, 1, $4) = $5";
 pub(crate) const COPY_DEAD_PROPS: &str = "INSERT INTO dav_props (path, namespace, name, prefix, xml) \
      SELECT $1 || substr(path, $2), namespace, name, prefix, xml FROM dav_props WHERE path = $3 OR substr(path, 1, $4) = $5";
+pub(crate) const REMOVE_TREE_FILES_BELOW: &str = "DELETE FROM tree_files WHERE path = $1 OR substr(path, 1, $2) = $3";
+pub(crate) const MOVE_TREE_FILES: &str =
+    "UPDATE tree_files SET path = $1 || substr(path, $2) WHERE path = $3 OR substr(path, 1, $4) = $5";
+pub(crate) const COPY_TREE_FILES: &str = "INSERT INTO tree_files (path, size, mtime_ns, sha256) \
+     SELECT $1 || substr(path, $2), size, mtime_ns, sha256 FROM tree_files WHERE path = $3 OR substr(path, 1, $4) = $5";
 pub(crate) const LOCKS_AT: &str = "SELECT token, path, url, principal, owner_xml, timeout_at, timeout_ms, shared, deep FROM dav_locks WHERE path = $1";
 pub(crate) const LOCKS_BELOW: &str = "SELECT token, path, url, principal, owner_xml, timeout_at, timeout_ms, shared, deep \
      FROM dav_locks WHERE substr(path, 1, $1) = $2 AND path <> $3";
@@ -142,6 +162,29 @@ pub(crate) const PUT_LOCK: &str = "INSERT INTO dav_locks (token, path, url, prin
 pub(crate) const REMOVE_LOCK: &str = "DELETE FROM dav_locks WHERE token = $1";
 pub(crate) const UPLOADS_IN_PROGRESS: &str = "SELECT * FROM uploads WHERE state = 'active' \
      AND (tree_path = $1 OR substr(tree_path, 1, $2) = $3) ORDER BY created_at";
+
+/// Clears what is at and below `to` (`$clear`), then moves or copies (`$apply`) the rows at
+/// and below `from` there, in one transaction.
+macro_rules! subtree {
+    ($self:ident, $clear:expr, $apply:expr, $from:expr, $to:expr) => {{
+        let (from, to): (&str, &str) = ($from, $to);
+        let (to_prefix, to_len) = $crate::dav::below(to);
+        let (from_prefix, from_len) = $crate::dav::below(from);
+        let mut tx = $self.pool.begin().await?;
+        sqlx::query($clear).bind(to).bind(to_len).bind(&to_prefix).execute(&mut *tx).await?;
+        sqlx::query($apply)
+            .bind(to)
+            .bind($crate::dav::after(from))
+            .bind(from)
+            .bind(from_len)
+            .bind(&from_prefix)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }};
+}
+pub(crate) use subtree;
 
 /// Implements [`DavStore`] for a backend whose `self.pool` is an sqlx pool.
 macro_rules! impl_dav_store {
@@ -212,58 +255,68 @@ macro_rules! impl_dav_store {
                     }
                 }
                 let n: i64 = sqlx::query_scalar($crate::dav::HAS_DEAD_PROPS).bind(path).fetch_one(&mut *tx).await?;
-                if n > $crate::dav::MAX_DEAD_PROPS {
+                let bytes: i64 =
+                    sqlx::query_scalar($crate::dav::DEAD_PROP_BYTES).bind(path).fetch_one(&mut *tx).await?;
+                if n > $crate::dav::MAX_DEAD_PROPS || bytes > $crate::dav::MAX_DEAD_PROP_BYTES {
                     return Err($crate::StoreError::Conflict(format!(
-                        "at most {} dead properties per resource",
-                        $crate::dav::MAX_DEAD_PROPS
+                        "at most {} dead properties and {} bytes of them per resource",
+                        $crate::dav::MAX_DEAD_PROPS,
+                        $crate::dav::MAX_DEAD_PROP_BYTES
                     )));
                 }
                 tx.commit().await?;
                 Ok(())
             }
 
-            async fn move_dead_props(&self, from: &str, to: &str) -> Result<(), $crate::StoreError> {
-                let (to_prefix, to_len) = $crate::dav::below(to);
-                let (from_prefix, from_len) = $crate::dav::below(from);
-                let mut tx = self.pool.begin().await?;
-                sqlx::query($crate::dav::REMOVE_DEAD_PROPS_BELOW)
-                    .bind(to)
-                    .bind(to_len)
-                    .bind(&to_prefix)
-                    .execute(&mut *tx)
+            async fn tree_files_moved(&self, from: &str, to: &str) -> Result<(), $crate::StoreError> {
+                $crate::dav::subtree!(
+                    self,
+                    $crate::dav::REMOVE_TREE_FILES_BELOW,
+                    $crate::dav::MOVE_TREE_FILES,
+                    from,
+                    to
+                )
+            }
+
+            async fn tree_files_copied(&self, from: &str, to: &str) -> Result<(), $crate::StoreError> {
+                $crate::dav::subtree!(
+                    self,
+                    $crate::dav::REMOVE_TREE_FILES_BELOW,
+                    $crate::dav::COPY_TREE_FILES,
+                    from,
+                    to
+                )
+            }
+
+            async fn tree_files_removed(&self, path: &str) -> Result<(), $crate::StoreError> {
+                let (prefix, len) = $crate::dav::below(path);
+                sqlx::query($crate::dav::REMOVE_TREE_FILES_BELOW)
+                    .bind(path)
+                    .bind(len)
+                    .bind(&prefix)
+                    .execute(&self.pool)
                     .await?;
-                sqlx::query($crate::dav::MOVE_DEAD_PROPS)
-                    .bind(to)
-                    .bind($crate::dav::after(from))
-                    .bind(from)
-                    .bind(from_len)
-                    .bind(&from_prefix)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
                 Ok(())
             }
 
+            async fn move_dead_props(&self, from: &str, to: &str) -> Result<(), $crate::StoreError> {
+                $crate::dav::subtree!(
+                    self,
+                    $crate::dav::REMOVE_DEAD_PROPS_BELOW,
+                    $crate::dav::MOVE_DEAD_PROPS,
+                    from,
+                    to
+                )
+            }
+
             async fn copy_dead_props(&self, from: &str, to: &str) -> Result<(), $crate::StoreError> {
-                let (to_prefix, to_len) = $crate::dav::below(to);
-                let (from_prefix, from_len) = $crate::dav::below(from);
-                let mut tx = self.pool.begin().await?;
-                sqlx::query($crate::dav::REMOVE_DEAD_PROPS_BELOW)
-                    .bind(to)
-                    .bind(to_len)
-                    .bind(&to_prefix)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query($crate::dav::COPY_DEAD_PROPS)
-                    .bind(to)
-                    .bind($crate::dav::after(from))
-                    .bind(from)
-                    .bind(from_len)
-                    .bind(&from_prefix)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(())
+                $crate::dav::subtree!(
+                    self,
+                    $crate::dav::REMOVE_DEAD_PROPS_BELOW,
+                    $crate::dav::COPY_DEAD_PROPS,
+                    from,
+                    to
+                )
             }
 
             async fn remove_dead_props(&self, path: &str) -> Result<(), $crate::StoreError> {

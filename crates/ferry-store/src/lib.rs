@@ -36,7 +36,7 @@ mod tree;
 
 pub use accounts::{Grant, Usage, User};
 pub use blobs::{BlobFlush, BlobRead, BlobWriter, Blobs, DirEntry, FileStat, Host, TreeBlobs, UploadBlobs};
-pub use dav::{DavStore, DeadProp, MAX_DEAD_PROPS, PropChange, StoredLock};
+pub use dav::{DavStore, DeadProp, MAX_DEAD_PROP_BYTES, MAX_DEAD_PROPS, PropChange, StoredLock};
 pub use error::StoreError;
 pub use ledger::{BlobLedger, BlobProgress, PartRecord, Progress, TailChunk};
 pub use local::LocalBlobs;

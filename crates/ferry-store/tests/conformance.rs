@@ -318,6 +318,23 @@ async fn webdav_state(m: &dyn Metadata) {
     let many: Vec<PropChange> = (0..=ferry_store::MAX_DEAD_PROPS).map(|i| set(prop(&format!("p{i}"), "v"))).collect();
     assert!(matches!(m.patch_dead_props("big", &many).await, Err(StoreError::Conflict(_))));
     assert!(m.dead_props("big").await.unwrap().is_empty(), "all or nothing");
+    let huge = "v".repeat(300_000);
+    let heavy: Vec<PropChange> = (0..4).map(|i| set(prop(&format!("h{i}"), &huge))).collect();
+    assert!(matches!(m.patch_dead_props("big", &heavy).await, Err(StoreError::Conflict(_))), "bytes are bounded");
+    m.patch_dead_props("big", &heavy[..3]).await.unwrap();
+
+    assert!(!m.has_locks().await.unwrap());
+    let rec = TreeFileRecord { size: 10, mtime_ns: 1, sha256: [9; 32] };
+    m.record_tree_file("t/a", &rec).await.unwrap();
+    m.record_tree_file("t%/a", &rec).await.unwrap();
+    m.tree_files_copied("t", "u").await.unwrap();
+    assert_eq!(m.tree_file_digest("u/a", 10, 1).await.unwrap(), Some([9; 32]));
+    m.tree_files_moved("u", "v/u").await.unwrap();
+    assert_eq!(m.tree_file_digest("u/a", 10, 1).await.unwrap(), None);
+    assert_eq!(m.tree_file_digest("v/u/a", 10, 1).await.unwrap(), Some([9; 32]));
+    m.tree_files_removed("t").await.unwrap();
+    assert_eq!(m.tree_file_digest("t/a", 10, 1).await.unwrap(), None);
+    assert_eq!(m.tree_file_digest("t%/a", 10, 1).await.unwrap(), Some([9; 32]), "not below t");
 
     assert!(!m.has_locks().await.unwrap());
     m.put_lock(&lock("t1", "d")).await.unwrap();

@@ -375,9 +375,23 @@ fn copies_count_against_the_quota_and_deep_listings_are_refused() {
     assert!(!data_dir.join("files/~carol/copy.bin").exists());
     let r = dav(&addr, Some("carol"), "PUT", "/dav/~carol/more.bin", &[], &data);
     assert!(matches!(r.status, 413 | 507), "a PUT past the quota: {} {}", r.status, r.text());
+    // Copies stay counted (no quota bypass by copying twice), and a DELETE frees them.
+    assert_eq!(dav(&addr, Some("carol"), "DELETE", "/dav/~carol/big.bin", &[], b"").status, 204);
+    let small = test_data(600_000, 10);
+    assert_eq!(dav(&addr, Some("carol"), "PUT", "/dav/~carol/s.bin", &[], &small).status, 201);
+    for (i, want_ok) in [(1, true), (2, true), (3, false)] {
+        let dest = format!("http://{addr}/dav/~carol/s{i}.bin");
+        let r = dav(&addr, Some("carol"), "COPY", "/dav/~carol/s.bin", &[("Destination", &dest)], b"");
+        assert_eq!(matches!(r.status, 201 | 204), want_ok, "copy {i}: {} {}", r.status, r.text());
+    }
+    for i in [1, 2] {
+        assert_eq!(dav(&addr, Some("carol"), "DELETE", &format!("/dav/~carol/s{i}.bin"), &[], b"").status, 204);
+    }
+    let back = test_data(1_400_000, 11);
+    assert_eq!(dav(&addr, Some("carol"), "PUT", "/dav/~carol/big.bin", &[], &back).status, 201, "freed by DELETE");
     let find = b"<?xml version=\"1.0\"?><D:propfind xmlns:D=\"DAV:\"><D:prop><D:quota-used-bytes/><D:quota-available-bytes/></D:prop></D:propfind>";
     let r = dav(&addr, Some("carol"), "PROPFIND", "/dav/~carol/", &[("Depth", "0")], find);
-    let used = format!("<D:quota-used-bytes>{}</D:quota-used-bytes>", data.len());
+    let used = format!("<D:quota-used-bytes>{}</D:quota-used-bytes>", back.len() + small.len());
     assert!(r.text().contains(&used), "{}", r.text());
     let r = dav(&addr, Some("alice"), "PROPFIND", "/dav/~alice/", &[("Depth", "infinity")], b"");
     assert_eq!(r.status, 403);

@@ -303,8 +303,19 @@ impl GuardedFileSystem<Caller> for FerryFs {
             if src.is_root() || dst.is_root() {
                 return Err(FsError::Forbidden);
             }
+            // A file moved into the caller's home from elsewhere (a shared folder) starts to
+            // count against the quota.
+            let home = c.who.home();
+            let _admitted = if dst.starts_with(&home) && !src.starts_with(&home) && c.who.quota().is_some() {
+                let size = self.stat(&src).await?.size;
+                let claim = crate::quota::Claim { adds: size, replaces: 0, staged: false, opens: false };
+                Some(crate::quota::admit(&self.state, &c.who, claim).await.map_err(|e| super::fs_error(&e))?)
+            } else {
+                None
+            };
             self.state.blobs.move_path(&src, &dst, true).await.map_err(store_error)?;
             self.props_changed();
+            self.state.meta.tree_files_moved(&src.to_string(), &dst.to_string()).await.map_err(store_error)?;
             self.state.meta.move_dead_props(&src.to_string(), &dst.to_string()).await.map_err(store_error)
         }
         .boxed()
@@ -323,6 +334,7 @@ impl GuardedFileSystem<Caller> for FerryFs {
             let _admitted = crate::quota::admit(&self.state, &c.who, claim).await.map_err(|e| super::fs_error(&e))?;
             self.state.blobs.copy_path(&src, &dst, true).await.map_err(store_error)?;
             self.props_changed();
+            self.state.meta.tree_files_copied(&src.to_string(), &dst.to_string()).await.map_err(store_error)?;
             self.state.meta.copy_dead_props(&src.to_string(), &dst.to_string()).await.map_err(store_error)
         }
         .boxed()
@@ -411,6 +423,7 @@ impl FerryFs {
             }
             self.state.blobs.remove_path(&p, false).await.map_err(store_error)?;
             self.props_changed();
+            self.state.meta.tree_files_removed(&p.to_string()).await.map_err(store_error)?;
             self.state.meta.remove_dead_props(&p.to_string()).await.map_err(store_error)
         }
         .boxed()

@@ -185,3 +185,33 @@ mod tests {
         assert_eq!(deep.checked_join(&deep), Err(PathError::TooDeep));
     }
 }
+
+/// Decodes the `%XX` escapes of a URL path (other bytes, and malformed escapes, as they are).
+pub fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod percent_tests {
+    #[test]
+    fn escapes_decode_and_malformed_ones_stay() {
+        assert_eq!(super::percent_decode("a%20b%C3%BC%2"), b"a b\xC3\xBC%2");
+        assert_eq!(super::percent_decode("%zz%41"), b"%zzA");
+    }
+}

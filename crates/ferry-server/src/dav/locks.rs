@@ -126,14 +126,7 @@ impl StoredLocks {
     }
 
     /// Locks on the path and its ancestors that stand in the way (see the module docs).
-    async fn check_to_path(
-        &self,
-        key: &str,
-        principal: Option<&str>,
-        ignore_principal: bool,
-        tokens: &[String],
-        shared_ok: bool,
-    ) -> Result<(), StoredLock> {
+    async fn check_to_path(&self, key: &str, by: &Submitted<'_>, shared_ok: bool) -> Result<(), StoredLock> {
         let levels = levels(key);
         let last = levels.len() - 1;
         let mut holds = false;
@@ -143,7 +136,7 @@ impl StoredLocks {
                 if i < last && !l.deep {
                     continue;
                 }
-                if tokens.contains(&l.token) && (ignore_principal || principal == l.principal.as_deref()) {
+                if by.holds(&l) {
                     holds = true;
                 } else {
                     if !l.shared {
@@ -162,19 +155,11 @@ impl StoredLocks {
     }
 
     /// Locks on the path and below it that stand in the way.
-    async fn check_from_path(
-        &self,
-        key: &str,
-        principal: Option<&str>,
-        ignore_principal: bool,
-        tokens: &[String],
-        shared_ok: bool,
-    ) -> Result<(), StoredLock> {
+    async fn check_from_path(&self, key: &str, by: &Submitted<'_>, shared_ok: bool) -> Result<(), StoredLock> {
         let mut all = self.at(key).await;
         all.extend(self.below(key).await);
         for l in all {
-            let held = tokens.contains(&l.token) && (ignore_principal || principal == l.principal.as_deref());
-            if (!l.shared || !shared_ok) && !held {
+            if (!l.shared || !shared_ok) && !by.holds(&l) {
                 return Err(l);
             }
         }
@@ -189,6 +174,24 @@ impl StoredLocks {
             }
         }
         None
+    }
+}
+
+/// Who asks, with which lock tokens.
+struct Submitted<'a> {
+    principal: Option<&'a str>,
+    /// Any holder of the token will do (dav-server's rule for some checks).
+    ignore_principal: bool,
+    tokens: &'a [String],
+}
+
+impl Submitted<'_> {
+    /// Nobody: a new lock's conflicts.
+    const NOBODY: Submitted<'static> = Submitted { principal: None, ignore_principal: true, tokens: &[] };
+
+    /// Whether the request holds lock `l`: its token, submitted by its principal.
+    fn holds(&self, l: &StoredLock) -> bool {
+        self.tokens.contains(&l.token) && (self.ignore_principal || self.principal == l.principal.as_deref())
     }
 }
 
@@ -223,9 +226,9 @@ impl DavLockSystem for StoredLocks {
         let path = path.clone();
         async move {
             let _one_at_a_time = TAKING.lock().await;
-            self.check_to_path(&key, None, true, &[], shared).await.map_err(refused)?;
+            self.check_to_path(&key, &Submitted::NOBODY, shared).await.map_err(refused)?;
             if deep {
-                self.check_from_path(&key, None, true, &[], shared).await.map_err(refused)?;
+                self.check_from_path(&key, &Submitted::NOBODY, shared).await.map_err(refused)?;
             }
             let here = self.at(&key).await;
             if here.len() >= MAX_LOCKS_PER_PATH {
@@ -297,10 +300,10 @@ impl DavLockSystem for StoredLocks {
         let principal = principal.map(str::to_owned);
         let tokens = submitted_tokens.to_vec();
         async move {
-            let p = principal.as_deref();
-            self.check_to_path(&key, p, ignore_principal, &tokens, false).await.map_err(refused)?;
+            let by = Submitted { principal: principal.as_deref(), ignore_principal, tokens: &tokens };
+            self.check_to_path(&key, &by, false).await.map_err(refused)?;
             if deep {
-                self.check_from_path(&key, p, ignore_principal, &tokens, false).await.map_err(refused)?;
+                self.check_from_path(&key, &by, false).await.map_err(refused)?;
             }
             Ok(())
         }

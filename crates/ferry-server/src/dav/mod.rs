@@ -151,22 +151,7 @@ async fn file_path(state: &AppState, raw: &str) -> Option<TreePath> {
 
 /// Decodes `%XX` escapes of a URL path; `None` when the result is not UTF-8.
 pub(crate) fn percent_decode(raw: &str) -> Option<String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    String::from_utf8(ferry_core::path::percent_decode(raw)).ok()
 }
 
 fn depth_infinity(headers: &HeaderMap) -> bool {

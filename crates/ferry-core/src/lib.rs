@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod checksum;
+pub mod chunks;
 pub mod digest;
 pub mod id;
 pub mod metadata;

@@ -1,0 +1,75 @@
+//! A client's endpoint: iroh with `presets::Minimal` (no n0 DNS, pkarr or relays), the one
+//! relay of the ferry server it logged in to, trusting only that relay's certificate.
+
+use iroh::endpoint::presets;
+use iroh::{Endpoint, EndpointAddr, EndpointId, RelayMode, SecretKey};
+use iroh_relay::tls::CaTlsConfig;
+use rustls::pki_types::CertificateDer;
+
+use crate::{ALPN, P2pError, RelayInfo};
+
+/// How an endpoint may reach peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paths {
+    /// Direct when a path can be made (hole punched, port mapped), else relayed.
+    Any,
+    /// Only through the relay (no UDP sockets of its own): `--via server`-style tests, and
+    /// peers that must not reveal their addresses.
+    RelayOnly,
+    /// Direct on the loopback interface only, no port mapping (tests: nothing leaves the
+    /// machine, not even a UPnP discovery packet).
+    Loopback,
+}
+
+/// Binds an endpoint for `relay`, with `key` as its identity (a fresh one when `None`).
+pub async fn bind(relay: &RelayInfo, key: Option<SecretKey>, paths: Paths) -> Result<Endpoint, P2pError> {
+    let roots = [CertificateDer::from(relay.cert_der.clone())];
+    let mut builder = Endpoint::builder(presets::Minimal)
+        .relay_mode(RelayMode::Custom(relay.relay_map()))
+        .ca_tls_config(CaTlsConfig::custom_roots(roots))
+        .alpns(vec![ALPN.to_vec()]);
+    if let Some(key) = key {
+        builder = builder.secret_key(key);
+    }
+    match paths {
+        Paths::Any => {}
+        Paths::RelayOnly => {
+            builder = builder.clear_ip_transports().portmapper_config(iroh::endpoint::PortmapperConfig::Disabled);
+        }
+        Paths::Loopback => {
+            builder = builder
+                .clear_ip_transports()
+                .bind_addr("127.0.0.1:0")
+                .map_err(|e| P2pError::Endpoint(e.to_string()))?
+                .portmapper_config(iroh::endpoint::PortmapperConfig::Disabled);
+        }
+    }
+    builder.bind().await.map_err(|e| P2pError::Endpoint(e.to_string()))
+}
+
+/// The address of a peer known by its id, reached through `relay` (iroh finds direct paths
+/// from there).
+pub fn peer_addr(id: EndpointId, relay: &RelayInfo) -> EndpointAddr {
+    EndpointAddr::new(id).with_relay_url(relay.url.clone())
+}
+
+/// The path a connection uses now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    /// Straight between the peers (hole punched, mapped, or on one network).
+    Direct,
+    /// Through the relay.
+    Relay,
+    /// None selected (closing).
+    None,
+}
+
+/// The path `conn` uses now (what progress bars show).
+pub fn path_kind(conn: &iroh::endpoint::Connection) -> PathKind {
+    let paths = conn.paths();
+    match (&paths).into_iter().find(|p| p.is_selected()) {
+        Some(p) if p.is_ip() => PathKind::Direct,
+        Some(_) => PathKind::Relay,
+        None => PathKind::None,
+    }
+}

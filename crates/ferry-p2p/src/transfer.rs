@@ -1,0 +1,382 @@
+//! ferry's transfer protocol on one QUIC stream, resumable and verified chunk by chunk.
+//!
+//! ```text
+//! sender → Offer(name, manifest)
+//! receiver → Want(missing chunks)              (what it already holds, verified, is skipped)
+//! sender → Chunk(i, bytes)… End
+//! receiver → Bad(i)… as chunks fail their SHA-256, then Want(still missing) or Done
+//! ```
+//!
+//! The receiver keeps a partial file and a state file (the manifest and which chunks it
+//! holds, saved only after those chunks' bytes are synced), so after a broken connection —
+//! or a path change, or a restart — the next offer of the same manifest resumes where it
+//! stopped. The whole file's SHA-256 is checked before the file takes its name.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use ferry_core::chunks::{Accepted, Assembly, ChunkError, MAX_CHUNK, Manifest, chunk_size_for};
+use iroh::endpoint::{Connection, RecvStream, SendStream};
+use sha2::{Digest, Sha256};
+
+use crate::P2pError;
+
+const OFFER: u8 = 1;
+const CHUNK: u8 = 2;
+const END: u8 = 3;
+const WANT: u8 = 10;
+const BAD: u8 = 11;
+const DONE: u8 = 12;
+
+/// Largest frame accepted (a chunk and its index).
+const MAX_FRAME: usize = MAX_CHUNK as usize + 16;
+/// Largest offer (name and manifest).
+const MAX_OFFER: usize = 4 << 20;
+/// The receiver syncs and saves its state at least every this many new chunks.
+const SAVE_EVERY: u64 = 8;
+/// Rounds of re-sending bad chunks before giving up.
+const MAX_ROUNDS: u32 = 5;
+
+async fn write_frame(send: &mut SendStream, kind: u8, payload: &[u8]) -> Result<(), P2pError> {
+    let mut head = [0u8; 5];
+    head[0] = kind;
+    head[1..].copy_from_slice(&(payload.len() as u32).to_be_bytes());
+    send.write_all(&head).await.map_err(|e| P2pError::Stream(e.to_string()))?;
+    send.write_all(payload).await.map_err(|e| P2pError::Stream(e.to_string()))
+}
+
+async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<(u8, Vec<u8>), P2pError> {
+    let mut head = [0u8; 5];
+    recv.read_exact(&mut head).await.map_err(|e| P2pError::Stream(e.to_string()))?;
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > max {
+        return Err(P2pError::Protocol(format!("a frame of {len} bytes (at most {max})")));
+    }
+    let mut payload = vec![0u8; len];
+    recv.read_exact(&mut payload).await.map_err(|e| P2pError::Stream(e.to_string()))?;
+    Ok((head[0], payload))
+}
+
+fn u64_at(b: &[u8], at: usize) -> Result<u64, P2pError> {
+    b.get(at..at + 8)
+        .and_then(|s| s.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| P2pError::Protocol("a truncated number".into()))
+}
+
+/// Chunk indices as (start, count) runs.
+fn runs(indices: impl Iterator<Item = u64>) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for i in indices {
+        match out.last_mut() {
+            Some((start, count)) if *start + *count == i => *count += 1,
+            _ => out.push((i, 1)),
+        }
+    }
+    out
+}
+
+/// What a send did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sent {
+    /// Chunks sent (a chunk sent twice counts twice).
+    pub chunks: u64,
+    /// Bytes of chunks sent.
+    pub bytes: u64,
+    /// Chunks the receiver held already.
+    pub skipped: u64,
+}
+
+/// Sends `file` as `name` over a new stream of `conn`; returns when the receiver confirmed
+/// the whole file's SHA-256. `progress` sees the bytes the receiver holds as they grow.
+pub async fn send(conn: &Connection, file: &Path, name: &str, progress: &dyn Fn(u64)) -> Result<Sent, P2pError> {
+    let path = file.to_owned();
+    let manifest = tokio::task::spawn_blocking(move || -> std::io::Result<Manifest> {
+        let size = std::fs::metadata(&path)?.len();
+        Manifest::build(std::io::BufReader::new(std::fs::File::open(&path)?), chunk_size_for(size))
+    })
+    .await
+    .map_err(|e| P2pError::Io(e.to_string()))?
+    .map_err(|e| P2pError::Io(e.to_string()))?;
+    send_with(conn, file, name, &manifest, progress, &|_, data| data).await
+}
+
+/// [`send`] with a given manifest and a hook that may alter each chunk before it leaves
+/// (tests: a lying or corrupting sender).
+#[doc(hidden)]
+pub async fn send_with(
+    conn: &Connection,
+    file: &Path,
+    name: &str,
+    manifest: &Manifest,
+    progress: &dyn Fn(u64),
+    tamper: &(dyn Fn(u64, Vec<u8>) -> Vec<u8> + Sync),
+) -> Result<Sent, P2pError> {
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| P2pError::Stream(e.to_string()))?;
+    let mut offer = Vec::new();
+    offer.extend_from_slice(&(name.len() as u32).to_be_bytes());
+    offer.extend_from_slice(name.as_bytes());
+    offer.extend_from_slice(&manifest.encode());
+    write_frame(&mut send, OFFER, &offer).await?;
+    let mut file = std::fs::File::open(file).map_err(|e| P2pError::Io(e.to_string()))?;
+    let mut sent = Sent::default();
+    let mut first = true;
+    // The receiver counts the rounds and ends them with Done; a little slack here.
+    for _round in 0..=MAX_ROUNDS + 2 {
+        let wanted = loop {
+            let (kind, payload) = read_frame(&mut recv, MAX_OFFER).await?;
+            match kind {
+                DONE if payload.first() == Some(&1) => {
+                    progress(manifest.size);
+                    let _ = send.finish();
+                    return Ok(sent);
+                }
+                DONE if payload.first() == Some(&2) => return Err(P2pError::Declined),
+                DONE => return Err(P2pError::Verification("the receiver's copy does not match the file".into())),
+                WANT => {
+                    break payload.chunks_exact(16).map(|r| Ok((u64_at(r, 0)?, u64_at(r, 8)?))).collect::<Result<
+                        Vec<_>,
+                        P2pError,
+                    >>(
+                    )?;
+                }
+                BAD => continue, // it will be in the next Want
+                other => return Err(P2pError::Protocol(format!("unexpected frame {other}"))),
+            }
+        };
+        let wanted_count: u64 = wanted.iter().map(|(_, n)| n).sum();
+        if first {
+            sent.skipped = manifest.count().saturating_sub(wanted_count);
+            first = false;
+        }
+        let mut held =
+            manifest.size - wanted.iter().flat_map(|&(s, n)| s..s + n).map(|i| chunk_len(manifest, i)).sum::<u64>();
+        progress(held);
+        for (start, count) in wanted {
+            for index in start..start.saturating_add(count) {
+                let (offset, len) = manifest.chunk(index).map_err(|e| P2pError::Protocol(e.to_string()))?;
+                let mut data = vec![0u8; len as usize];
+                file.seek(SeekFrom::Start(offset))
+                    .and_then(|_| file.read_exact(&mut data))
+                    .map_err(|e| P2pError::Io(e.to_string()))?;
+                let data = tamper(index, data);
+                let mut frame = Vec::with_capacity(8 + data.len());
+                frame.extend_from_slice(&index.to_be_bytes());
+                frame.extend_from_slice(&data);
+                write_frame(&mut send, CHUNK, &frame).await?;
+                sent.chunks += 1;
+                sent.bytes += len;
+                held += len;
+                progress(held.min(manifest.size));
+            }
+        }
+        write_frame(&mut send, END, &[]).await?;
+    }
+    Err(P2pError::Verification(format!("chunks kept failing verification after {MAX_ROUNDS} rounds")))
+}
+
+fn chunk_len(m: &Manifest, i: u64) -> u64 {
+    m.chunk(i).map_or(0, |(_, len)| len)
+}
+
+/// What a receive did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// Where the file is now.
+    pub path: PathBuf,
+    /// Its size.
+    pub size: u64,
+    /// Its SHA-256.
+    pub sha256: [u8; 32],
+    /// Bytes held from an earlier attempt when this one began.
+    pub resumed_from: u64,
+    /// Chunks that failed verification (and were fetched again).
+    pub rejected: u64,
+}
+
+/// The partial file and state file of a transfer into `dir`.
+fn partial_paths(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    (dir.join(name), dir.join(format!(".{name}.ferry-p2p")), dir.join(format!(".{name}.ferry-p2p.state")))
+}
+
+/// A file name a peer may choose: one component, no control characters.
+fn safe_name(name: &str) -> Result<&str, P2pError> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\'])
+        && !name.chars().any(char::is_control)
+        && !name.starts_with('.');
+    if ok { Ok(name) } else { Err(P2pError::Protocol(format!("refused file name {name:?}"))) }
+}
+
+/// Saved state: the manifest, then one byte per chunk (1 = held, synced).
+fn save_state(state: &Path, a: &Assembly) -> Result<(), P2pError> {
+    let m = a.manifest();
+    let mut bytes = m.encode();
+    bytes.extend((0..m.count()).map(|i| u8::from(a.has(i))));
+    let tmp = state.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| P2pError::Io(e.to_string()))?;
+    f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(|e| P2pError::Io(e.to_string()))?;
+    std::fs::rename(&tmp, state).map_err(|e| P2pError::Io(e.to_string()))
+}
+
+fn load_state(state: &Path, manifest: &Manifest) -> Option<Assembly> {
+    let bytes = std::fs::read(state).ok()?;
+    let encoded = manifest.encode();
+    let (head, held) = bytes.split_at_checked(encoded.len())?;
+    if head != encoded.as_slice() || held.len() as u64 != manifest.count() {
+        return None; // another file by that name: start over
+    }
+    Some(Assembly::resume(manifest.clone(), held.iter().enumerate().filter(|(_, h)| **h == 1).map(|(i, _)| i as u64)))
+}
+
+/// Accepts one transfer on `conn` into `dir` (resuming an earlier one of the same file).
+/// `accept` sees the name and size first and may refuse; `progress` sees bytes held.
+pub async fn receive(
+    conn: &Connection,
+    dir: &Path,
+    accept: &dyn Fn(&str, u64) -> bool,
+    progress: &dyn Fn(u64),
+) -> Result<Received, P2pError> {
+    let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| P2pError::Stream(e.to_string()))?;
+    let (kind, offer) = read_frame(&mut recv, MAX_OFFER).await?;
+    if kind != OFFER {
+        return Err(P2pError::Protocol("the first frame is not an offer".into()));
+    }
+    let name_len = offer.get(0..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize).unwrap_or(usize::MAX);
+    let name = offer
+        .get(4..4usize.saturating_add(name_len))
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .ok_or_else(|| P2pError::Protocol("a bad name in the offer".into()))?
+        .to_owned();
+    let name = safe_name(&name)?.to_owned();
+    let manifest = Manifest::decode(&offer[4 + name_len..]).map_err(|e| P2pError::Protocol(e.to_string()))?;
+    if !accept(&name, manifest.size) {
+        write_frame(&mut send, DONE, &[2]).await?;
+        return Err(P2pError::Declined);
+    }
+    let (dest, partial, state) = partial_paths(dir, &name);
+    let mut assembly = load_state(&state, &manifest).unwrap_or_else(|| Assembly::new(manifest.clone()));
+    let resumed_from = assembly.held_bytes();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&partial)
+        .map_err(|e| P2pError::Io(e.to_string()))?;
+    let mut rejected = 0;
+    let mut unsaved = 0u64;
+    let outcome = async {
+        for _round in 0..=MAX_ROUNDS {
+            let want: Vec<u8> = runs(assembly.missing())
+                .iter()
+                .flat_map(|(s, n)| [s.to_be_bytes(), n.to_be_bytes()])
+                .flatten()
+                .collect();
+            progress(assembly.held_bytes());
+            if assembly.is_complete() {
+                return finish(&mut file, &manifest).await;
+            }
+            write_frame(&mut send, WANT, &want).await?;
+            loop {
+                let (kind, payload) = read_frame(&mut recv, MAX_FRAME).await?;
+                match kind {
+                    END => break,
+                    CHUNK => {
+                        let index = u64_at(&payload, 0)?;
+                        let data = &payload[8..];
+                        match assembly.accept(index, data) {
+                            Ok(Accepted::New) => {
+                                let (offset, _) =
+                                    manifest.chunk(index).map_err(|e| P2pError::Protocol(e.to_string()))?;
+                                file.seek(SeekFrom::Start(offset))
+                                    .and_then(|_| file.write_all(data))
+                                    .map_err(|e| P2pError::Io(e.to_string()))?;
+                                unsaved += 1;
+                                if unsaved >= SAVE_EVERY {
+                                    file.sync_data().map_err(|e| P2pError::Io(e.to_string()))?;
+                                    save_state(&state, &assembly)?;
+                                    unsaved = 0;
+                                }
+                                progress(assembly.held_bytes());
+                            }
+                            Ok(Accepted::Duplicate) => {}
+                            Err(ChunkError::Corrupt(i)) => {
+                                rejected += 1;
+                                write_frame(&mut send, BAD, &i.to_be_bytes()).await?;
+                            }
+                            Err(e) => return Err(P2pError::Protocol(e.to_string())),
+                        }
+                    }
+                    other => return Err(P2pError::Protocol(format!("unexpected frame {other}"))),
+                }
+            }
+        }
+        write_frame(&mut send, DONE, &[0]).await?;
+        let _ = send.finish();
+        Err(P2pError::Verification(format!("chunks kept failing verification after {MAX_ROUNDS} rounds")))
+    }
+    .await;
+    // Whatever happened, what is synced is recorded: the next attempt resumes there.
+    if file.sync_data().is_ok() {
+        let _ = save_state(&state, &assembly);
+    }
+    let sha256 = match outcome {
+        Ok(sha) => sha,
+        Err(e) => return Err(e),
+    };
+    let ok = sha256 == manifest.sha256;
+    write_frame(&mut send, DONE, &[u8::from(ok)]).await?;
+    let _ = send.finish();
+    if !ok {
+        let _ = std::fs::remove_file(&state);
+        return Err(P2pError::Verification("the assembled file's SHA-256 is not the sender's".into()));
+    }
+    std::fs::rename(&partial, &dest).map_err(|e| P2pError::Io(e.to_string()))?;
+    let _ = std::fs::remove_file(&state);
+    // Wait for the sender to read Done before the connection may close.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), recv.read_to_end(0)).await;
+    Ok(Received { path: dest, size: manifest.size, sha256, resumed_from, rejected })
+}
+
+/// Syncs the partial file and hashes it whole.
+async fn finish(file: &mut std::fs::File, manifest: &Manifest) -> Result<[u8; 32], P2pError> {
+    file.set_len(manifest.size).and_then(|()| file.sync_all()).map_err(|e| P2pError::Io(e.to_string()))?;
+    let mut f = file.try_clone().map_err(|e| P2pError::Io(e.to_string()))?;
+    tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
+        f.seek(SeekFrom::Start(0))?;
+        let mut sha = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match f.read(&mut buf)? {
+                0 => return Ok(sha.finalize().into()),
+                n => sha.update(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .map_err(|e| P2pError::Io(e.to_string()))?
+    .map_err(|e| P2pError::Io(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wanted_chunks_travel_as_runs() {
+        assert_eq!(runs([0, 1, 2, 5, 7, 8].into_iter()), vec![(0, 3), (5, 1), (7, 2)]);
+        assert!(runs(std::iter::empty()).is_empty());
+    }
+
+    #[test]
+    fn peers_cannot_name_files_outside_the_folder() {
+        for bad in ["", ".", "..", "a/b", "..\\x", ".hidden", "a\nb"] {
+            assert!(safe_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(safe_name("report.pdf").unwrap(), "report.pdf");
+    }
+}

@@ -7,13 +7,17 @@
 //! - [`relay`]: the embedded relay ([`EmbeddedRelay`]) and what clients need of it
 //!   ([`RelayInfo`]);
 //! - [`endpoint`]: a client's endpoint;
+//! - [`registry`]: which endpoints belong to logged-in users (the relay admits only those);
 //! - [`transfer`]: the resumable, chunk-verified transfer protocol on one stream.
 #![deny(missing_docs)]
 
 pub mod endpoint;
+pub mod registry;
 pub mod relay;
 pub mod transfer;
 
+pub use iroh::{EndpointId, SecretKey};
+pub use registry::{RegisteredOnly, Registry};
 pub use relay::{EmbeddedRelay, RelayInfo};
 
 /// The ALPN of ferry's transfer protocol.

@@ -89,7 +89,12 @@ pub struct Sent {
 
 /// Sends `file` as `name` over a new stream of `conn`; returns when the receiver confirmed
 /// the whole file's SHA-256. `progress` sees the bytes the receiver holds as they grow.
-pub async fn send(conn: &Connection, file: &Path, name: &str, progress: &dyn Fn(u64)) -> Result<Sent, P2pError> {
+pub async fn send(
+    conn: &Connection,
+    file: &Path,
+    name: &str,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Sent, P2pError> {
     let path = file.to_owned();
     let manifest = tokio::task::spawn_blocking(move || -> std::io::Result<Manifest> {
         let size = std::fs::metadata(&path)?.len();
@@ -109,7 +114,7 @@ pub async fn send_with(
     file: &Path,
     name: &str,
     manifest: &Manifest,
-    progress: &dyn Fn(u64),
+    progress: &(dyn Fn(u64) + Sync),
     tamper: &(dyn Fn(u64, Vec<u8>) -> Vec<u8> + Sync),
 ) -> Result<Sent, P2pError> {
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| P2pError::Stream(e.to_string()))?;
@@ -237,8 +242,8 @@ fn load_state(state: &Path, manifest: &Manifest) -> Option<Assembly> {
 pub async fn receive(
     conn: &Connection,
     dir: &Path,
-    accept: &dyn Fn(&str, u64) -> bool,
-    progress: &dyn Fn(u64),
+    accept: &(dyn Fn(&str, u64) -> bool + Sync),
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Received, P2pError> {
     let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| P2pError::Stream(e.to_string()))?;
     let (kind, offer) = read_frame(&mut recv, MAX_OFFER).await?;

@@ -84,6 +84,14 @@ pub const ROUTE_RULES: &[RouteRule] = &[
     ),
     rule("POST", "/api/relay/items/{id}/ack", Access::User, "Acknowledge a verified copy by its SHA-256"),
     rule("POST", "/api/relay/items/{id}/decline", Access::User, "Decline a relay item"),
+    rule("GET", "/api/p2p", Access::User, "Peer-to-peer: the embedded relay's ports and certificate"),
+    rule(
+        "POST",
+        "/api/p2p/endpoint",
+        Access::User,
+        "Peer-to-peer: register the caller's endpoint (signed with its key); renew with every heartbeat",
+    ),
+    rule("GET", "/api/p2p/peers/{user}", Access::User, "Peer-to-peer: a user's endpoint while their client is online"),
     rule("POST", "/api/dedup", Access::User, "Instant upload: ask for a proof-of-possession challenge"),
     rule(
         "POST",

@@ -38,6 +38,9 @@ pub struct ServerConfig {
     pub relay_ttl: Duration,
     /// Event-stream heartbeat and presence-report interval (offline after three missed).
     pub heartbeat: Duration,
+    /// Embed the peer-to-peer relay and offer direct transfers between logged-in users
+    /// (`--no-p2p` turns it off; it is off without accounts).
+    pub p2p: bool,
     /// On shutdown, how long in-flight requests may run on to their end before they are
     /// stopped (keeping what is durable and verified).
     pub shutdown_grace: Duration,
@@ -100,6 +103,7 @@ impl ServerConfig {
             auth: true,
             relay_ttl: Duration::from_secs(7 * 24 * 3600),
             heartbeat: Duration::from_secs(10),
+            p2p: true,
             shutdown_grace: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             max_connections: 10_000,

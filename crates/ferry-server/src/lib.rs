@@ -7,6 +7,7 @@
 //! - `/files/{path}`: GET/HEAD downloads with Range, conditionals and `Repr-Digest`, and
 //!   JSON listings of directories ([`files`]);
 //! - `/dav/{path}`: WebDAV class 1 and 2 with resumable uploads ([`dav`]);
+//! - `/api/p2p`: the embedded peer-to-peer relay and endpoint registry ([`p2p`]);
 //! - `/api/dedup`: instant upload with proof of possession ([`api`]);
 //! - `/healthz`: liveness; `/readyz`: readiness (the database and the byte storage answer).
 #![deny(missing_docs)]
@@ -22,6 +23,7 @@ mod fd_limit;
 pub mod files;
 mod locks;
 mod logging;
+pub mod p2p;
 mod password_gate;
 mod quota;
 mod recovery;
@@ -99,6 +101,15 @@ pub async fn serve(config: ServerConfig, listener: TcpListener, shutdown: Cancel
     tracing::info!(descriptors = ?descriptors, connections = cap, open_staging, "file-descriptor limit and connection cap");
     recovery::recover(&state).await?;
     cluster::start(&state).await?;
+    let relay = match (state.config.p2p && state.config.auth, listener.local_addr()) {
+        (true, Ok(addr)) => {
+            let (relay, node) = p2p::start(addr, state.config.heartbeat).await?;
+            tracing::info!(relay = %node.relay.url, quic_port = node.relay.quic_port, "peer-to-peer relay");
+            state.p2p = Some(std::sync::Arc::new(node));
+            Some(relay)
+        }
+        _ => None,
+    };
     let sweeper = sweeper::spawn(state.clone());
     let router = app(state.clone());
     let connections = accept_loop(listener, tls, router, &state.config, cap, shutdown.clone());
@@ -118,6 +129,9 @@ pub async fn serve(config: ServerConfig, listener: TcpListener, shutdown: Cancel
     }
     hard_stop.cancel();
     sweeper.abort();
+    if let Some(relay) = relay {
+        relay.shutdown().await;
+    }
     state.meta.close().await;
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod account_cmd;
 mod exit;
+mod p2p_cmd;
 mod progress_ui;
 mod relay_cmd;
 mod serve_cmd;
@@ -59,7 +60,10 @@ fn main() -> ExitCode {
     let default_level = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(format!("{default_level},rustls_platform_verifier=off"))
+            // iroh's relay logs every peer that leaves without a TLS close as a warning.
+            tracing_subscriber::EnvFilter::new(format!(
+                "{default_level},rustls_platform_verifier=off,iroh_relay::server::client=error"
+            ))
         }))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -30,6 +30,22 @@ pub struct SendArgs {
     /// Print one JSON object per file
     #[arg(long)]
     json: bool,
+    /// How: `direct` straight to the recipient's client (peer to peer, through the server's
+    /// relay when no direct path exists), `server` stored on the server until they fetch
+    /// it, `auto` direct when they are online, else stored
+    #[arg(long, value_enum, default_value_t = Via::Auto)]
+    via: Via,
+}
+
+/// The path `ferry send` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// Direct when the recipient is online, else through the server's store.
+    Auto,
+    /// Only peer to peer (fails when the recipient is not online).
+    Direct,
+    /// Only through the server's store.
+    Server,
 }
 
 /// Flags of `ferry inbox`.
@@ -100,6 +116,10 @@ pub struct OutboxArgs {
     json: bool,
 }
 
+fn client_http(server: &str) -> anyhow::Result<reqwest::Client> {
+    Ok(http_client(token_for(server).as_deref())?)
+}
+
 fn relay(server: &str) -> anyhow::Result<RelayClient> {
     Ok(RelayClient::new(http_client(token_for(server).as_deref())?, server)?)
 }
@@ -112,7 +132,36 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     }
     let http = http_client(token_for(&args.server).as_deref())?;
     let cancel = ctrl_c();
+    if args.via == Via::Direct && args.to.len() != 1 {
+        bail!("--via direct sends to one recipient at a time");
+    }
     for file in &args.files {
+        if args.via != Via::Server && args.to.len() == 1 {
+            match crate::p2p_cmd::send_direct(&http, &args.server, &to, file, &cancel).await {
+                Ok(Some(d)) => {
+                    if args.json {
+                        println!(
+                            "{}",
+                            serde_json::json!({ "file": file, "to": to, "via": d.via, "size": d.size, "resumed_chunks": d.skipped })
+                        );
+                    } else {
+                        eprintln!(
+                            "sent {} ({}) to {to} {} (verified by their client)",
+                            file.display(),
+                            HumanBytes(d.size),
+                            d.via
+                        );
+                    }
+                    continue;
+                }
+                Ok(None) if args.via == Via::Direct => bail!("{to} is not online for direct transfers"),
+                Ok(None) => {}
+                Err(e) if args.via == Via::Direct => {
+                    return Err(e.context(format!("sending {} directly stopped", file.display())));
+                }
+                Err(e) => eprintln!("ferry: direct transfer to {to} failed ({e:#}); sending through the server"),
+            }
+        }
         let label = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let (view, progress) = ProgressView::new(&label, args.json);
         let options = UploadOptions { relay_to: Some(to.clone()), ..UploadOptions::default() };
@@ -164,6 +213,16 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let cancel = ctrl_c();
+    // Direct transfers arrive alongside (when the server offers them and there is a folder).
+    let _direct = args.receive_into.clone().map(|dir| {
+        let (http, server, json, cancel) = (client_http(&args.server), args.server.clone(), args.json, cancel.clone());
+        tokio::spawn(async move {
+            let Ok(http) = http else { return };
+            if let Err(e) = crate::p2p_cmd::receive_into(http, server, dir, json, cancel).await {
+                eprintln!("ferry: direct transfers unavailable: {e:#}");
+            }
+        })
+    });
     let mut seen: Vec<String> = Vec::new();
     loop {
         // What waited while we were away first, then whatever the event stream brings.

@@ -106,6 +106,9 @@ pub struct ServeArgs {
     /// No accounts: every route open to anyone who can connect (a trusted LAN only)
     #[arg(long, env = "FERRY_NO_AUTH")]
     no_auth: bool,
+    /// No peer-to-peer relay: `ferry send` then always goes through the server's store
+    #[arg(long, env = "FERRY_NO_P2P")]
+    no_p2p: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -211,6 +214,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.behind_proxy = args.behind_proxy || file.behind_proxy.unwrap_or(false);
     config.auth = !args.no_auth && file.auth.unwrap_or(true);
+    config.p2p = !args.no_p2p;
     if let Some(v) = args.relay_ttl.or(file_duration(file.relay_ttl, "relay_ttl")?) {
         config.relay_ttl = v;
     }

@@ -2,6 +2,7 @@
 
 mod dedup;
 pub mod openapi;
+mod p2p;
 pub(crate) mod relay;
 mod session;
 
@@ -27,6 +28,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/relay/items/{id}/content", get(relay::content))
         .route("/api/relay/items/{id}/ack", post(relay::ack))
         .route("/api/relay/items/{id}/decline", post(relay::decline))
+        .route("/api/p2p", get(p2p::info))
+        .route("/api/p2p/endpoint", post(p2p::register))
+        .route("/api/p2p/peers/{user}", get(p2p::peer))
         .route("/api/dedup", post(dedup::begin))
         .route("/api/dedup/{challenge}", post(dedup::prove))
 }

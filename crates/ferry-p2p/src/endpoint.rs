@@ -73,3 +73,21 @@ pub fn path_kind(conn: &iroh::endpoint::Connection) -> PathKind {
         None => PathKind::None,
     }
 }
+
+/// Waits up to `limit` for `conn` to select a direct path; how long that took, or `None`
+/// (it stays relayed; iroh keeps trying and switches later if a path appears).
+pub async fn wait_for_direct(
+    conn: &iroh::endpoint::Connection,
+    limit: std::time::Duration,
+) -> Option<std::time::Duration> {
+    let start = std::time::Instant::now();
+    loop {
+        if path_kind(conn) == PathKind::Direct {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 /// How often a receiver renews its registration (the server forgets it after three misses
 /// of its heartbeat, 10 s by default).
 const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// How long a sender waits for a direct path before it starts over the relay.
+const DIRECT_GRACE: Duration = Duration::from_millis(1500);
 /// How long a sender waits for a connection to the recipient.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -91,6 +93,8 @@ pub struct DirectSent {
     pub size: u64,
     /// Chunks the recipient held already (a resumed transfer).
     pub skipped: u64,
+    /// How long after connecting a direct path was in use (`None`: relayed at the start).
+    pub direct_after: Option<Duration>,
 }
 
 /// Sends `file` straight to `to`'s client. `Ok(None)` when `to` is not online for direct
@@ -112,6 +116,9 @@ pub async fn send_direct(
         .await
         .map_err(|_| anyhow!("{to}'s client did not answer within {} s", CONNECT_TIMEOUT.as_secs()))?
         .with_context(|| format!("cannot connect to {to}'s client"))?;
+    // Every connection starts relayed; hole punching usually finds a direct path within
+    // tens of milliseconds: give it a moment, so the bulk goes direct from the start.
+    let direct_after = endpoint::wait_for_direct(&conn, DIRECT_GRACE).await;
     let name = file.file_name().and_then(|n| n.to_str()).ok_or_else(|| anyhow!("the file has no usable name"))?;
     let size = std::fs::metadata(file)?.len();
     let sent = tokio::select! {
@@ -124,7 +131,7 @@ pub async fn send_direct(
     };
     conn.close(0u32.into(), b"done");
     ep.close().await;
-    Ok(Some(DirectSent { via, size, skipped: sent.skipped }))
+    Ok(Some(DirectSent { via, size, skipped: sent.skipped, direct_after }))
 }
 
 /// Receives direct transfers into `dir` until `cancel`: binds an endpoint, keeps it

@@ -142,7 +142,10 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
                     if args.json {
                         println!(
                             "{}",
-                            serde_json::json!({ "file": file, "to": to, "via": d.via, "size": d.size, "resumed_chunks": d.skipped })
+                            serde_json::json!({
+                                "file": file, "to": to, "via": d.via, "size": d.size, "resumed_chunks": d.skipped,
+                                "direct_after_ms": d.direct_after.map(|t| t.as_millis() as u64),
+                            })
                         );
                     } else {
                         eprintln!(

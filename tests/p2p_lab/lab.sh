@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The NAT lab (issue 10): two hosts behind two NAT routers and the ferry server on a
+# "public" bridge, all in network namespaces of this machine (no veth reaches the host's own
+# namespace, so no packet leaves the lab). For each pair of NAT types, bob (behind router A)
+# watches his inbox, alice (behind router B) sends him a file with `--via direct`, and the
+# path the transfer took (direct or relay) is compared with what is expected; every file's
+# SHA-256 is checked.
+#
+#   cone: port-restricted cone (nft masquerade, port-preserving; inbound only for flows
+#         already out; new inbound to the router itself dropped — see notes §5's pitfall)
+#   sym:  symmetric (nft masquerade fully-random: a new port per destination)
+#   full: full cone (an nft map: a UDP mapping takes packets from anyone)
+#
+# Needs root, nft, ip. Usage: lab.sh [FERRY_BIN]
+set -euo pipefail
+ferry="$(realpath "${1:-$(dirname "$0")/../../target/debug/ferry}")"
+work="$(mktemp -d)"
+PUB=11.0.0  # a public-looking range, safe inside isolated namespaces
+NS="inet srv nA nB hA hB"
+pids=""
+
+cleanup() {
+  kill $pids 2>/dev/null || true
+  for n in $NS; do ip netns del "lab-$n" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+x() { local n="$1"; shift; ip netns exec "lab-$n" "$@"; }
+
+# up NAT_A NAT_B: builds the lab with router A (bob's) and router B (alice's) of those types.
+up() {
+  for n in $NS; do ip netns del "lab-$n" 2>/dev/null || true; ip netns add "lab-$n"; x "$n" ip link set lo up; done
+  x inet ip link add br0 type bridge
+  x inet ip link set br0 up
+  # the server on the bridge
+  ip link add wan netns lab-srv type veth peer name up-srv netns lab-inet
+  x inet ip link set up-srv master br0 up
+  x srv ip addr add "$PUB.10/24" dev wan
+  x srv ip link set wan up
+  local i=1
+  for side in A B; do
+    local r="n$side" h="h$side" nat="$1"; shift
+    ip link add wan netns "lab-$r" type veth peer name "up-$r" netns lab-inet
+    x inet ip link set "up-$r" master br0 up
+    x "$r" ip addr add "$PUB.$i/24" dev wan
+    x "$r" ip link set wan up
+    ip link add lan netns "lab-$r" type veth peer name eth0 netns "lab-$h"
+    x "$r" ip addr add "10.0.$i.1/24" dev lan
+    x "$r" ip link set lan up
+    x "$h" ip addr add "10.0.$i.2/24" dev eth0
+    x "$h" ip link set eth0 up
+    x "$h" ip route add default via "10.0.$i.1"
+    x "$r" sysctl -qw net.ipv4.ip_forward=1
+    if [ "$nat" = full ]; then
+      # Full cone: a UDP mapping, once made, takes packets from anyone (patchbay's nft map).
+      x "$r" nft -f - <<EOF
+table ip nat {
+  map fullcone { type inet_service : ipv4_addr . inet_service; flags dynamic,timeout; timeout 5m; }
+  chain pre { type nat hook prerouting priority -100;
+    iifname "wan" meta l4proto udp dnat ip addr . port to udp dport map @fullcone
+  }
+  chain post { type nat hook postrouting priority 100;
+    oifname "wan" meta l4proto udp update @fullcone { udp sport : ip saddr . udp sport }
+    oifname "wan" snat to $PUB.$i
+  }
+}
+table ip filter {
+  chain input { type filter hook input priority 0; policy accept;
+    iifname "wan" ct state new drop
+  }
+}
+EOF
+    else
+      local masq="masquerade"
+      [ "$nat" = sym ] && masq="masquerade fully-random"
+      x "$r" nft -f - <<EOF
+table ip nat {
+  chain post { type nat hook postrouting priority 100; oifname "wan" $masq; }
+}
+table ip filter {
+  chain forward { type filter hook forward priority 0; policy accept;
+    iifname "wan" ct state established,related accept
+    iifname "wan" drop
+  }
+  chain input { type filter hook input priority 0; policy accept;
+    iifname "wan" ct state new drop
+  }
+}
+EOF
+    fi
+    i=$((i + 1))
+  done
+}
+
+# serve: ferry on the public bridge, users alice and bob.
+serve() {
+  rm -rf "$work/data"
+  for u in alice bob; do echo "$u-pw" | "$ferry" user add "$u" --password-stdin --data "$work/data" >/dev/null 2>&1; done
+  x srv "$ferry" serve --listen "$PUB.10:8080" --data "$work/data" --heartbeat 1s > "$work/serve.out" 2> "$work/serve.log" &
+  pids="$pids $!"
+  for _ in $(seq 100); do grep -q http:// "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+}
+
+# as HOST USER ARGS…: the ferry client of USER, run on HOST.
+as() {
+  local h="$1" u="$2"; shift 2
+  x "$h" env FERRY_CONFIG_DIR="$work/cfg-$u" FERRY_STATE_DIR="$work/state-$u" FERRY_SERVER="http://$PUB.10:8080" "$ferry" "$@"
+}
+
+# case NAT_A NAT_B EXPECTED_PATH
+case_() {
+  local a="$1" b="$2" want="$3"
+  up "$a" "$b"
+  serve
+  echo bob-pw | as hA bob login --user bob --password-stdin >/dev/null 2>&1
+  echo alice-pw | as hB alice login --user alice --password-stdin >/dev/null 2>&1
+  mkdir -p "$work/inbox-$a-$b"
+  as hA bob inbox --watch --json --receive-into "$work/inbox-$a-$b" > "$work/bob.out" 2> "$work/bob.err" &
+  local watcher=$!
+  pids="$pids $watcher"
+  for _ in $(seq 100); do
+    x hB curl -sf -o /dev/null -u alice:alice-pw "http://$PUB.10:8080/api/p2p/peers/bob" && break
+    sleep 0.2
+  done
+  head -c 16000000 /dev/urandom > "$work/file-$a-$b.bin"
+  local t0 t1 out
+  t0=$(date +%s.%N)
+  out="$(as hB alice send --to bob --via direct --json "$work/file-$a-$b.bin" 2> "$work/alice.err")" || {
+    echo "send failed for $a x $b:"; cat "$work/alice.err" "$work/bob.err"; tail -20 "$work/serve.log"; return 1
+  }
+  t1=$(date +%s.%N)
+  for _ in $(seq 50); do [ -f "$work/inbox-$a-$b/file-$a-$b.bin" ] && break; sleep 0.1; done
+  cmp "$work/file-$a-$b.bin" "$work/inbox-$a-$b/file-$a-$b.bin"
+  local via after
+  via="$(echo "$out" | sed -n 's/.*"via":"\([a-z]*\)".*/\1/p')"
+  after="$(echo "$out" | sed -n 's/.*"direct_after_ms":\([0-9a-z]*\).*/\1/p')"
+  printf '%-5s x %-5s  %-6s (expected %s; direct after %s ms)  16 MB in %.1f s, SHA-256 verified\n' \
+    "$a" "$b" "$via" "$want" "$after" "$(echo "$t1 - $t0" | bc -l)"
+  if [ "$want" = direct ] && { [ "$after" = null ] || [ "$after" -gt 2000 ]; }; then
+    echo "no direct path within 2 s for $a x $b" >&2; return 1
+  fi
+  kill "$watcher" 2>/dev/null || true
+  [ "$via" = "$want" ] || { echo "unexpected path for $a x $b" >&2; return 1; }
+}
+
+command -v nft >/dev/null || { echo "nft missing" >&2; exit 1; }
+failed=0
+case_ cone cone direct || failed=1
+case_ full sym direct || failed=1
+case_ sym sym relay || failed=1
+[ "$failed" = 0 ] && echo "NAT lab: ok"
+exit "$failed"

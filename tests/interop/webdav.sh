@@ -50,11 +50,16 @@ run_rclone() {
   [ -f "$src/big.bin" ] || head -c 200000000 /dev/urandom > "$src/big.bin"
   for i in 1 2 3; do echo "small $i" > "$src/sub/s$i.txt"; echo "deep $i" > "$src/sub/deeper/d$i.txt"; done
   local remote=":webdav,url='$url/dav/~alice',user=alice,pass=$(rclone obscure alice-pw):"
+  # Outputs are captured before grep -q reads them: grep -q stops at the first match, and
+  # under pipefail the writer's SIGPIPE would fail the step.
+  local out
   rclone copy "$src" "${remote}rc"
-  rclone check "$src" "${remote}rc" 2>&1 | grep -q "0 differences found"
+  out="$(rclone check "$src" "${remote}rc" 2>&1)"
+  grep -q "0 differences found" <<<"$out"
   rclone moveto "${remote}rc/big.bin" "${remote}rc/moved.bin"
-  rclone lsf "${remote}rc" | grep -qx moved.bin
-  ! rclone lsf "${remote}rc" | grep -qx big.bin
+  out="$(rclone lsf "${remote}rc")"
+  grep -qx moved.bin <<<"$out"
+  ! grep -qx big.bin <<<"$out"
   rclone cat "${remote}rc/moved.bin" | cmp - "$src/big.bin"
   rclone delete "${remote}rc/sub"
   rclone rmdirs "${remote}rc"

@@ -468,11 +468,8 @@ enum Round {
 
 /// `bytes a-b/len` → (a, Some(len)).
 pub(crate) fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
-    let rest = v.trim().strip_prefix("bytes ")?;
-    let (range, total) = rest.split_once('/')?;
-    let (a, _b) = range.split_once('-')?;
-    let total = if total == "*" { None } else { Some(total.parse().ok()?) };
-    Some((a.parse().ok()?, total))
+    let c = ferry_core::ContentRange::parse(v)?;
+    Some((c.range?.0, c.total))
 }
 
 #[cfg(test)]

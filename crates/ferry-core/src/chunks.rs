@@ -199,14 +199,17 @@ pub enum Accepted {
 pub struct Assembly {
     manifest: Manifest,
     have: Vec<bool>,
+    /// Chunks held.
     held: u64,
+    /// Bytes held (kept as chunks arrive: progress asks for it with every chunk).
+    held_bytes: u64,
 }
 
 impl Assembly {
     /// Nothing held yet.
     pub fn new(manifest: Manifest) -> Self {
         let have = vec![false; manifest.hashes.len()];
-        Self { manifest, have, held: 0 }
+        Self { manifest, have, held: 0, held_bytes: 0 }
     }
 
     /// Resumes with the chunks `held` (as saved earlier; the caller re-verified them or
@@ -219,6 +222,7 @@ impl Assembly {
             {
                 *slot = true;
                 a.held += 1;
+                a.held_bytes += a.manifest.chunk(i).map_or(0, |(_, len)| len);
             }
         }
         a
@@ -239,6 +243,7 @@ impl Assembly {
         }
         *slot = true;
         self.held += 1;
+        self.held_bytes += data.len() as u64;
         Ok(Accepted::New)
     }
 
@@ -262,12 +267,7 @@ impl Assembly {
 
     /// Bytes held in all.
     pub fn held_bytes(&self) -> u64 {
-        self.have
-            .iter()
-            .enumerate()
-            .filter(|(_, h)| **h)
-            .map(|(i, _)| self.manifest.chunk(i as u64).map_or(0, |(_, len)| len))
-            .sum()
+        self.held_bytes
     }
 
     /// Whether every chunk is held.

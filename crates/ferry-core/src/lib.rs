@@ -18,4 +18,4 @@ pub use checksum::{ChecksumAlgorithm, Checksummer, UploadChecksum};
 pub use id::UploadId;
 pub use metadata::UploadMetadata;
 pub use path::TreePath;
-pub use range::{ByteRange, RangeRequest};
+pub use range::{ByteRange, ContentRange, RangeRequest};

@@ -26,6 +26,38 @@ impl ByteRange {
     }
 }
 
+/// A `Content-Range` value: `bytes a-b/len`, `bytes a-b/*` or `bytes */len` (`*/*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentRange {
+    /// The bytes `a..=b`, `None` for `*` (nothing sent: a probe, or an unsatisfiable range).
+    pub range: Option<(u64, u64)>,
+    /// The whole length, `None` for `*` (not known yet).
+    pub total: Option<u64>,
+}
+
+impl ContentRange {
+    /// Parses a `Content-Range` value; `None` when malformed (or `a > b`).
+    pub fn parse(v: &str) -> Option<Self> {
+        let (range, total) = v.trim().strip_prefix("bytes ")?.split_once('/')?;
+        let total = match total.trim() {
+            "*" => None,
+            n => Some(n.parse().ok()?),
+        };
+        let range = match range.trim() {
+            "*" => None,
+            r => {
+                let (a, b) = r.split_once('-')?;
+                let (a, b): (u64, u64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+                if a > b {
+                    return None;
+                }
+                Some((a, b))
+            }
+        };
+        Some(Self { range, total })
+    }
+}
+
 /// What a `Range` header asks for, resolved against the representation's length.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RangeRequest {
@@ -103,6 +135,18 @@ fn parse_digits(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_ranges_parse_in_every_form() {
+        let cr = |r, t| Some(ContentRange { range: r, total: t });
+        assert_eq!(ContentRange::parse("bytes 100-199/1000"), cr(Some((100, 199)), Some(1000)));
+        assert_eq!(ContentRange::parse("bytes 5-9/*"), cr(Some((5, 9)), None));
+        assert_eq!(ContentRange::parse("bytes */21"), cr(None, Some(21)));
+        assert_eq!(ContentRange::parse("bytes */*"), cr(None, None));
+        for bad in ["items 1-2/3", "bytes 9-5/10", "bytes 1-x/3", "bytes nonsense", "bytes */abc"] {
+            assert_eq!(ContentRange::parse(bad), None, "{bad}");
+        }
+    }
 
     fn r(start: u64, end: u64) -> ByteRange {
         ByteRange { start, end }

@@ -265,6 +265,9 @@ pub async fn receive(
     let (dest, partial, state) = partial_paths(dir, &name);
     let mut assembly = load_state(&state, &manifest).unwrap_or_else(|| Assembly::new(manifest.clone()));
     let resumed_from = assembly.held_bytes();
+    // The whole file's SHA-256, kept while chunks arrive in order from the start (the usual
+    // case), so the check at the end needs no second read; else the file is read once then.
+    let mut running: Option<(Sha256, u64)> = (resumed_from == 0).then(|| (Sha256::new(), 0));
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -283,7 +286,7 @@ pub async fn receive(
                 .collect();
             progress(assembly.held_bytes());
             if assembly.is_complete() {
-                return finish(&mut file, &manifest).await;
+                return finish(&mut file, &manifest, running.take()).await;
             }
             write_frame(&mut send, WANT, &want).await?;
             loop {
@@ -300,6 +303,12 @@ pub async fn receive(
                                 file.seek(SeekFrom::Start(offset))
                                     .and_then(|_| file.write_all(data))
                                     .map_err(|e| P2pError::Io(e.to_string()))?;
+                                running = running.take().and_then(|(mut sha, next)| {
+                                    (next == offset).then(|| {
+                                        sha.update(data);
+                                        (sha, next + data.len() as u64)
+                                    })
+                                });
                                 unsaved += 1;
                                 if unsaved >= SAVE_EVERY {
                                     file.sync_data().map_err(|e| P2pError::Io(e.to_string()))?;
@@ -347,9 +356,19 @@ pub async fn receive(
     Ok(Received { path: dest, size: manifest.size, sha256, resumed_from, rejected })
 }
 
-/// Syncs the partial file and hashes it whole.
-async fn finish(file: &mut std::fs::File, manifest: &Manifest) -> Result<[u8; 32], P2pError> {
+/// Syncs the partial file; its SHA-256 from `running` when that covers the whole file, else
+/// from one read of it.
+async fn finish(
+    file: &mut std::fs::File,
+    manifest: &Manifest,
+    running: Option<(Sha256, u64)>,
+) -> Result<[u8; 32], P2pError> {
     file.set_len(manifest.size).and_then(|()| file.sync_all()).map_err(|e| P2pError::Io(e.to_string()))?;
+    if let Some((sha, hashed)) = running
+        && hashed == manifest.size
+    {
+        return Ok(sha.finalize().into());
+    }
     let mut f = file.try_clone().map_err(|e| P2pError::Io(e.to_string()))?;
     tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
         f.seek(SeekFrom::Start(0))?;

@@ -163,6 +163,18 @@ pub(crate) const REMOVE_LOCK: &str = "DELETE FROM dav_locks WHERE token = $1";
 pub(crate) const UPLOADS_IN_PROGRESS: &str = "SELECT * FROM uploads WHERE state = 'active' \
      AND (tree_path = $1 OR substr(tree_path, 1, $2) = $3) ORDER BY created_at";
 
+/// Runs `$clear` (a delete with `path = $1 OR substr(path, 1, $2) = $3`) for `$path` and
+/// everything below it.
+macro_rules! clear_below {
+    ($self:ident, $clear:expr, $path:expr) => {{
+        let path: &str = $path;
+        let (prefix, len) = $crate::dav::below(path);
+        sqlx::query($clear).bind(path).bind(len).bind(&prefix).execute(&$self.pool).await?;
+        Ok(())
+    }};
+}
+pub(crate) use clear_below;
+
 /// Clears what is at and below `to` (`$clear`), then moves or copies (`$apply`) the rows at
 /// and below `from` there, in one transaction.
 macro_rules! subtree {
@@ -289,14 +301,7 @@ macro_rules! impl_dav_store {
             }
 
             async fn tree_files_removed(&self, path: &str) -> Result<(), $crate::StoreError> {
-                let (prefix, len) = $crate::dav::below(path);
-                sqlx::query($crate::dav::REMOVE_TREE_FILES_BELOW)
-                    .bind(path)
-                    .bind(len)
-                    .bind(&prefix)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+                $crate::dav::clear_below!(self, $crate::dav::REMOVE_TREE_FILES_BELOW, path)
             }
 
             async fn move_dead_props(&self, from: &str, to: &str) -> Result<(), $crate::StoreError> {
@@ -320,14 +325,7 @@ macro_rules! impl_dav_store {
             }
 
             async fn remove_dead_props(&self, path: &str) -> Result<(), $crate::StoreError> {
-                let (prefix, len) = $crate::dav::below(path);
-                sqlx::query($crate::dav::REMOVE_DEAD_PROPS_BELOW)
-                    .bind(path)
-                    .bind(len)
-                    .bind(&prefix)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+                $crate::dav::clear_below!(self, $crate::dav::REMOVE_DEAD_PROPS_BELOW, path)
             }
 
             async fn locks_at(&self, path: &str) -> Result<Vec<$crate::dav::StoredLock>, $crate::StoreError> {

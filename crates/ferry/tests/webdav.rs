@@ -39,21 +39,24 @@ fn dav(addr: &str, user: Option<&str>, method: &str, path: &str, headers: &[(&st
     request(addr, method, path, &h, body)
 }
 
-/// A PUT of `data` that sends `cut` bytes and breaks the connection.
-fn broken_put(addr: &str, user: &str, path: &str, data: &[u8], cut: usize) {
+/// A connection that has sent the head of a PUT as `user` with `headers`; the caller sends
+/// the body (or part of it).
+fn open_put(addr: &str, user: &str, path: &str, headers: &[(&str, &str)]) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
-    let head = format!(
-        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
-        basic_auth(user),
-        data.len()
-    );
+    let mut head = format!("PUT {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {}\r\n", basic_auth(user));
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
     s.write_all(head.as_bytes()).unwrap();
-    s.write_all(&data[..cut]).unwrap();
-    s.flush().unwrap();
-    cut_stream(s);
+    s
 }
 
-fn cut_stream(s: TcpStream) {
+/// A PUT of `data` that sends `cut` bytes and breaks the connection.
+fn broken_put(addr: &str, user: &str, path: &str, data: &[u8], cut_at: usize) {
+    let mut s = open_put(addr, user, path, &[("Content-Length", &data.len().to_string())]);
+    s.write_all(&data[..cut_at]).unwrap();
+    s.flush().unwrap();
     cut(s);
 }
 
@@ -406,27 +409,20 @@ fn chunked_put(
     path: &str,
     extra: &[(&str, &str)],
     data: &[u8],
-    cut: Option<usize>,
+    cut_at: Option<usize>,
 ) -> Option<Resp> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut head = format!(
-        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: {}\r\nTransfer-Encoding: chunked\r\n",
-        basic_auth(user)
-    );
-    for (k, v) in extra {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    let send = cut.unwrap_or(data.len());
+    let mut h = vec![("Connection", "close"), ("Transfer-Encoding", "chunked")];
+    h.extend_from_slice(extra);
+    let mut s = open_put(addr, user, path, &h);
+    let send = cut_at.unwrap_or(data.len());
     for piece in data[..send].chunks(64 * 1024) {
         s.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).unwrap();
         s.write_all(piece).unwrap();
         s.write_all(b"\r\n").unwrap();
     }
-    if cut.is_some() {
+    if cut_at.is_some() {
         s.flush().unwrap();
-        cut_stream(s);
+        cut(s);
         return None;
     }
     s.write_all(b"0\r\n\r\n").unwrap();
@@ -485,13 +481,7 @@ fn finder_and_windows_clients_get_what_they_expect() {
 
 /// A PUT of `data` that sends `sent` bytes and keeps the connection open.
 fn stalled_put(addr: &str, user: &str, path: &str, data: &[u8], sent: usize) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let head = format!(
-        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
-        basic_auth(user),
-        data.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
+    let mut s = open_put(addr, user, path, &[("Content-Length", &data.len().to_string())]);
     // In 4 MiB steps with pauses, as a real link delivers: the server commits as it goes.
     for piece in data[..sent].chunks(4 << 20) {
         s.write_all(piece).unwrap();
@@ -528,13 +518,9 @@ fn a_server_killed_or_stopped_mid_put_keeps_what_it_acknowledged() {
     // SIGTERM while the rest streams: the drain keeps every byte that arrived.
     let sent2 = kept + (6 << 20);
     let range = format!("bytes {kept}-{}/{}", data.len() - 1, data.len());
-    let mut s = TcpStream::connect(&srv.addr).unwrap();
-    let head = format!(
-        "PUT /dav/~alice/k.bin HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Range: {range}\r\nContent-Length: {}\r\n\r\n",
-        basic_auth("alice"),
-        data.len() - kept
-    );
-    s.write_all(head.as_bytes()).unwrap();
+    let rest = (data.len() - kept).to_string();
+    let mut s =
+        open_put(&srv.addr, "alice", "/dav/~alice/k.bin", &[("Content-Range", &range), ("Content-Length", &rest)]);
     s.write_all(&data[kept..sent2]).unwrap();
     s.flush().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));

@@ -32,7 +32,7 @@ use axum::routing::any;
 use dav_server::DavHandler;
 use dav_server::davpath::DavPath;
 use dav_server::fs::{FsError, FsResult};
-use ferry_core::TreePath;
+use ferry_core::{ContentRange, TreePath};
 
 use crate::auth::Identity;
 use crate::{ApiError, AppState};
@@ -61,11 +61,15 @@ pub(crate) struct Caller {
 }
 
 impl Caller {
-    /// The total length a `Content-Range: bytes S-E/N` names (`N`), if any.
-    pub fn range_total(&self) -> Option<u64> {
-        let v = self.headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
-        v.trim().strip_prefix("bytes ")?.split('/').nth(1)?.trim().parse().ok()
+    /// The request's `Content-Range`, if it has a well-formed one.
+    pub fn content_range(&self) -> Option<ContentRange> {
+        content_range(&self.headers)
     }
+}
+
+/// A request's `Content-Range`, if it has a well-formed one.
+pub(crate) fn content_range(headers: &HeaderMap) -> Option<ContentRange> {
+    ContentRange::parse(headers.get(header::CONTENT_RANGE)?.to_str().ok()?)
 }
 
 /// A `dav-server` path as a tree path (`None` when it cannot be one: not UTF-8, `..`, a
@@ -97,20 +101,23 @@ pub(crate) fn href(path: &TreePath) -> String {
 async fn handle(State(state): State<AppState>, Extension(who): Extension<Identity>, req: Request) -> Response {
     let raw = req.uri().path().strip_prefix(PREFIX).unwrap_or("/").to_owned();
     let method = req.method().clone();
-    if let Err(e) = gate(&who, &method, &raw) {
-        return e.into_response();
-    }
+    // OPTIONS needs no path; every other method is gated on its own.
+    let path = if method == http::Method::OPTIONS {
+        TreePath::root()
+    } else {
+        match gate(&who, &method, &raw) {
+            Ok(path) => path,
+            Err(e) => return e.into_response(),
+        }
+    };
     let result = match method.as_str() {
-        "GET" | "HEAD" => match file_path(&state, &raw).await {
-            Some(path) => {
-                let headers = req.headers().clone();
-                crate::files::serve_path(&state, &who, &path, &method, &headers, false).await
-            }
-            None => Ok(dav(state, who, req).await),
-        },
-        "PUT" if progress::is_probe(req.headers()) => progress::probe(&state, &who, &raw, req.headers()).await,
-        "REPORT" => progress::report(&state, &who, &raw, req).await,
-        "CANCELUPLOAD" => progress::cancel(&state, &who, &raw).await,
+        "GET" | "HEAD" if is_file(&state, &path).await => {
+            let headers = req.headers().clone();
+            crate::files::serve_path(&state, &who, &path, &method, &headers, false).await
+        }
+        "PUT" if progress::is_probe(req.headers()) => progress::probe(&state, &who, &path, req.headers()).await,
+        "REPORT" => progress::report(&state, &who, &path, req).await,
+        "CANCELUPLOAD" => progress::cancel(&state, &who, &path).await,
         "PROPFIND" if depth_infinity(req.headers()) => Ok(finite_depth()),
         "OPTIONS" => {
             let mut resp = dav(state, who, req).await;
@@ -126,27 +133,23 @@ async fn handle(State(state): State<AppState>, Extension(who): Extension<Identit
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// The caller's right to the request's own path, checked before anything else: reading for
-/// GET, HEAD, PROPFIND, REPORT, COPY (whose destination the file system checks), writing for
-/// the rest. (The file system checks again, on where the path really leads.)
-fn gate(who: &Identity, method: &http::Method, raw: &str) -> Result<(), ApiError> {
+/// The request's tree path (`raw` is the URL path below `/dav`), once the caller's right
+/// to it is checked, before anything else: reading for GET, HEAD, PROPFIND, REPORT, COPY
+/// (whose destination the file system checks), writing for the rest. (The file system
+/// checks again, on where the path really leads.)
+fn gate(who: &Identity, method: &http::Method, raw: &str) -> Result<TreePath, ApiError> {
     let text = percent_decode(raw).ok_or_else(|| ApiError::bad("the path is not UTF-8"))?;
     let path = TreePath::parse_url_path(&text).map_err(|e| ApiError::bad(e.to_string()))?;
     let (allowed, what) = match method.as_str() {
-        "OPTIONS" => return Ok(()),
         "GET" | "HEAD" | "PROPFIND" | "REPORT" | "COPY" => (who.may_read(&path), "read"),
         _ => (who.may_write(&path), "write"),
     };
-    if allowed { Ok(()) } else { Err(ApiError::Forbidden(format!("you may not {what} /{path}"))) }
+    if allowed { Ok(path) } else { Err(ApiError::Forbidden(format!("you may not {what} /{path}"))) }
 }
 
-/// The tree path of a GET/HEAD when it names a file (directories are `dav-server`'s).
-async fn file_path(state: &AppState, raw: &str) -> Option<TreePath> {
-    let path = TreePath::parse_url_path(&percent_decode(raw)?).ok()?;
-    match state.blobs.stat(&path).await {
-        Ok(Some(s)) if !s.is_dir => Some(path),
-        _ => None,
-    }
+/// Whether a GET/HEAD names a file (directories are `dav-server`'s).
+async fn is_file(state: &AppState, path: &TreePath) -> bool {
+    matches!(state.blobs.stat(path).await, Ok(Some(s)) if !s.is_dir)
 }
 
 /// Decodes `%XX` escapes of a URL path; `None` when the result is not UTF-8.

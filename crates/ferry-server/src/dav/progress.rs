@@ -2,7 +2,8 @@
 //! file, or on a folder for every upload in progress below it) and `CANCELUPLOAD`, and the
 //! Google-style probe `PUT` with `Content-Range: bytes */N` (308 with `Range: bytes=0-K`,
 //! never a truncation). Each upload is also named by its tus URL, so a transfer started in
-//! one dialect can go on in the other.
+//! one dialect can go on in the other. The caller's right to the path was checked by the
+//! gate in `mod.rs`.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -13,18 +14,13 @@ use axum::response::{IntoResponse, Response};
 use ferry_core::TreePath;
 use http_body_util::BodyExt;
 
+use super::href;
 use super::write::upload_in_progress;
-use super::{href, percent_decode};
 use crate::auth::Identity;
 use crate::{ApiError, AppState};
 
 /// Largest REPORT body read.
 const MAX_REPORT_BODY: usize = 64 << 10;
-
-fn path_of(raw: &str) -> Result<TreePath, ApiError> {
-    let text = percent_decode(raw).ok_or_else(|| ApiError::bad("the path is not UTF-8"))?;
-    TreePath::parse_url_path(&text).map_err(|e| ApiError::bad(e.to_string()))
-}
 
 /// Whether a PUT is the probe `Content-Range: bytes */N` (or `bytes */*`).
 pub(crate) fn is_probe(headers: &HeaderMap) -> bool {
@@ -37,23 +33,15 @@ pub(crate) fn is_probe(headers: &HeaderMap) -> bool {
 pub(crate) async fn probe(
     state: &AppState,
     who: &Identity,
-    raw: &str,
+    path: &TreePath,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let path = path_of(raw)?;
-    if !who.may_write(&path) {
-        return Err(ApiError::Forbidden(format!("you may not write /{path}")));
-    }
     if headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() != "0") {
         return Err(ApiError::bad("a Content-Range: bytes */N request asks for progress and carries no body"));
     }
-    let total = headers
-        .get(header::CONTENT_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().strip_prefix("bytes */"))
-        .and_then(|n| n.trim().parse::<u64>().ok());
+    let total = super::content_range(headers).and_then(|c| c.total);
     let mut h = HeaderMap::new();
-    match upload_in_progress(state, who, &path).await? {
+    match upload_in_progress(state, who, path).await? {
         Some(rec) => {
             if rec.offset > 0 {
                 h.insert(header::RANGE, value(&format!("bytes=0-{}", rec.offset - 1))?);
@@ -62,7 +50,7 @@ pub(crate) async fn probe(
             h.insert(header::LOCATION, value(&format!("/tus/{}", rec.id))?);
             Ok((StatusCode::PERMANENT_REDIRECT, h).into_response())
         }
-        None => match state.blobs.stat(&path).await? {
+        None => match state.blobs.stat(path).await? {
             Some(s) if !s.is_dir && total.is_none_or(|n| n == s.size) => {
                 h.insert("upload-offset", HeaderValue::from(s.size));
                 Ok((StatusCode::OK, h).into_response())
@@ -82,8 +70,12 @@ fn value(s: &str) -> Result<HeaderValue, ApiError> {
 /// `REPORT` with `<upload-progress xmlns="ithit"/>`: a 207 multistatus with, for every
 /// upload of the caller's in progress at or below the path, its bytes uploaded, the time
 /// the last chunk was saved and its total length (when known), and its tus URL.
-pub(crate) async fn report(state: &AppState, who: &Identity, raw: &str, req: Request) -> Result<Response, ApiError> {
-    let path = path_of(raw)?;
+pub(crate) async fn report(
+    state: &AppState,
+    who: &Identity,
+    path: &TreePath,
+    req: Request,
+) -> Result<Response, ApiError> {
     let body = Body::new(req.into_body());
     let bytes = http_body_util::Limited::new(body, MAX_REPORT_BODY)
         .collect()
@@ -94,9 +86,6 @@ pub(crate) async fn report(state: &AppState, who: &Identity, raw: &str, req: Req
     if root.name != "upload-progress" {
         return Ok((StatusCode::NOT_IMPLEMENTED, "ferry answers only the upload-progress report\n").into_response());
     }
-    if !who.may_read(&path) {
-        return Err(ApiError::Forbidden(format!("you may not read /{path}")));
-    }
     let uploads: Vec<_> = state
         .meta
         .uploads_in_progress(&path.to_string())
@@ -104,7 +93,7 @@ pub(crate) async fn report(state: &AppState, who: &Identity, raw: &str, req: Req
         .into_iter()
         .filter(|r| who.owns(r.owner) && r.tree_path.is_some())
         .collect();
-    if uploads.is_empty() && state.blobs.stat(&path).await?.is_none() && !path.is_root() {
+    if uploads.is_empty() && state.blobs.stat(path).await?.is_none() && !path.is_root() {
         return Err(ApiError::NotFound(format!("nothing at /{path} and no upload in progress to it")));
     }
     let ttl = state.config.upload_ttl;
@@ -135,13 +124,9 @@ pub(crate) async fn report(state: &AppState, who: &Identity, raw: &str, req: Req
 }
 
 /// `CANCELUPLOAD`: discards the caller's upload in progress to the path.
-pub(crate) async fn cancel(state: &AppState, who: &Identity, raw: &str) -> Result<Response, ApiError> {
-    let path = path_of(raw)?;
-    if !who.may_write(&path) {
-        return Err(ApiError::Forbidden(format!("you may not write /{path}")));
-    }
+pub(crate) async fn cancel(state: &AppState, who: &Identity, path: &TreePath) -> Result<Response, ApiError> {
     let mut cancelled = 0;
-    while let Some(rec) = upload_in_progress(state, who, &path).await? {
+    while let Some(rec) = upload_in_progress(state, who, path).await? {
         crate::tus::upload::delete(state, &rec.id, who).await?;
         cancelled += 1;
     }

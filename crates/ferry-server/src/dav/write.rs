@@ -77,14 +77,6 @@ pub(crate) struct UploadFile {
     flow: Flow,
 }
 
-/// `Content-Range: bytes S-E/N` (N may be `*`) of a request, when it has one.
-pub(crate) fn content_range(caller: &Caller) -> Option<(u64, u64)> {
-    let v = caller.headers.get(http::header::CONTENT_RANGE)?.to_str().ok()?;
-    let (range, _) = v.trim().strip_prefix("bytes ")?.split_once('/')?;
-    let (s, e) = range.split_once('-')?;
-    Some((s.trim().parse().ok()?, e.trim().parse().ok()?))
-}
-
 /// The caller's unfinished upload bound for exactly `path`, newest first.
 pub(crate) async fn upload_in_progress(
     state: &AppState,
@@ -150,7 +142,7 @@ impl UploadFile {
 
     /// The body's length, when the request says it.
     fn count(&self) -> Option<u64> {
-        content_range(&self.caller).map(|(s, e)| e + 1 - s).or(self.options.size)
+        self.caller.content_range().and_then(|c| c.range).map(|(s, e)| e + 1 - s).or(self.options.size)
     }
 
     /// Starts the upload the plan calls for and the task that receives the body.
@@ -160,8 +152,10 @@ impl UploadFile {
         let (rec, skip, body): (UploadRecord, u64, Body) = match &self.plan {
             Plan::Fresh => {
                 // A range's total is the file's length (`*`: not known yet); else the body's.
-                let length =
-                    if content_range(&self.caller).is_some() { self.caller.range_total() } else { self.options.size };
+                let length = match self.caller.content_range() {
+                    Some(c) => c.total,
+                    None => self.options.size,
+                };
                 let rec = create(&self.state, &self.caller, &self.path, length).await?;
                 (rec, 0, Body::from_stream(body))
             }
@@ -185,7 +179,7 @@ impl UploadFile {
         };
         let (state, caller) = (self.state.clone(), self.caller.clone());
         let expected = rec.offset; // the offset the plan was made at
-        let total = self.caller.range_total();
+        let total = self.caller.content_range().and_then(|c| c.total);
         let task = tokio::spawn(async move { receive(state, caller, rec.id, expected, total, body).await });
         self.flow = Flow::Streaming { tx, skip, task };
         Ok(())

@@ -313,6 +313,11 @@ fn another_users_files_are_refused_to_every_method() {
         let r = dav(&addr, None, method, path, headers, body);
         assert_eq!(r.status, 401, "anonymous {method} {path}");
     }
+    // Method override is not honoured on /dav/: a POST that says DELETE is no DELETE.
+    for user in [Some("bob"), None] {
+        let r = dav(&addr, user, "POST", "/dav/~alice/s.txt", &[("X-HTTP-Method-Override", "DELETE")], b"");
+        assert!(matches!(r.status, 401 | 404 | 405), "{user:?}: {} {}", r.status, r.text());
+    }
     // Knowing the token of alice's lock does not let bob lift it.
     let r = dav(&addr, Some("alice"), "LOCK", "/dav/~alice/s.txt", &[], lock);
     let token = r.header("lock-token").unwrap().to_owned();

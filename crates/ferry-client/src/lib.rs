@@ -41,7 +41,7 @@ pub use download::{DownloadOutcome, Downloader};
 pub use error::ClientError;
 pub use progress::{Progress, ProgressFn};
 pub use rate::RateLimiter;
-pub use relay::{RecipientState, RelayClient, RelayItem, ServerEvent};
+pub use relay::{Continues, RecipientState, RelayClient, RelayItem, ServerEvent};
 pub use reqwest::Url;
 pub use retry::RetryPolicy;
 pub use state_dir::StateDir;

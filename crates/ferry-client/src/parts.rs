@@ -87,11 +87,14 @@ pub(crate) fn file_metadata(
     name: &str,
     remote_dir: Option<&str>,
     sha: Option<&[u8; 32]>,
-    relay_to: Option<&str>,
+    options: &crate::UploadOptions,
 ) -> String {
     let mut md = format!("filename {}", STANDARD.encode(name.as_bytes()));
-    if let Some(to) = relay_to {
+    if let Some(to) = &options.relay_to {
         md.push_str(&format!(",relay_to {}", STANDARD.encode(to.as_bytes())));
+        for (key, value) in &options.relay_metadata {
+            md.push_str(&format!(",{key} {}", STANDARD.encode(value.as_bytes())));
+        }
     }
     if let Some(dir) = remote_dir {
         md.push_str(&format!(",dir {}", STANDARD.encode(dir.as_bytes())));
@@ -207,10 +210,7 @@ impl Ctx<'_> {
         if final_url.is_none() {
             let headers = [
                 ("Upload-Concat", concat.clone()),
-                (
-                    "Upload-Metadata",
-                    file_metadata(self.name, self.remote_dir, None, self.up.options.relay_to.as_deref()),
-                ),
+                ("Upload-Metadata", file_metadata(self.name, self.remote_dir, None, &self.up.options)),
             ];
             match self.with_retries(|| self.up.post(&headers)).await {
                 Ok(u) => final_url = Some(u),
@@ -283,10 +283,7 @@ impl Ctx<'_> {
                 );
                 let headers = [
                     ("Upload-Concat", concat),
-                    (
-                        "Upload-Metadata",
-                        file_metadata(self.name, self.remote_dir, Some(&sha), self.up.options.relay_to.as_deref()),
-                    ),
+                    ("Upload-Metadata", file_metadata(self.name, self.remote_dir, Some(&sha), &self.up.options)),
                 ];
                 self.with_retries(|| self.up.post(&headers)).await?
             }
@@ -387,10 +384,7 @@ impl Ctx<'_> {
         if part.concat_partial {
             headers.push(("Upload-Concat", "partial".to_owned()));
         } else {
-            headers.push((
-                "Upload-Metadata",
-                file_metadata(self.name, self.remote_dir, None, self.up.options.relay_to.as_deref()),
-            ));
+            headers.push(("Upload-Metadata", file_metadata(self.name, self.remote_dir, None, &self.up.options)));
         }
         let url = self.up.post(&headers).await?;
         *part.url.lock().unwrap_or_else(|p| p.into_inner()) = Some(url.clone());

@@ -32,6 +32,27 @@ pub struct RelayItem {
     pub created: i64,
     /// Expires (Unix seconds).
     pub expires: i64,
+    /// `file` or `text` (a message: the content is its UTF-8 text).
+    #[serde(default = "file_kind")]
+    pub kind: String,
+    /// Set when the item is the rest of a direct transfer this user's client began.
+    #[serde(default)]
+    pub continues: Option<Continues>,
+}
+
+fn file_kind() -> String {
+    "file".into()
+}
+
+/// The whole file an item is the rest of: its bytes from `offset` on.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Continues {
+    /// Where the item's bytes begin in the whole file.
+    pub offset: u64,
+    /// The whole file's size.
+    pub size: u64,
+    /// The whole file's SHA-256 (hex).
+    pub sha256: String,
 }
 
 /// One recipient's delivery, as the sender sees it.

@@ -52,6 +52,11 @@ impl StateDir {
         Self { dir }
     }
 
+    /// Where it is.
+    pub fn path(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// A state directory at `dir`.
     pub fn at(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }

@@ -52,6 +52,9 @@ pub struct UploadOptions {
     /// Send through the offline-file relay to these users (comma-separated) instead of
     /// into the tree.
     pub relay_to: Option<String>,
+    /// More metadata of a relay item: `relay_kind` (`text`), `relay_continues`
+    /// (`OFFSET SIZE SHA256HEX`: the rest of a direct transfer).
+    pub relay_metadata: Vec<(&'static str, String)>,
     /// Replace a file of the same name with other content in the tree (otherwise such an
     /// upload is refused before any byte is sent).
     pub overwrite: bool,
@@ -68,6 +71,7 @@ impl Default for UploadOptions {
             stall_timeout: Duration::from_secs(60),
             dedup: false,
             relay_to: None,
+            relay_metadata: Vec::new(),
             overwrite: false,
         }
     }

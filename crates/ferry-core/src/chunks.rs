@@ -183,6 +183,21 @@ impl Manifest {
             .collect();
         Ok(Self { size, chunk_size, hashes, sha256 })
     }
+
+    /// Decodes a manifest at the start of `bytes` (something else follows it, as in a
+    /// receiver's saved state); returns it and the bytes after it.
+    pub fn decode_prefix(bytes: &[u8]) -> Result<(Self, &[u8]), ChunkError> {
+        let head = bytes.get(..HEADER).ok_or(ChunkError::BadManifest("truncated header"))?;
+        let size = u64::from_be_bytes(head[0..8].try_into().map_err(|_| ChunkError::BadManifest("size"))?);
+        let chunk_size = u32::from_be_bytes(head[8..12].try_into().map_err(|_| ChunkError::BadManifest("chunk size"))?);
+        if !(MIN_CHUNK..=MAX_CHUNK).contains(&chunk_size) {
+            return Err(ChunkError::BadManifest("chunk size out of bounds"));
+        }
+        let count = chunk_count(size, chunk_size).min(MAX_CHUNKS + 1) as usize;
+        let end = HEADER + 32 * count;
+        let encoded = bytes.get(..end).ok_or(ChunkError::BadManifest("the hashes do not match the size"))?;
+        Ok((Self::decode(encoded)?, &bytes[end..]))
+    }
 }
 
 /// What [`Assembly::accept`] made of a chunk.

@@ -1,7 +1,7 @@
 //! A client's endpoint: iroh with `presets::Minimal` (no n0 DNS, pkarr or relays), the one
 //! relay of the ferry server it logged in to, trusting only that relay's certificate.
 
-use iroh::endpoint::presets;
+use iroh::endpoint::{QuicTransportConfig, presets};
 use iroh::{Endpoint, EndpointAddr, EndpointId, RelayMode, SecretKey};
 use iroh_relay::tls::CaTlsConfig;
 use rustls::pki_types::CertificateDer;
@@ -21,6 +21,11 @@ pub enum Paths {
     Loopback,
 }
 
+/// A connection with no packet from the peer for this long is over (iroh keeps live
+/// connections alive every 5 s, over whichever path works): a sender then resumes with the
+/// peer's client elsewhere, or turns to the server's store.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(12);
+
 /// Binds an endpoint for `relay`, with `key` as its identity (a fresh one when `None`).
 pub async fn bind(relay: &RelayInfo, key: Option<SecretKey>, paths: Paths) -> Result<Endpoint, P2pError> {
     let roots = [CertificateDer::from(relay.cert_der.clone())];
@@ -28,6 +33,8 @@ pub async fn bind(relay: &RelayInfo, key: Option<SecretKey>, paths: Paths) -> Re
         .relay_mode(RelayMode::Custom(relay.relay_map()))
         .ca_tls_config(CaTlsConfig::custom_roots(roots))
         .alpns(vec![ALPN.to_vec()]);
+    let idle = IDLE_TIMEOUT.try_into().map_err(|e| P2pError::Endpoint(format!("idle timeout: {e}")))?;
+    builder = builder.transport_config(QuicTransportConfig::builder().max_idle_timeout(Some(idle)).build());
     if let Some(key) = key {
         builder = builder.secret_key(key);
     }

@@ -16,6 +16,7 @@ pub mod registry;
 pub mod relay;
 pub mod transfer;
 
+pub use iroh::endpoint::Connection;
 pub use iroh::{EndpointId, SecretKey};
 pub use registry::{RegisteredOnly, Registry};
 pub use relay::{EmbeddedRelay, RelayInfo};

@@ -79,6 +79,11 @@ impl Registry {
         self.entries().iter().find(|(_, e)| e.user == user && now.duration_since(e.at) < self.ttl).map(|(k, _)| *k)
     }
 
+    /// The user whose fresh endpoint `id` is (who a connection comes from).
+    pub fn user_of(&self, id: &EndpointId) -> Option<String> {
+        self.entries().get(id).filter(|e| e.at.elapsed() < self.ttl).map(|e| e.user.clone())
+    }
+
     /// Whether `id` is registered and fresh.
     pub fn admits(&self, id: &EndpointId) -> bool {
         self.entries().get(id).is_some_and(|e| e.at.elapsed() < self.ttl)
@@ -123,6 +128,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(r.endpoint_of("bob"), None, "lapsed");
         r.register(id, "bob");
+        assert_eq!((r.user_of(&id).as_deref(), r.user_of(&other)), (Some("bob"), None));
         r.forget_user("bob");
         assert!(!r.admits(&id));
     }

@@ -91,7 +91,14 @@ pub const ROUTE_RULES: &[RouteRule] = &[
         Access::User,
         "Peer-to-peer: register the caller's endpoint (signed with its key); renew with every heartbeat",
     ),
+    rule(
+        "DELETE",
+        "/api/p2p/endpoint",
+        Access::User,
+        "Peer-to-peer: the caller's client goes offline for direct transfers",
+    ),
     rule("GET", "/api/p2p/peers/{user}", Access::User, "Peer-to-peer: a user's endpoint while their client is online"),
+    rule("GET", "/api/p2p/endpoints/{id}", Access::User, "Peer-to-peer: whose client an online endpoint is"),
     rule("POST", "/api/dedup", Access::User, "Instant upload: ask for a proof-of-possession challenge"),
     rule(
         "POST",

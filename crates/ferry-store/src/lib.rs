@@ -44,7 +44,7 @@ pub use meta::{ConcatKind, NewUpload, SqliteMeta, TreeFileRecord, UploadRecord, 
 pub use metadata::{AccountStore, Metadata, RelayStore, TreeIndex, UploadStore};
 #[cfg(feature = "postgres")]
 pub use pg::PgMeta;
-pub use relay::{Delivery, DeliveryState, RelayItem};
+pub use relay::{Continuation, Delivery, DeliveryState, ItemKind, RelayItem};
 #[cfg(feature = "s3")]
 pub use s3::{S3Blobs, S3Options};
 pub(crate) use staging::StagingArea;

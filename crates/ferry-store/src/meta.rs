@@ -21,6 +21,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (include_str!("../migrations/sqlite/0001_initial.sql"), "PRAGMA user_version = 1"),
     (include_str!("../migrations/sqlite/0002_ledger_and_leases.sql"), "PRAGMA user_version = 2"),
     (include_str!("../migrations/sqlite/0003_webdav.sql"), "PRAGMA user_version = 3"),
+    (include_str!("../migrations/sqlite/0004_relay_kinds.sql"), "PRAGMA user_version = 4"),
 ];
 
 /// Columns added to `uploads` before the schema was versioned: a database from then is at

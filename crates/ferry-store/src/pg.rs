@@ -12,7 +12,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::ledger;
-use crate::relay::{Delivery, DeliveryState, RelayItem, item_from_row};
+use crate::relay::{Continuation, Delivery, DeliveryState, RelayItem, item_columns, item_from_row};
 use crate::{
     AccountStore, BlobLedger, Grant, Metadata, NewUpload, Progress, RelayStore, StoreError, TreeFileRecord, TreeIndex,
     UploadRecord, UploadState, UploadStore, Usage, User, unix_now,
@@ -23,6 +23,7 @@ const MIGRATIONS: &[(&str, i64)] = &[
     (include_str!("../migrations/pg/0001_initial.sql"), 1),
     (include_str!("../migrations/pg/0002_ledger_and_leases.sql"), 2),
     (include_str!("../migrations/pg/0003_webdav.sql"), 3),
+    (include_str!("../migrations/pg/0004_relay_kinds.sql"), 4),
 ];
 
 /// Metadata in PostgreSQL.
@@ -105,12 +106,6 @@ macro_rules! held {
         "u.owner = $1 AND (u.state = 'active' OR (u.state = 'complete' AND u.concat = 'partial' \
      AND NOT EXISTS (SELECT 1 FROM uploads f WHERE f.owner = u.owner \
      AND f.state = 'complete' AND f.concat LIKE 'final;%' || u.id || '%')))"
-    };
-}
-
-macro_rules! item_columns {
-    () => {
-        "i.id, s.name AS sender, i.name, i.size, i.sha256, i.created_at, i.expires_at"
     };
 }
 
@@ -611,7 +606,7 @@ impl RelayStore for PgMeta {
             tx.rollback().await?;
             return Ok(false);
         }
-        sqlx::query("INSERT INTO relay_items (id, sender_id, name, size, sha256, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        sqlx::query("INSERT INTO relay_items (id, sender_id, name, size, sha256, created_at, expires_at, kind, continues) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
             .bind(&item.id)
             .bind(sender_id)
             .bind(&item.name)
@@ -619,6 +614,8 @@ impl RelayStore for PgMeta {
             .bind(&item.sha256[..])
             .bind(item.created_at)
             .bind(item.expires_at)
+            .bind(item.kind.as_str())
+            .bind(item.continues.as_ref().map(Continuation::encode))
             .execute(&mut *tx)
             .await?;
         for r in recipient_ids {

@@ -71,6 +71,77 @@ pub struct RelayItem {
     pub created_at: i64,
     /// Expires (Unix seconds).
     pub expires_at: i64,
+    /// A file or a text message.
+    pub kind: ItemKind,
+    /// Set when the item is the rest of a direct transfer the recipient began.
+    pub continues: Option<Continuation>,
+}
+
+/// What a relay item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ItemKind {
+    /// A file.
+    #[default]
+    File,
+    /// A short text message (its content is the UTF-8 text).
+    Text,
+}
+
+impl ItemKind {
+    /// The kind's name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Text => "text",
+        }
+    }
+
+    /// The kind named `s` (`None` for an unknown name).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "file" => Some(Self::File),
+            "text" => Some(Self::Text),
+            _ => None,
+        }
+    }
+}
+
+/// An item holding a file's bytes from `offset` on: the recipient's client already holds
+/// the bytes before it (a direct transfer cut when it went offline) and puts the file
+/// together, `size` bytes with SHA-256 `sha256`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Continuation {
+    /// Where the item's bytes begin in the whole file.
+    pub offset: u64,
+    /// The whole file's size.
+    pub size: u64,
+    /// The whole file's SHA-256.
+    pub sha256: [u8; 32],
+}
+
+impl Continuation {
+    /// `OFFSET SIZE SHA256HEX`, as stored (and as the sender declares it in the upload's
+    /// `continues` metadata).
+    pub fn encode(&self) -> String {
+        let hex: String = self.sha256.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{} {} {hex}", self.offset, self.size)
+    }
+
+    /// The inverse of [`Continuation::encode`]; `None` when malformed.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut it = s.split(' ');
+        let offset = it.next()?.parse().ok()?;
+        let size = it.next()?.parse().ok()?;
+        let hex = it.next()?;
+        if it.next().is_some() || hex.len() != 64 {
+            return None;
+        }
+        let mut sha256 = [0u8; 32];
+        for (i, b) in sha256.iter_mut().enumerate() {
+            *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self { offset, size, sha256 })
+    }
 }
 
 /// One recipient's delivery.
@@ -93,6 +164,7 @@ where
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
     &'static str: ColumnIndex<R>,
 {
     let sha: Vec<u8> = r.try_get("sha256")?;
@@ -104,14 +176,18 @@ where
         sha256: sha.try_into().map_err(|_| sqlx::Error::Decode("bad sha256".into()))?,
         created_at: r.try_get("created_at")?,
         expires_at: r.try_get("expires_at")?,
+        kind: ItemKind::parse(&r.try_get::<String, _>("kind")?).unwrap_or_default(),
+        continues: r.try_get::<Option<String>, _>("continues")?.as_deref().and_then(Continuation::parse),
     })
 }
 
+/// The columns [`item_from_row`] decodes (`i`: relay_items, `s`: the sender's user row).
 macro_rules! item_columns {
     () => {
-        "i.id, s.name AS sender, i.name, i.size, i.sha256, i.created_at, i.expires_at"
+        "i.id, s.name AS sender, i.name, i.size, i.sha256, i.created_at, i.expires_at, i.kind, i.continues"
     };
 }
+pub(crate) use item_columns;
 
 #[async_trait]
 impl RelayStore for SqliteMeta {
@@ -148,7 +224,7 @@ impl RelayStore for SqliteMeta {
             tx.rollback().await?;
             return Ok(false);
         }
-        sqlx::query("INSERT INTO relay_items (id, sender_id, name, size, sha256, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO relay_items (id, sender_id, name, size, sha256, created_at, expires_at, kind, continues) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(&item.id)
             .bind(sender_id)
             .bind(&item.name)
@@ -156,6 +232,8 @@ impl RelayStore for SqliteMeta {
             .bind(&item.sha256[..])
             .bind(item.created_at)
             .bind(item.expires_at)
+            .bind(item.kind.as_str())
+            .bind(item.continues.as_ref().map(Continuation::encode))
             .execute(&mut *tx)
             .await?;
         for r in recipient_ids {
@@ -292,5 +370,19 @@ impl RelayStore for SqliteMeta {
             .fetch_optional(self.pool())
             .await?;
         Ok(row.and_then(|r| r.try_get("name").ok()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continuations_round_trip_and_malformed_ones_are_refused() {
+        let c = Continuation { offset: 1 << 40, size: (1 << 40) + 5, sha256: [0xab; 32] };
+        assert_eq!(Continuation::parse(&c.encode()), Some(c));
+        for bad in ["", "1 2", "1 2 abc", "x 2 ".to_owned().as_str(), &format!("1 2 {} 4", "ab".repeat(32))] {
+            assert_eq!(Continuation::parse(bad), None, "{bad:?}");
+        }
     }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use ferry_core::{TreePath, UploadId};
 use ferry_store::{
-    Blobs, ConcatKind, DeadProp, DeliveryState, LocalBlobs, Metadata, NewUpload, Progress, PropChange, RelayItem,
-    SqliteMeta, StoreError, StoredLock, TreeFileRecord, UploadState,
+    Blobs, ConcatKind, Continuation, DeadProp, DeliveryState, ItemKind, LocalBlobs, Metadata, NewUpload, Progress,
+    PropChange, RelayItem, SqliteMeta, StoreError, StoredLock, TreeFileRecord, UploadState,
 };
 
 fn upload(length: Option<u64>, concat: ConcatKind, owner: Option<i64>) -> NewUpload {
@@ -182,6 +182,8 @@ async fn relay(m: &dyn Metadata) {
         sha256: [9; 32],
         created_at: 100,
         expires_at: 200,
+        kind: ItemKind::File,
+        continues: Some(Continuation { offset: 7, size: 12, sha256: [4; 32] }),
     };
     assert!(
         !m.complete_relay(&new.id, 3, &item, sender.id, &[rcpt.id], &Default::default()).await.unwrap(),
@@ -194,6 +196,7 @@ async fn relay(m: &dyn Metadata) {
     let inbox = m.relay_inbox(rcpt.id).await.unwrap();
     assert_eq!(inbox.len(), 1);
     assert_eq!((inbox[0].0.sender.as_str(), inbox[0].1), ("sender", DeliveryState::Waiting));
+    assert_eq!((inbox[0].0.kind, inbox[0].0.continues), (item.kind, item.continues), "kind and continuation kept");
     assert!(m.relay_item_for(&item.id, sender.id).await.unwrap().is_some());
     assert!(m.relay_item_for(&item.id, rcpt.id).await.unwrap().is_some());
     assert!(m.relay_item_for(&item.id, 9_999).await.unwrap().is_none(), "nobody else sees it");
@@ -212,8 +215,11 @@ async fn relay(m: &dyn Metadata) {
     let mut late = upload(Some(5), ConcatKind::None, Some(sender.id));
     late.tree_path = None;
     m.create_upload(&late, 0).await.unwrap();
-    let waiting = RelayItem { id: late.id.to_string(), expires_at: 300, ..item.clone() };
+    let waiting =
+        RelayItem { id: late.id.to_string(), expires_at: 300, kind: ItemKind::Text, continues: None, ..item.clone() };
     assert!(m.complete_relay(&late.id, 0, &waiting, sender.id, &[rcpt.id], &Default::default()).await.unwrap());
+    let stored = m.relay_item_for(&waiting.id, rcpt.id).await.unwrap().unwrap();
+    assert_eq!((stored.kind, stored.continues), (ItemKind::Text, None));
     assert!(m.expire_relay_items(299).await.unwrap().is_empty());
     assert_eq!(m.expire_relay_items(301).await.unwrap(), vec![waiting.id.clone()], "not the delivered one");
     assert_eq!(m.relay_deliveries(&waiting.id).await.unwrap()[0].state, DeliveryState::Expired);

@@ -5,15 +5,23 @@
 //! and certificate come from `GET /api/p2p`; its host is the server's), and the receiver
 //! registers its endpoint with every heartbeat. A sender finds the recipient's endpoint with
 //! `GET /api/p2p/peers/NAME`; iroh then connects directly when it can, else through the
-//! relay. `FERRY_P2P_PATHS=relay|loopback` restricts the paths (labs and tests).
+//! relay, and moves between the two as paths come and go (one QUIC connection, several
+//! paths). When the connection breaks the sender reconnects and the transfer resumes at the
+//! receiver's verified chunks; when the recipient goes offline for good, what its disk
+//! confirmed stays there and the rest goes to the server's store as a continuation item,
+//! which its client finishes the file with later. `FERRY_P2P_PATHS=relay|loopback`
+//! restricts the paths (labs and tests).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use base64::Engine as _;
 use ferry_p2p::endpoint::{self, PathKind, Paths};
-use ferry_p2p::{ALPN, EndpointId, RelayInfo, SecretKey};
+use ferry_p2p::transfer::{self, Incoming, Report};
+use ferry_p2p::{ALPN, EndpointId, P2pError, RelayInfo, SecretKey};
+use indicatif::HumanBytes;
 use tokio_util::sync::CancellationToken;
 
 /// How often a receiver renews its registration (the server forgets it after three misses
@@ -23,6 +31,9 @@ const RENEW_EVERY: Duration = Duration::from_secs(5);
 const DIRECT_GRACE: Duration = Duration::from_millis(1500);
 /// How long a sender waits for a connection to the recipient.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a sender keeps reconnecting to a recipient that stays registered but cannot
+/// be reached, with no new byte confirmed, before it counts them as gone.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
 fn paths() -> Paths {
     match std::env::var("FERRY_P2P_PATHS").as_deref() {
@@ -74,6 +85,21 @@ async fn register(http: &reqwest::Client, server: &str, key: &SecretKey, user: &
     Ok(())
 }
 
+async fn unregister(http: &reqwest::Client, server: &str) -> anyhow::Result<()> {
+    http.delete(base(server)?.join("api/p2p/endpoint")?).send().await?.error_for_status()?;
+    Ok(())
+}
+
+/// The user whose client `id` is (as the server knows it), else the id's short form.
+async fn owner_of(http: &reqwest::Client, server: &str, id: EndpointId) -> String {
+    let named = async {
+        let url = base(server)?.join(&format!("api/p2p/endpoints/{id}"))?;
+        let v: serde_json::Value = http.get(url).send().await?.error_for_status()?.json().await?;
+        v["user"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no user"))
+    };
+    named.await.unwrap_or_else(|_: anyhow::Error| format!("peer {}", id.fmt_short()))
+}
+
 async fn peer_of(http: &reqwest::Client, server: &str, user: &str) -> anyhow::Result<Option<EndpointId>> {
     let resp = http.get(base(server)?.join(&format!("api/p2p/peers/{user}"))?).send().await?;
     if resp.status() == reqwest::StatusCode::NOT_FOUND {
@@ -84,54 +110,195 @@ async fn peer_of(http: &reqwest::Client, server: &str, user: &str) -> anyhow::Re
     Ok(Some(id.parse().map_err(|_| anyhow!("a bad endpoint id from the server"))?))
 }
 
+/// What `ferry send` hands to a peer.
+#[derive(Debug, Clone, Copy)]
+pub enum Outgoing<'a> {
+    /// A file.
+    File(&'a Path),
+    /// A short text message.
+    Text(&'a str),
+}
+
 /// How a direct send ended.
+#[derive(Debug)]
+pub enum DirectResult {
+    /// The recipient is not online for direct transfers (or the server has no relay).
+    Offline,
+    /// Delivered and verified by the recipient's client.
+    Sent(DirectSent),
+    /// The recipient went offline during the transfer. Its client holds the file's first
+    /// `confirmed` bytes (synced), the file being `size` bytes with SHA-256 `sha256`.
+    Gone {
+        /// Bytes from the start the recipient's disk holds.
+        confirmed: u64,
+        /// Bytes of chunks sent directly in all (what went beyond `confirmed` is lost).
+        written: u64,
+        /// The file's size.
+        size: u64,
+        /// The file's SHA-256.
+        sha256: [u8; 32],
+    },
+}
+
+/// A finished direct send.
 #[derive(Debug)]
 pub struct DirectSent {
     /// The path the bytes took at the end.
     pub via: &'static str,
-    /// File size.
+    /// Every path used, in order (`relay`, `direct`), one entry per change.
+    pub paths: Vec<&'static str>,
+    /// File size (text: its length).
     pub size: u64,
-    /// Chunks the recipient held already (a resumed transfer).
+    /// Chunks the recipient held already when the first attempt began (a resumed transfer).
     pub skipped: u64,
+    /// Bytes of chunks sent more than once (after a reconnect or a bad chunk).
+    pub resent: u64,
+    /// Connections it took.
+    pub attempts: u32,
     /// How long after connecting a direct path was in use (`None`: relayed at the start).
     pub direct_after: Option<Duration>,
 }
 
-/// Sends `file` straight to `to`'s client. `Ok(None)` when `to` is not online for direct
-/// transfers (or the server has no relay).
+fn path_name(kind: PathKind) -> &'static str {
+    match kind {
+        PathKind::Direct => "direct",
+        _ => "relay",
+    }
+}
+
+/// Sends `what` straight to `to`'s client, reconnecting as paths come and go. `quiet` shows
+/// no progress (`--json`); `limit_rate` caps bytes per second.
 pub async fn send_direct(
     http: &reqwest::Client,
     server: &str,
     to: &str,
-    file: &Path,
+    what: Outgoing<'_>,
+    (quiet, limit_rate): (bool, Option<u64>),
     cancel: &CancellationToken,
-) -> anyhow::Result<Option<DirectSent>> {
-    let Some(relay) = relay_info(http, server).await? else { return Ok(None) };
-    let Some(peer) = peer_of(http, server, to).await? else { return Ok(None) };
+) -> anyhow::Result<DirectResult> {
+    let Some(relay) = relay_info(http, server).await? else { return Ok(DirectResult::Offline) };
+    let Some(mut peer) = peer_of(http, server, to).await? else { return Ok(DirectResult::Offline) };
+    let manifest = match what {
+        Outgoing::File(f) => Some(transfer::manifest_of(f).await.with_context(|| format!("reading {}", f.display()))?),
+        Outgoing::Text(_) => None,
+    };
     let me = my_name(http, server).await?;
     let key = SecretKey::generate();
     let ep = endpoint::bind(&relay, Some(key.clone()), paths()).await?;
     register(http, server, &key, &me).await?; // the relay admits registered endpoints only
-    let conn = tokio::time::timeout(CONNECT_TIMEOUT, ep.connect(endpoint::peer_addr(peer, &relay), ALPN))
-        .await
-        .map_err(|_| anyhow!("{to}'s client did not answer within {} s", CONNECT_TIMEOUT.as_secs()))?
-        .with_context(|| format!("cannot connect to {to}'s client"))?;
-    // Every connection starts relayed; hole punching usually finds a direct path within
-    // tens of milliseconds: give it a moment, so the bulk goes direct from the start.
-    let direct_after = endpoint::wait_for_direct(&conn, DIRECT_GRACE).await;
-    let name = file.file_name().and_then(|n| n.to_str()).ok_or_else(|| anyhow!("the file has no usable name"))?;
-    let size = std::fs::metadata(file)?.len();
-    let sent = tokio::select! {
-        () = cancel.cancelled() => bail!("stopped; run the same command again to resume"),
-        r = ferry_p2p::transfer::send(&conn, file, name, &|_| {}) => r?,
+    let label = match what {
+        Outgoing::File(f) => format!("{} → {to}", f.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()),
+        Outgoing::Text(_) => format!("message → {to}"),
     };
-    let via = match endpoint::path_kind(&conn) {
-        PathKind::Direct => "direct",
-        _ => "relay",
+    let (view, progress) = crate::progress_ui::ProgressView::new(&label, quiet || manifest.is_none());
+    let report = Report::default();
+    let mut out = DirectSent {
+        via: "relay",
+        paths: Vec::new(),
+        size: manifest.as_ref().map_or(0, |m| m.size),
+        skipped: 0,
+        resent: 0,
+        attempts: 0,
+        direct_after: None,
     };
-    conn.close(0u32.into(), b"done");
+    let mut trouble_since: Option<(Instant, u64)> = None;
+    let end = loop {
+        if cancel.is_cancelled() {
+            break Err(anyhow!("stopped; run the same command again to resume"));
+        }
+        out.attempts += 1;
+        let attempt = async {
+            let conn = tokio::time::timeout(CONNECT_TIMEOUT, ep.connect(endpoint::peer_addr(peer, &relay), ALPN))
+                .await
+                .map_err(|_| P2pError::Stream(format!("{to}'s client did not answer")))?
+                .map_err(|e| P2pError::Stream(e.to_string()))?;
+            // Every connection starts relayed; hole punching usually finds a direct path
+            // within tens of milliseconds: give it a moment, so the bulk goes direct.
+            let waited = endpoint::wait_for_direct(&conn, DIRECT_GRACE).await;
+            if out.attempts == 1 {
+                out.direct_after = waited;
+            }
+            let watch = async {
+                loop {
+                    let now = path_name(endpoint::path_kind(&conn));
+                    if out.paths.last() != Some(&now) {
+                        out.paths.push(now);
+                        view.set_label(&format!("{label} [{now}]"));
+                    }
+                    if let Some(p) = &progress {
+                        p(ferry_client::Progress { done: report.sent.load(Ordering::Relaxed), total: Some(out.size) });
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            let work = async {
+                match (what, &manifest) {
+                    (Outgoing::File(f), Some(m)) => {
+                        let name = f
+                            .file_name()
+                            .and_then(|n| n.to_str())
+                            .ok_or_else(|| P2pError::Io(format!("{} has no usable name", f.display())))?;
+                        transfer::send_with(&conn, f, name, m, &report, limit_rate, &|_, d| d).await.map(Some)
+                    }
+                    (Outgoing::Text(t), _) => transfer::send_text(&conn, t).await.map(|()| None),
+                    (Outgoing::File(_), None) => Err(P2pError::Io("no manifest".into())),
+                }
+            };
+            let r = tokio::select! {
+                r = work => r,
+                () = watch => Err(P2pError::Stream("unreachable".into())),
+                () = cancel.cancelled() => Err(P2pError::Stream("stopped".into())),
+            };
+            out.via = path_name(endpoint::path_kind(&conn));
+            conn.close(u32::from(r.is_err()).into(), if r.is_ok() { b"done" } else { b"broken" });
+            r
+        };
+        match attempt.await {
+            Ok(sent) => {
+                if let Some(s) = sent {
+                    out.skipped = s.skipped;
+                }
+                break Ok(None);
+            }
+            Err(P2pError::Stream(e) | P2pError::Endpoint(e)) => {
+                if cancel.is_cancelled() {
+                    break Err(anyhow!("stopped; run the same command again to resume"));
+                }
+                // A cut connection: resume with the recipient's client while it is there
+                // (and gets somewhere), else leave the rest to the server's store.
+                let confirmed = report.confirmed.load(Ordering::Relaxed);
+                match trouble_since {
+                    Some((_, at)) if at >= confirmed => {}
+                    _ => trouble_since = Some((Instant::now(), confirmed)),
+                }
+                let since = trouble_since.map_or_else(Instant::now, |(t, _)| t);
+                match peer_of(http, server, to).await {
+                    Ok(Some(id)) if since.elapsed() < GIVE_UP_AFTER => {
+                        if !quiet {
+                            eprintln!("ferry: the connection to {to} broke ({e}); resuming");
+                        }
+                        peer = id;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    _ => match &manifest {
+                        Some(m) => {
+                            let written = report.written.load(Ordering::Relaxed);
+                            break Ok(Some(DirectResult::Gone { confirmed, written, size: m.size, sha256: m.sha256 }));
+                        }
+                        None => break Err(anyhow!("{to} went offline before the message arrived ({e})")),
+                    },
+                }
+            }
+            Err(P2pError::Declined) => break Err(anyhow!("{to} declined it")),
+            Err(e) => break Err(anyhow!(e)),
+        }
+    };
+    view.finish();
     ep.close().await;
-    Ok(Some(DirectSent { via, size, skipped: sent.skipped, direct_after }))
+    if let Some(m) = &manifest {
+        out.resent = report.resent(m.size);
+    }
+    Ok(end?.unwrap_or(DirectResult::Sent(out)))
 }
 
 /// Receives direct transfers into `dir` until `cancel`: binds an endpoint, keeps it
@@ -159,38 +326,130 @@ pub async fn receive_into(
             }
         })
     };
+    let mut running: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     loop {
         let incoming = tokio::select! {
             () = cancel.cancelled() => break,
             i = ep.accept() => match i { Some(i) => i, None => break },
         };
-        let dir = dir.clone();
-        tokio::spawn(async move {
+        let (dir, http, server, stop) = (dir.clone(), http.clone(), server.clone(), cancel.clone());
+        let task = tokio::spawn(async move {
             let conn = match incoming.await {
                 Ok(c) => c,
                 Err(e) => return eprintln!("ferry: an incoming connection failed: {e}"),
             };
-            let from = conn.remote_id().fmt_short().to_string();
-            match ferry_p2p::transfer::receive(&conn, &dir, &|_, _| true, &|_| {}).await {
-                Ok(r) => {
-                    let via = if endpoint::path_kind(&conn) == PathKind::Direct { "direct" } else { "relay" };
-                    let sha: String = r.sha256.iter().map(|b| format!("{b:02x}")).collect();
-                    if json {
-                        println!(
-                            "{}",
-                            serde_json::json!({ "received": r.path, "size": r.size, "sha256": sha, "via": via, "resumed_from": r.resumed_from })
-                        );
-                    } else {
-                        eprintln!("received {} ({} bytes, {via}) from peer {from}", r.path.display(), r.size);
-                    }
-                }
-                Err(e) => {
-                    eprintln!("ferry: a direct transfer from peer {from} stopped ({e}); it resumes when sent again")
-                }
-            }
+            let from = owner_of(&http, &server, conn.remote_id()).await;
+            receive_one(&conn, &dir, &from, json, &stop).await;
         });
+        running.push(task);
+        running.retain(|t| !t.is_finished());
+    }
+    // Transfers in progress save what they hold and tell their senders before we go.
+    for t in running {
+        let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }
     renew.abort();
+    let _ = unregister(&http, &server).await; // offline at once: senders turn to the store
     ep.close().await;
     Ok(())
+}
+
+/// Takes one file or message on `conn` from `from`, showing progress with the path in use.
+async fn receive_one(conn: &ferry_p2p::Connection, dir: &Path, from: &str, json: bool, stop: &CancellationToken) {
+    let view: std::sync::OnceLock<(crate::progress_ui::ProgressView, Option<ferry_client::ProgressFn>, String, u64)> =
+        std::sync::OnceLock::new();
+    let shown_path = std::sync::Mutex::new("");
+    let accept = |name: &str, size: u64| {
+        let label = format!("{name} ← {from}");
+        let (v, p) = crate::progress_ui::ProgressView::new(&label, json);
+        let _ = view.set((v, p, label, size));
+        true
+    };
+    let progress = |held: u64| {
+        let Some((v, p, label, size)) = view.get() else { return };
+        let now = path_name(endpoint::path_kind(conn));
+        if let Ok(mut shown) = shown_path.lock()
+            && *shown != now
+        {
+            *shown = now;
+            v.set_label(&format!("{label} [{now}]"));
+        }
+        if let Some(p) = p {
+            p(ferry_client::Progress { done: held, total: Some(*size) });
+        }
+    };
+    let show = |text: &str| {
+        if json {
+            println!("{}", serde_json::json!({ "message": text, "from": from }));
+        } else {
+            eprintln!("message from {from}: {text}");
+        }
+    };
+    let r = transfer::receive(conn, dir, &accept, &progress, &show, stop).await;
+    if let Some((v, ..)) = view.get() {
+        v.finish();
+    }
+    let via = path_name(endpoint::path_kind(conn));
+    match r {
+        Ok(Incoming::File(r)) => {
+            let sha: String = r.sha256.iter().map(|b| format!("{b:02x}")).collect();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "received": r.path, "from": from, "size": r.size, "sha256": sha, "via": via, "resumed_from": r.resumed_from })
+                );
+            } else {
+                eprintln!(
+                    "received {} ({}) from {from} {via}, verified sha256 {sha}",
+                    r.path.display(),
+                    HumanBytes(r.size)
+                );
+            }
+        }
+        Ok(Incoming::Text(_)) => {}
+        Err(e) => eprintln!("ferry: a direct transfer from {from} stopped ({e}); it resumes when sent again"),
+    }
+}
+
+/// Finishes a file whose first part arrived directly and whose rest waited on the server
+/// (`item`, a continuation): downloads the rest next to it, puts the file together and
+/// checks the whole SHA-256. The caller acknowledges the item.
+pub async fn finish_continuation(
+    downloader: &ferry_client::Downloader,
+    url: &reqwest::Url,
+    dir: &Path,
+    name: &str,
+    c: &ferry_client::Continues,
+) -> anyhow::Result<(PathBuf, String)> {
+    let sha = hex32(&c.sha256).ok_or_else(|| anyhow!("the item names a bad SHA-256"))?;
+    let Some((held, expected)) = transfer::partial_of(dir, name) else {
+        bail!(
+            "{name} is the rest of a direct transfer whose first part is not in {}; ask the sender to send it again",
+            dir.display()
+        );
+    };
+    if expected != sha || held < c.offset {
+        bail!(
+            "the first part of {name} in {} does not match this rest; ask the sender to send it again",
+            dir.display()
+        );
+    }
+    let tail = dir.join(format!(".{name}.ferry-p2p.rest"));
+    let got = downloader.download(url, &tail).await.with_context(|| format!("receiving the rest of {name} stopped"))?;
+    let (dir, name, tail2) = (dir.to_owned(), name.to_owned(), tail.clone());
+    let offset = c.offset;
+    let done = tokio::task::spawn_blocking(move || transfer::complete_from_tail(&dir, &name, &tail2, offset, &sha))
+        .await
+        .map_err(|e| anyhow!(e))?;
+    let _ = std::fs::remove_file(&tail);
+    let done = done?;
+    Ok((done.path, got.sha256))
+}
+
+fn hex32(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    (s.len() == 64).then_some(out)
 }

@@ -10,13 +10,15 @@ use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 /// How progress is shown for one transfer.
 pub struct ProgressView {
     bar: Option<ProgressBar>,
+    label: Arc<Mutex<String>>,
 }
 
 impl ProgressView {
     /// A view for a transfer labelled `label`. `quiet` (e.g. `--json`) shows nothing.
     pub fn new(label: &str, quiet: bool) -> (Self, Option<ProgressFn>) {
+        let shared = Arc::new(Mutex::new(label.to_owned()));
         if quiet {
-            return (Self { bar: None }, None);
+            return (Self { bar: None, label: shared }, None);
         }
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(0);
@@ -33,9 +35,9 @@ impl ProgressView {
                 }
                 b.set_position(p.done);
             });
-            return (Self { bar: Some(bar) }, Some(f));
+            return (Self { bar: Some(bar), label: shared }, Some(f));
         }
-        let label = label.to_owned();
+        let label = shared.clone();
         let state = Mutex::new((Instant::now(), Instant::now(), None::<u64>, None::<u64>));
         let f: ProgressFn = Arc::new(move |p: Progress| {
             let Ok(mut s) = state.lock() else { return };
@@ -49,6 +51,7 @@ impl ProgressView {
             *printed = Some(p.done);
             let secs = started.elapsed().as_secs_f64().max(0.001);
             let rate = p.done.saturating_sub(first) as f64 / secs;
+            let label = label.lock().map(|l| l.clone()).unwrap_or_default();
             match p.total {
                 Some(t) if t > 0 => eprintln!(
                     "{label}: {:.0}% {}/{} {}/s",
@@ -60,7 +63,17 @@ impl ProgressView {
                 _ => eprintln!("{label}: {} {}/s", HumanBytes(p.done), HumanBytes(rate as u64)),
             }
         });
-        (Self { bar: None }, Some(f))
+        (Self { bar: None, label: shared }, Some(f))
+    }
+
+    /// Changes the label (e.g. the path a direct transfer takes now).
+    pub fn set_label(&self, label: &str) {
+        if let Ok(mut l) = self.label.lock() {
+            label.clone_into(&mut l);
+        }
+        if let Some(b) = &self.bar {
+            b.set_message(label.to_owned());
+        }
     }
 
     /// Clears the bar.

@@ -10,6 +10,7 @@ use ferry_client::{ClientError, Downloader, RelayClient, RelayItem, UploadOption
 use indicatif::HumanBytes;
 use tokio_util::sync::CancellationToken;
 
+use crate::p2p_cmd::{DirectResult, Outgoing};
 use crate::progress_ui::ProgressView;
 use crate::transfer_cmd::{ctrl_c_token as ctrl_c, token_for};
 
@@ -22,8 +23,12 @@ pub struct SendArgs {
     #[arg(long, required = true, value_delimiter = ',')]
     to: Vec<String>,
     /// Files to send
-    #[arg(required = true)]
+    #[arg(required_unless_present = "text")]
     files: Vec<PathBuf>,
+    /// Send a short text message instead (at most 64 KiB); the command returns once the
+    /// recipient's client acknowledged it (direct) or the server holds it for them
+    #[arg(long, conflicts_with = "files")]
+    text: Option<String>,
     /// Server URL
     #[arg(long, env = "FERRY_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
@@ -35,6 +40,9 @@ pub struct SendArgs {
     /// it, `auto` direct when they are online, else stored
     #[arg(long, value_enum, default_value_t = Via::Auto)]
     via: Via,
+    /// Cap the rate, e.g. 10M (bytes per second), on whichever path
+    #[arg(long, value_name = "RATE", value_parser = crate::units::parse_size)]
+    limit_rate: Option<u64>,
 }
 
 /// The path `ferry send` takes.
@@ -124,7 +132,8 @@ fn relay(server: &str) -> anyhow::Result<RelayClient> {
     Ok(RelayClient::new(http_client(token_for(server).as_deref())?, server)?)
 }
 
-/// Uploads each file into the relay for the recipients.
+/// Sends each file (or the text) to the recipients: straight to the recipient's client when
+/// it is online (`--via auto|direct`), else through the server's store.
 pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     let to = args.to.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(",");
     if to.is_empty() {
@@ -135,15 +144,37 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     if args.via == Via::Direct && args.to.len() != 1 {
         bail!("--via direct sends to one recipient at a time");
     }
+    if let Some(text) = &args.text {
+        if text.len() as u64 > MAX_TEXT {
+            bail!(
+                "a message is at most {} (this one is {}); send a file instead",
+                HumanBytes(MAX_TEXT),
+                HumanBytes(text.len() as u64)
+            );
+        }
+        return send_text(&args, &http, &to, text, &cancel).await;
+    }
     for file in &args.files {
+        let mut rest = None;
+        let mut lost = 0u64;
         if args.via != Via::Server && args.to.len() == 1 {
-            match crate::p2p_cmd::send_direct(&http, &args.server, &to, file, &cancel).await {
-                Ok(Some(d)) => {
+            match crate::p2p_cmd::send_direct(
+                &http,
+                &args.server,
+                &to,
+                Outgoing::File(file),
+                (args.json, args.limit_rate),
+                &cancel,
+            )
+            .await
+            {
+                Ok(DirectResult::Sent(d)) => {
                     if args.json {
                         println!(
                             "{}",
                             serde_json::json!({
-                                "file": file, "to": to, "via": d.via, "size": d.size, "resumed_chunks": d.skipped,
+                                "file": file, "to": to, "via": d.via, "paths": d.paths, "size": d.size,
+                                "resumed_chunks": d.skipped, "resent_bytes": d.resent, "connections": d.attempts,
                                 "direct_after_ms": d.direct_after.map(|t| t.as_millis() as u64),
                             })
                         );
@@ -152,34 +183,66 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
                             "sent {} ({}) to {to} {} (verified by their client)",
                             file.display(),
                             HumanBytes(d.size),
-                            d.via
+                            d.paths.join(" → ")
                         );
                     }
                     continue;
                 }
-                Ok(None) if args.via == Via::Direct => bail!("{to} is not online for direct transfers"),
-                Ok(None) => {}
+                Ok(DirectResult::Offline) if args.via == Via::Direct => {
+                    bail!("{to} is not online for direct transfers")
+                }
+                Ok(DirectResult::Offline) => {}
+                Ok(DirectResult::Gone { confirmed, size, .. }) if args.via == Via::Direct => bail!(
+                    "{to} went offline after {} of {} arrived; run the same command again to resume",
+                    HumanBytes(confirmed),
+                    HumanBytes(size)
+                ),
+                Ok(DirectResult::Gone { confirmed, written, size, sha256 }) => {
+                    lost = written.saturating_sub(confirmed);
+                    if !args.json {
+                        eprintln!(
+                            "ferry: {to} went offline after {} of {} arrived; the rest goes through the server",
+                            HumanBytes(confirmed),
+                            HumanBytes(size)
+                        );
+                    }
+                    if confirmed > 0 {
+                        rest = Some((confirmed, size, sha256));
+                    }
+                }
                 Err(e) if args.via == Via::Direct => {
                     return Err(e.context(format!("sending {} directly stopped", file.display())));
                 }
                 Err(e) => eprintln!("ferry: direct transfer to {to} failed ({e:#}); sending through the server"),
             }
         }
-        let label = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let (view, progress) = ProgressView::new(&label, args.json);
-        let options = UploadOptions { relay_to: Some(to.clone()), ..UploadOptions::default() };
-        let mut up = Uploader::new(http.clone(), &args.server)?.with_cancel(cancel.clone()).with_options(options);
-        if let Some(p) = progress {
-            up = up.with_progress(p);
+        let (source, metadata, offset) = match &rest {
+            Some((offset, size, sha256)) => {
+                let hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
+                let continues = format!("{offset} {size} {hex}");
+                (rest_file(file, *offset, &hex)?, vec![("relay_continues", continues)], *offset)
+            }
+            None => (file.clone(), Vec::new(), 0),
+        };
+        let o = upload_for(&args, &http, &to, &source, metadata, &cancel).await?;
+        if offset > 0 {
+            let _ = std::fs::remove_dir_all(source.parent().unwrap_or(&source));
         }
-        let r = up.upload(file, None).await;
-        view.finish();
-        let o = r.with_context(|| format!("sending {} stopped", file.display()))?;
         let id = o.url.rsplit('/').next().unwrap_or("").to_owned();
         if args.json {
             println!(
                 "{}",
-                serde_json::json!({ "file": o.path, "id": id, "to": to, "size": o.size, "sha256": o.sha256 })
+                serde_json::json!({
+                    "file": file, "id": id, "to": to, "size": offset + o.size, "sha256": o.sha256,
+                    "via": if offset > 0 { "direct+server" } else { "server" }, "direct_bytes": offset, "server_bytes": o.size,
+                    "resent_bytes": lost + o.sent.saturating_sub(o.size.saturating_sub(o.resumed_from)),
+                })
+            );
+        } else if offset > 0 {
+            eprintln!(
+                "sent the rest of {} ({} from byte {offset}) to {to} as item {id}; their client finishes the file when they come online",
+                file.display(),
+                HumanBytes(o.size)
             );
         } else {
             eprintln!(
@@ -189,6 +252,123 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// A copy of `file` from `offset` on, under the client's state folder with the file's name
+/// (the upload names the item after it); kept between runs so a second run resumes.
+fn rest_file(file: &std::path::Path, offset: u64, sha_hex: &str) -> anyhow::Result<PathBuf> {
+    use std::io::{Seek, SeekFrom};
+    let name = file.file_name().ok_or_else(|| anyhow::anyhow!("{} has no file name", file.display()))?;
+    let size = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?.len();
+    let stamp = format!("{}-{offset}", &sha_hex[..16.min(sha_hex.len())]);
+    let dir = ferry_client::StateDir::default_location().path().join("p2p-rest").join(stamp);
+    let out = dir.join(name);
+    if std::fs::metadata(&out).is_ok_and(|m| m.len() == size - offset) {
+        return Ok(out);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = dir.join(".partial");
+    let mut src = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    src.seek(SeekFrom::Start(offset))?;
+    let mut dst = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::io::copy(&mut std::io::Read::take(src, size - offset), &mut dst)?; // copy_file_range
+    std::fs::rename(&tmp, &out)?;
+    Ok(out)
+}
+
+/// Uploads `source` into the relay for `to`, with a progress bar saying so.
+async fn upload_for(
+    args: &SendArgs,
+    http: &reqwest::Client,
+    to: &str,
+    source: &std::path::Path,
+    relay_metadata: Vec<(&'static str, String)>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<ferry_client::UploadOutcome> {
+    let name = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (view, progress) = ProgressView::new(&format!("{name} → {to} [server]"), args.json);
+    let options = UploadOptions {
+        relay_to: Some(to.to_owned()),
+        relay_metadata,
+        limit_rate: args.limit_rate,
+        ..UploadOptions::default()
+    };
+    let mut up = Uploader::new(http.clone(), &args.server)?.with_cancel(cancel.clone()).with_options(options);
+    if let Some(p) = progress {
+        up = up.with_progress(p);
+    }
+    let r = up.upload(source, None).await;
+    view.finish();
+    r.with_context(|| format!("sending {} stopped", source.display()))
+}
+
+/// Longest text message, bytes of UTF-8 (the server's bound too).
+const MAX_TEXT: u64 = 64 << 10;
+
+/// `ferry send --text`: direct with an ACK from the recipient's client when it is online,
+/// else held by the server (the outbox shows `delivered` once they read it).
+async fn send_text(
+    args: &SendArgs,
+    http: &reqwest::Client,
+    to: &str,
+    text: &str,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    if args.via != Via::Server && args.to.len() == 1 {
+        match crate::p2p_cmd::send_direct(http, &args.server, to, Outgoing::Text(text), (true, None), cancel).await {
+            Ok(DirectResult::Sent(d)) => {
+                if args.json {
+                    println!("{}", serde_json::json!({ "to": to, "via": d.via, "acknowledged": true }));
+                } else {
+                    eprintln!("{to}'s client showed the message ({})", d.via);
+                }
+                return Ok(());
+            }
+            Ok(_) if args.via == Via::Direct => bail!("{to} is not online for direct messages"),
+            Ok(_) => {}
+            Err(e) if args.via == Via::Direct => return Err(e.context("the message was not delivered")),
+            Err(e) => eprintln!("ferry: direct message to {to} failed ({e:#}); sending through the server"),
+        }
+    }
+    let dir = ferry_client::StateDir::default_location().path().join("messages");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let file = dir.join(format!("message-{}.txt", std::process::id()));
+    std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+    let r = upload_for(args, http, to, &file, vec![("relay_kind", "text".into())], cancel).await;
+    let _ = std::fs::remove_file(&file);
+    let o = r?;
+    let id = o.url.rsplit('/').next().unwrap_or("").to_owned();
+    if args.json {
+        println!("{}", serde_json::json!({ "to": to, "via": "server", "id": id, "acknowledged": false }));
+    } else {
+        eprintln!("{to} is offline: the server holds the message (item {id}); `ferry outbox` shows when they read it");
+    }
+    Ok(())
+}
+
+/// Shows a text item and acknowledges it (read means delivered).
+async fn read_message(client: &RelayClient, server: &str, i: &RelayItem, json: bool) -> anyhow::Result<()> {
+    let http = http_client(token_for(server).as_deref())?;
+    let resp = http.get(client.content_url(&i.id)?).send().await?.error_for_status()?;
+    let bytes = resp.bytes().await?;
+    if bytes.len() as u64 > MAX_TEXT {
+        bail!("message {} is larger than a message may be", i.id);
+    }
+    let sha: String = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    if sha != i.sha256 {
+        bail!("message {} arrived damaged (SHA-256 {sha}, expected {})", i.id, i.sha256);
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    if json {
+        println!("{}", serde_json::json!({ "id": i.id, "from": i.from, "message": text, "via": "server" }));
+    } else {
+        println!("{}  message from {}: {text}", i.id, i.from);
+    }
+    client.ack(&i.id, &sha).await.with_context(|| format!("acknowledging message {}", i.id))?;
     Ok(())
 }
 
@@ -211,13 +391,17 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<()> {
     }
     if !args.watch {
         for i in client.inbox().await? {
-            show_item(&i, args.json);
+            if i.kind == "text" {
+                read_message(&client, &args.server, &i, args.json).await?;
+            } else {
+                show_item(&i, args.json);
+            }
         }
         return Ok(());
     }
     let cancel = ctrl_c();
     // Direct transfers arrive alongside (when the server offers them and there is a folder).
-    let _direct = args.receive_into.clone().map(|dir| {
+    let direct = args.receive_into.clone().map(|dir| {
         let (http, server, json, cancel) = (client_http(&args.server), args.server.clone(), args.json, cancel.clone());
         tokio::spawn(async move {
             let Ok(http) = http else { return };
@@ -232,6 +416,10 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<()> {
         for i in client.inbox().await? {
             if !seen.contains(&i.id) {
                 seen.push(i.id.clone());
+                if i.kind == "text" {
+                    read_message(&client, &args.server, &i, args.json).await?;
+                    continue;
+                }
                 show_item(&i, args.json);
                 if let Some(dir) = &args.receive_into {
                     receive_one(&client, &args.server, &i, dir, args.json, (None, false), &cancel).await?;
@@ -241,7 +429,13 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<()> {
         // Watch until an item arrives (the listing at the top of the loop then shows it).
         let watch = client.watch(|ev| ev.kind != "item");
         let r = tokio::select! {
-            () = cancel.cancelled() => return Ok(()),
+            () = cancel.cancelled() => {
+                // Direct transfers in progress record what arrived and tell their senders.
+                if let Some(d) = direct {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
+                }
+                return Ok(());
+            }
             r = watch => r,
         };
         if let Err(e) = r {
@@ -273,7 +467,35 @@ async fn receive_one(
     if let Some(p) = progress {
         d = d.with_progress(p);
     }
-    let r = d.download(&client.content_url(&item.id)?, &out).await;
+    let url = client.content_url(&item.id)?;
+    if let Some(c) = &item.continues {
+        // The rest of a direct transfer: its first part is here already.
+        let name = out.file_name().and_then(|n| n.to_str()).unwrap_or(&item.name).to_owned();
+        let r = crate::p2p_cmd::finish_continuation(&d, &url, dir, &name, c).await;
+        view.finish();
+        let (path, rest_sha) = r?;
+        if rest_sha != item.sha256 {
+            bail!("the rest of {} arrived with SHA-256 {rest_sha}, expected {}", item.name, item.sha256);
+        }
+        client.ack(&item.id, &rest_sha).await.with_context(|| format!("acknowledging {}", item.name))?;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "id": item.id, "file": path, "size": c.size, "sha256": c.sha256, "resumed_from": c.offset, "fetched": item.size, "via": "direct+server" })
+            );
+        } else {
+            eprintln!(
+                "received {} from {} ({}; the first {} directly earlier) verified sha256 {}",
+                path.display(),
+                item.from,
+                HumanBytes(c.size),
+                HumanBytes(c.offset),
+                c.sha256
+            );
+        }
+        return Ok(());
+    }
+    let r = d.download(&url, &out).await;
     view.finish();
     let o = r.with_context(|| format!("receiving {} stopped", item.name))?;
     if o.sha256 != item.sha256 {

@@ -182,6 +182,7 @@ pub async fn upload(args: UploadArgs) -> anyhow::Result<()> {
             stall_timeout: args.stall_timeout,
             dedup: args.dedup,
             relay_to: None,
+            relay_metadata: Vec::new(),
             overwrite: args.overwrite,
         };
         let mut uploader = Uploader::new(http.clone(), &args.server)?

@@ -105,3 +105,131 @@ fn the_relay_and_registry_need_a_login_and_a_key() {
     let off = Server::start_auth(&tmp.path().join("data2"), &["--no-p2p"]);
     assert_eq!(request(&off.addr, "GET", "/api/p2p", &[("Authorization", &auth)], b"").status, 404);
 }
+
+/// Starts bob's `ferry inbox --watch --json --receive-into DIR` (stdout piped).
+fn watch_inbox(u: &Users, server: &str, dir: &std::path::Path) -> std::process::Child {
+    direct(u.cli("bob", server))
+        .args(["inbox", "--watch", "--json", "--receive-into"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// JSON lines a finished child printed.
+fn lines_of(child: std::process::Child) -> Vec<serde_json::Value> {
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+#[test]
+fn when_the_recipient_quits_mid_transfer_the_rest_waits_on_the_server_and_completes_his_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    Users::add(&data, &["alice", "bob"]);
+    let srv = Server::start_auth(&data, &["--heartbeat", "1s"]);
+    let server = srv.url();
+    let u = Users { dir: tmp.path().to_path_buf() };
+    u.login("alice", &server);
+    u.login("bob", &server);
+    let inbox = tmp.path().join("bob-inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let watcher = watch_inbox(&u, &server, &inbox);
+    wait_for(20, "bob's client registered for direct transfers", || peer_online(&srv.addr, "bob"));
+
+    let size = 24 << 20;
+    let payload = test_data(size, 7);
+    let file = tmp.path().join("big.bin");
+    std::fs::write(&file, &payload).unwrap();
+    let alice = direct(u.cli("alice", &server))
+        .args(["send", "--to", "bob", "--json", "--limit-rate", "6M"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bob quits (SIGTERM) once his client holds a synced part of the file.
+    let state = inbox.join(".big.bin.ferry-p2p.state");
+    wait_for(30, "bob's client holds part of the file", || state.exists());
+    let status = Command::new("kill").args(["-TERM", &watcher.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let bob_lines = lines_of(watcher);
+    assert!(bob_lines.iter().all(|l| l["received"].is_null()), "bob had not got it all: {bob_lines:?}");
+
+    let out = alice.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j = json_of(&out);
+    let (direct_bytes, server_bytes) = (j["direct_bytes"].as_u64().unwrap(), j["server_bytes"].as_u64().unwrap());
+    eprintln!("{j}");
+    assert_eq!(j["via"], "direct+server", "{j}");
+    assert!(direct_bytes >= 8 << 20, "what bob's disk held stayed with him: {j}");
+    assert_eq!(direct_bytes + server_bytes, size as u64, "the server got exactly the rest: {j}");
+    assert!(j["resent_bytes"].as_u64().unwrap() <= 2 << 20, "at most a chunk or two re-sent at the switch: {j}");
+    assert!(!inbox.join("big.bin").exists(), "nothing half-made takes the name");
+
+    // Bob comes back: his client finishes the file from where it stopped.
+    let watcher = watch_inbox(&u, &server, &inbox);
+    let got = inbox.join("big.bin");
+    wait_for(30, "bob's copy finished", || got.exists());
+    std::thread::sleep(Duration::from_millis(300));
+    Command::new("kill").args(["-TERM", &watcher.id().to_string()]).status().unwrap();
+    let lines = lines_of(watcher);
+    assert_eq!(sha256_hex(&std::fs::read(&got).unwrap()), sha256_hex(&payload));
+    let done = lines.iter().find(|l| l["via"] == "direct+server").unwrap_or_else(|| panic!("{lines:?}"));
+    assert_eq!((done["resumed_from"].as_u64(), done["fetched"].as_u64()), (Some(direct_bytes), Some(server_bytes)));
+    assert_eq!(std::fs::read_dir(&inbox).unwrap().count(), 1, "no partial, state or rest file left");
+    let outbox = request(&srv.addr, "GET", "/api/relay/outbox", &[("Authorization", &basic_auth("alice"))], b"");
+    assert!(outbox.text().contains("\"delivered\""), "{}", outbox.text());
+}
+
+#[test]
+fn a_text_message_is_acknowledged_by_a_watching_client_or_held_until_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    Users::add(&data, &["alice", "bob"]);
+    let srv = Server::start_auth(&data, &["--heartbeat", "1s"]);
+    let server = srv.url();
+    let u = Users { dir: tmp.path().to_path_buf() };
+    u.login("alice", &server);
+    u.login("bob", &server);
+    let inbox = tmp.path().join("bob-inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let watcher = watch_inbox(&u, &server, &inbox);
+    wait_for(20, "bob's client registered for direct transfers", || peer_online(&srv.addr, "bob"));
+    let out = direct(u.cli("alice", &server))
+        .args(["send", "--to", "bob", "--json", "--text", "lunch at 1? <b>ok</b>"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j = json_of(&out);
+    assert_eq!((j["via"].as_str(), j["acknowledged"].as_bool()), (Some("direct"), Some(true)), "{j} {}", String::from_utf8_lossy(&out.stderr));
+    Command::new("kill").args(["-TERM", &watcher.id().to_string()]).status().unwrap();
+    let lines = lines_of(watcher);
+    assert!(
+        lines.iter().any(|l| l["message"] == "lunch at 1? <b>ok</b>" && l["from"] == "alice"),
+        "bob's client showed it, naming alice: {lines:?}"
+    );
+    wait_for(10, "bob offline", || !peer_online(&srv.addr, "bob"));
+
+    // Bob offline: the server holds it; his next `ferry inbox` shows it once and the outbox
+    // then says delivered.
+    let out =
+        direct(u.cli("alice", &server)).args(["send", "--to", "bob", "--json", "--text", "call me"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j = json_of(&out);
+    assert_eq!((j["via"].as_str(), j["acknowledged"].as_bool()), (Some("server"), Some(false)), "{j}");
+    let out = u.cli("bob", &server).args(["inbox", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j = json_of(&out);
+    assert_eq!((j["message"].as_str(), j["from"].as_str()), (Some("call me"), Some("alice")), "{j}");
+    let again = u.cli("bob", &server).args(["inbox", "--json"]).output().unwrap();
+    assert!(again.stdout.is_empty(), "read once: {}", String::from_utf8_lossy(&again.stdout));
+    let outbox = request(&srv.addr, "GET", "/api/relay/outbox", &[("Authorization", &basic_auth("alice"))], b"");
+    assert!(outbox.text().contains("\"delivered\""), "{}", outbox.text());
+    // Too long for a message; a text as a "part" of a parallel upload is refused by the server.
+    let long = "x".repeat(70_000);
+    let out = u.cli("alice", &server).args(["send", "--to", "bob", "--text", &long]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a message is at most"));
+}

@@ -72,3 +72,28 @@ pub(super) async fn peer(State(state): State<AppState>, Path(user): Path<String>
         Err(e) => e.into_response(),
     }
 }
+
+/// `DELETE /api/p2p/endpoint`: the caller's client goes offline for direct transfers (at
+/// once, rather than after three missed heartbeats).
+pub(super) async fn unregister(State(state): State<AppState>, Extension(who): Extension<Identity>) -> Response {
+    let result = node(&state).and_then(|n| {
+        n.registry.forget_user(user_name(&who)?);
+        Ok(StatusCode::NO_CONTENT)
+    });
+    result.map_or_else(IntoResponse::into_response, IntoResponse::into_response)
+}
+
+/// `GET /api/p2p/endpoints/{id}`: whose client a fresh endpoint is (a receiver names who is
+/// connecting to it).
+pub(super) async fn owner(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let result = node(&state).and_then(|n| {
+        id.parse::<ferry_p2p::EndpointId>()
+            .ok()
+            .and_then(|id| n.registry.user_of(&id))
+            .ok_or_else(|| ApiError::NotFound("no online client has that endpoint".into()))
+    });
+    match result {
+        Ok(user) => Json(serde_json::json!({ "user": user, "endpoint_id": id })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}

@@ -27,7 +27,8 @@ fn user(who: &Identity) -> Result<i64, ApiError> {
 fn item_json(i: &RelayItem) -> serde_json::Value {
     json!({
         "id": i.id, "from": i.sender, "name": i.name, "size": i.size,
-        "sha256": to_hex(&i.sha256), "created": i.created_at, "expires": i.expires_at,
+        "sha256": to_hex(&i.sha256), "created": i.created_at, "expires": i.expires_at, "kind": i.kind.as_str(),
+        "continues": i.continues.map(|c| json!({ "offset": c.offset, "size": c.size, "sha256": to_hex(&c.sha256) })),
     })
 }
 

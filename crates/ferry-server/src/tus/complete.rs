@@ -180,6 +180,13 @@ async fn finish_relay(
     let name = meta.get_str("filename").or_else(|| meta.get_str("name")).unwrap_or(rec.id.as_str());
     let name =
         TreePath::parse(name).ok().and_then(|p| p.file_name().map(str::to_owned)).unwrap_or_else(|| rec.id.to_string());
+    let (kind, continues) = match item_shape(meta, Some(length)) {
+        Ok(shape) => shape,
+        Err(e) => {
+            fail(state, &rec.id, &e.to_string()).await?;
+            return Err(e);
+        }
+    };
     let now = ferry_store::unix_now();
     let item = ferry_store::RelayItem {
         id: rec.id.to_string(),
@@ -189,6 +196,8 @@ async fn finish_relay(
         sha256: sha,
         created_at: now,
         expires_at: now + state.config.relay_ttl.as_secs() as i64,
+        kind,
+        continues,
     };
     if !state.meta.complete_relay(&rec.id, expected, &item, sender, &ids, progress).await? {
         return Err(ApiError::Conflict("the upload changed under this request".into()));
@@ -200,6 +209,41 @@ async fn finish_relay(
     }
     tracing::info!(item = %rec.id, recipients = ids.len(), bytes = length, "relay item ready");
     Ok(())
+}
+
+/// Longest text message sent through the relay (bytes of UTF-8).
+pub(crate) const MAX_TEXT: u64 = 64 << 10;
+
+/// What a relay upload's metadata says it is: `relay_kind` (`file` or `text`; a text is at
+/// most [`MAX_TEXT`] bytes) and `relay_continues` (`OFFSET SIZE SHA256HEX`: the rest of a
+/// direct transfer, its bytes the whole file's from OFFSET on). `length` is the upload's,
+/// when known.
+pub(crate) fn item_shape(
+    meta: &UploadMetadata,
+    length: Option<u64>,
+) -> Result<(ferry_store::ItemKind, Option<ferry_store::Continuation>), ApiError> {
+    let kind = match meta.get_str("relay_kind") {
+        None => ferry_store::ItemKind::File,
+        Some(k) => ferry_store::ItemKind::parse(k).ok_or_else(|| ApiError::bad(format!("unknown relay_kind {k:?}")))?,
+    };
+    if kind == ferry_store::ItemKind::Text && length.is_none_or(|l| l > MAX_TEXT) {
+        return Err(ApiError::bad(format!("a text message has a known length of at most {MAX_TEXT} bytes")));
+    }
+    let continues = match meta.get_str("relay_continues") {
+        None => None,
+        Some(c) => {
+            let c = ferry_store::Continuation::parse(c)
+                .filter(|c| c.offset > 0 && c.offset < c.size && kind == ferry_store::ItemKind::File)
+                .ok_or_else(|| {
+                    ApiError::bad("relay_continues must be OFFSET SIZE SHA256 (hex) of a file, 0 < OFFSET < SIZE")
+                })?;
+            if length.is_some_and(|l| c.offset.checked_add(l) != Some(c.size)) {
+                return Err(ApiError::bad("relay_continues: OFFSET plus the upload's length is not SIZE"));
+            }
+            Some(c)
+        }
+    };
+    Ok((kind, continues))
 }
 
 /// Publishes the bytes of `id` at `dest` and records its digest. Idempotent enough for

@@ -106,6 +106,12 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
     }
     let id = UploadId::random();
     let relay_to = relay_recipients(&state, &who, &metadata).await?;
+    if relay_to.is_some() {
+        // Parts of a parallel upload are checked as the whole they join, at completion (a
+        // text is never sent in parts: it must name its length).
+        let whole = if concat.is_none() { length } else { None };
+        super::complete::item_shape(&metadata, whole)?;
+    }
     let tree_path = if matches!(concat, Some(UploadConcat::Partial)) || relay_to.is_some() {
         None
     } else {

@@ -10,10 +10,19 @@
 #         already out; new inbound to the router itself dropped — see notes §5's pitfall)
 #   sym:  symmetric (nft masquerade fully-random: a new port per destination)
 #   full: full cone (an nft map: a UDP mapping takes packets from anyone)
+#   upnp: symmetric, with Debian's miniupnpd (nftables build, unpacked, never installed as a
+#         service) offering UPnP IGD, NAT-PMP and PCP port mappings to the LAN
 #
-# Needs root, nft, ip. Usage: lab.sh [FERRY_BIN]
+# Then a path switch: during one cone x cone transfer, UDP between the two routers is
+# dropped (the transfer goes on through the relay) and allowed again (back to direct); the
+# sender's JSON lists the paths it used and the bytes it sent twice.
+#
+# Needs root, nft, ip, bc; for the upnp case MINIUPNPD=/path/to/miniupnpd (the nftables
+# build). Usage: lab.sh [FERRY_BIN] [CASE...]   (cases: cone-cone full-sym sym-sym sym-upnp switch)
 set -euo pipefail
 ferry="$(realpath "${1:-$(dirname "$0")/../../target/debug/ferry}")"
+shift || true
+cases="${*:-cone-cone full-sym sym-sym sym-upnp switch}"
 work="$(mktemp -d)"
 PUB=11.0.0  # a public-looking range, safe inside isolated namespaces
 NS="inet srv nA nB hA hB"
@@ -71,6 +80,44 @@ table ip filter {
   }
 }
 EOF
+    elif [ "$nat" = upnp ]; then
+      # Symmetric, plus the chains miniupnpd fills with the mappings it grants (its
+      # defaults: table inet filter; chains miniupnpd, prerouting_miniupnpd, postrouting_miniupnpd).
+      x "$r" nft -f - <<EOF
+table inet filter {
+  chain forward { type filter hook forward priority 0; policy accept;
+    jump miniupnpd
+    iifname "wan" ct state established,related accept
+    iifname "wan" drop
+  }
+  chain miniupnpd { }
+  chain input { type filter hook input priority 0; policy accept;
+    iifname "wan" ct state new drop
+  }
+  chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }
+  chain prerouting_miniupnpd { }
+  chain postrouting { type nat hook postrouting priority 100; policy accept;
+    jump postrouting_miniupnpd
+    oifname "wan" masquerade fully-random
+  }
+  chain postrouting_miniupnpd { }
+}
+EOF
+      cat > "$work/upnp-$r.conf" <<EOF
+ext_ifname=wan
+listening_ip=lan
+enable_natpmp=yes
+enable_upnp=yes
+secure_mode=yes
+system_uptime=yes
+uuid=3e1b5f1e-0000-4000-8000-00000000000$i
+upnp_table_name=filter
+upnp_nat_table_name=filter
+allow 1024-65535 10.0.$i.0/24 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+EOF
+      x "$r" "$MINIUPNPD" -f "$work/upnp-$r.conf" -d -P "$work/upnp-$r.pid" > "$work/upnp-$r.log" 2>&1 &
+      pids="$pids $!"
     else
       local masq="masquerade"
       [ "$nat" = sym ] && masq="masquerade fully-random"
@@ -142,12 +189,72 @@ case_() {
   fi
   kill "$watcher" 2>/dev/null || true
   [ "$via" = "$want" ] || { echo "unexpected path for $a x $b" >&2; return 1; }
+  if [ "$a" = upnp ]; then
+    # The direct path came from a mapping the router granted bob's client.
+    local granted
+    granted="$(grep -ciE 'redirect|map' "$work/upnp-nA.log" || true)"
+    echo "  miniupnpd on router A: $granted mapping lines, e.g. $(grep -iE 'redirect|map' "$work/upnp-nA.log" | head -1)"
+    [ "$granted" -gt 0 ] || { echo "miniupnpd granted no mapping" >&2; cat "$work/upnp-nA.log" >&2; return 1; }
+  fi
+}
+
+# switch: a cone x cone transfer loses UDP between the routers for a while, then gets it
+# back; it must go direct, relay, direct without starting over.
+switch_() {
+  up cone cone
+  serve
+  echo bob-pw | as hA bob login --user bob --password-stdin >/dev/null 2>&1
+  echo alice-pw | as hB alice login --user alice --password-stdin >/dev/null 2>&1
+  mkdir -p "$work/inbox-switch"
+  as hA bob inbox --watch --json --receive-into "$work/inbox-switch" > "$work/bob.out" 2> "$work/bob.err" &
+  local watcher=$!
+  pids="$pids $watcher"
+  for _ in $(seq 100); do
+    x hB curl -sf -o /dev/null -u alice:alice-pw "http://$PUB.10:8080/api/p2p/peers/bob" && break
+    sleep 0.2
+  done
+  head -c 64000000 /dev/urandom > "$work/switch.bin"
+  as hB alice send --to bob --via direct --json --limit-rate 4M "$work/switch.bin" > "$work/alice.out" 2> "$work/alice.err" &
+  local sender=$!
+  sleep "${SWITCH_BLOCK_AT:-4}"
+  # Router A drops UDP to and from router B (the relay is TCP to the server: untouched).
+  x nA nft add table ip cut
+  x nA nft add chain ip cut block '{ type filter hook forward priority -10; }'
+  x nA nft add rule ip cut block ip saddr "$PUB.2" meta l4proto udp drop
+  x nA nft add rule ip cut block ip daddr "$PUB.2" meta l4proto udp drop
+  echo "  UDP between the routers blocked at ${SWITCH_BLOCK_AT:-4} s"
+  sleep "${SWITCH_BLOCKED_FOR:-6}"
+  x nA nft delete table ip cut
+  echo "  and allowed again ${SWITCH_BLOCKED_FOR:-6} s later"
+  wait "$sender" || { echo "send failed in the path switch:"; cat "$work/alice.err" "$work/bob.err"; return 1; }
+  for _ in $(seq 50); do [ -f "$work/inbox-switch/switch.bin" ] && break; sleep 0.1; done
+  cmp "$work/switch.bin" "$work/inbox-switch/switch.bin"
+  local out paths resent
+  out="$(cat "$work/alice.out")"
+  paths="$(echo "$out" | sed -n 's/.*"paths":\[\([^]]*\)\].*/\1/p' | tr -d '"')"
+  resent="$(echo "$out" | sed -n 's/.*"resent_bytes":\([0-9]*\).*/\1/p')"
+  echo "switch: paths $paths at $(echo "$out" | sed -n 's/.*"path_changes_ms":\[\([^]]*\)\].*/\1/p') ms; chunk bytes re-sent $resent; QUIC bytes lost and re-sent $(echo "$out" | sed -n 's/.*"quic_lost_bytes":\([0-9]*\).*/\1/p'); connections $(echo "$out" | sed -n 's/.*"connections":\([0-9]*\).*/\1/p'); 64 MB, SHA-256 verified"
+  kill "$watcher" 2>/dev/null || true
+  case "$paths" in
+    direct,relay*,direct) ;;
+    *) echo "expected direct, relay, direct; got $paths" >&2; return 1 ;;
+  esac
+  [ "$resent" -le $((2 * 1048576)) ] || { echo "re-sent $resent bytes (more than a chunk per switch)" >&2; return 1; }
 }
 
 command -v nft >/dev/null || { echo "nft missing" >&2; exit 1; }
 failed=0
-case_ cone cone direct || failed=1
-case_ full sym direct || failed=1
-case_ sym sym relay || failed=1
+for c in $cases; do
+  case "$c" in
+    cone-cone) case_ cone cone direct || failed=1 ;;
+    full-sym) case_ full sym direct || failed=1 ;;
+    sym-sym) case_ sym sym relay || failed=1 ;;
+    sym-upnp)
+      if [ -x "${MINIUPNPD:-}" ]; then case_ upnp sym direct || failed=1
+      else echo "sym-upnp: MINIUPNPD not set to the miniupnpd binary" >&2; failed=1; fi ;;
+    switch) switch_ || failed=1 ;;
+    *) echo "unknown case $c" >&2; failed=1 ;;
+  esac
+done
 [ "$failed" = 0 ] && echo "NAT lab: ok"
 exit "$failed"

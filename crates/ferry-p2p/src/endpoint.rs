@@ -6,7 +6,7 @@ use iroh::{Endpoint, EndpointAddr, EndpointId, RelayMode, SecretKey};
 use iroh_relay::tls::CaTlsConfig;
 use rustls::pki_types::CertificateDer;
 
-use crate::{ALPN, P2pError, RelayInfo};
+use crate::{ALPN, P2pError, PROBE_ALPN, RelayInfo};
 
 /// How an endpoint may reach peers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,11 @@ pub enum Paths {
 /// connections alive every 5 s, over whichever path works): a sender then resumes with the
 /// peer's client elsewhere, or turns to the server's store.
 const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(12);
+/// A path (direct or relayed) with no packet for this long is abandoned and the connection
+/// carries on over its other path: a blocked direct path hands over to the relay within
+/// seconds (iroh's default is 15 s), kept alive by a probe every second while it works.
+const PATH_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+const PATH_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Binds an endpoint for `relay`, with `key` as its identity (a fresh one when `None`).
 pub async fn bind(relay: &RelayInfo, key: Option<SecretKey>, paths: Paths) -> Result<Endpoint, P2pError> {
@@ -32,9 +37,14 @@ pub async fn bind(relay: &RelayInfo, key: Option<SecretKey>, paths: Paths) -> Re
     let mut builder = Endpoint::builder(presets::Minimal)
         .relay_mode(RelayMode::Custom(relay.relay_map()))
         .ca_tls_config(CaTlsConfig::custom_roots(roots))
-        .alpns(vec![ALPN.to_vec()]);
+        .alpns(vec![ALPN.to_vec(), PROBE_ALPN.to_vec()]);
     let idle = IDLE_TIMEOUT.try_into().map_err(|e| P2pError::Endpoint(format!("idle timeout: {e}")))?;
-    builder = builder.transport_config(QuicTransportConfig::builder().max_idle_timeout(Some(idle)).build());
+    let transport = QuicTransportConfig::builder()
+        .max_idle_timeout(Some(idle))
+        .default_path_max_idle_timeout(PATH_IDLE_TIMEOUT)
+        .default_path_keep_alive_interval(PATH_KEEP_ALIVE)
+        .build();
+    builder = builder.transport_config(transport);
     if let Some(key) = key {
         builder = builder.secret_key(key);
     }
@@ -96,5 +106,16 @@ pub async fn wait_for_direct(
             return None;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Asks iroh to look for a direct path to `addr` again, now: a short-lived second
+/// connection makes it exchange candidates and punch at once (left alone, a relayed
+/// connection retries only every 60 s); a path it finds serves every connection to that
+/// peer, the transfer's too. The peer's client answers probes by waiting for them to close.
+pub async fn probe_direct(ep: &Endpoint, addr: EndpointAddr, hold: std::time::Duration) {
+    if let Ok(Ok(conn)) = tokio::time::timeout(hold, ep.connect(addr, PROBE_ALPN)).await {
+        tokio::time::sleep(hold).await;
+        conn.close(0u32.into(), b"probe");
     }
 }

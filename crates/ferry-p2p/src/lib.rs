@@ -23,6 +23,8 @@ pub use relay::{EmbeddedRelay, RelayInfo};
 
 /// The ALPN of ferry's transfer protocol.
 pub const ALPN: &[u8] = b"ferry/transfer/1";
+/// The ALPN of a probe connection (see [`endpoint::probe_direct`]): nothing is sent on it.
+pub const PROBE_ALPN: &[u8] = b"ferry/probe/1";
 
 /// What went wrong, sorted by what the caller does next.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -29,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// How long a sender waits for a direct path before it starts over the relay.
 const DIRECT_GRACE: Duration = Duration::from_millis(1500);
+/// How often a relayed sender asks for a direct path again.
+const PROBE_EVERY: Duration = Duration::from_secs(4);
 /// How long a sender waits for a connection to the recipient.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a sender keeps reconnecting to a recipient that stays registered but cannot
@@ -147,6 +149,10 @@ pub struct DirectSent {
     pub via: &'static str,
     /// Every path used, in order (`relay`, `direct`), one entry per change.
     pub paths: Vec<&'static str>,
+    /// When each of `paths` began, milliseconds after the first connection.
+    pub path_changes_ms: Vec<u64>,
+    /// Bytes QUIC declared lost and sent again (packets on a path that died, congestion).
+    pub quic_lost: u64,
     /// File size (text: its length).
     pub size: u64,
     /// Chunks the recipient held already when the first attempt began (a resumed transfer).
@@ -195,6 +201,8 @@ pub async fn send_direct(
     let mut out = DirectSent {
         via: "relay",
         paths: Vec::new(),
+        path_changes_ms: Vec::new(),
+        quic_lost: 0,
         size: manifest.as_ref().map_or(0, |m| m.size),
         skipped: 0,
         resent: 0,
@@ -202,6 +210,7 @@ pub async fn send_direct(
         direct_after: None,
     };
     let mut trouble_since: Option<(Instant, u64)> = None;
+    let began = Instant::now();
     let end = loop {
         if cancel.is_cancelled() {
             break Err(anyhow!("stopped; run the same command again to resume"));
@@ -219,11 +228,19 @@ pub async fn send_direct(
                 out.direct_after = waited;
             }
             let watch = async {
+                let mut last_probe = Instant::now();
                 loop {
                     let now = path_name(endpoint::path_kind(&conn));
                     if out.paths.last() != Some(&now) {
                         out.paths.push(now);
+                        out.path_changes_ms.push(began.elapsed().as_millis() as u64);
                         view.set_label(&format!("{label} [{now}]"));
+                    }
+                    // Relayed: keep asking for a direct path (the way back after a loss).
+                    if now == "relay" && last_probe.elapsed() >= PROBE_EVERY && paths() != Paths::RelayOnly {
+                        last_probe = Instant::now();
+                        let (ep, addr) = (ep.clone(), endpoint::peer_addr(peer, &relay));
+                        tokio::spawn(async move { endpoint::probe_direct(&ep, addr, Duration::from_secs(3)).await });
                     }
                     if let Some(p) = &progress {
                         p(ferry_client::Progress { done: report.sent.load(Ordering::Relaxed), total: Some(out.size) });
@@ -250,6 +267,7 @@ pub async fn send_direct(
                 () = cancel.cancelled() => Err(P2pError::Stream("stopped".into())),
             };
             out.via = path_name(endpoint::path_kind(&conn));
+            out.quic_lost += conn.stats().lost_bytes;
             conn.close(u32::from(r.is_err()).into(), if r.is_ok() { b"done" } else { b"broken" });
             r
         };
@@ -338,6 +356,9 @@ pub async fn receive_into(
                 Ok(c) => c,
                 Err(e) => return eprintln!("ferry: an incoming connection failed: {e}"),
             };
+            if conn.alpn() == ferry_p2p::PROBE_ALPN {
+                return drop(conn.closed().await); // a sender looking for a direct path
+            }
             let from = owner_of(&http, &server, conn.remote_id()).await;
             receive_one(&conn, &dir, &from, json, &stop).await;
         });

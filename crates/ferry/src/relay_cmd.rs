@@ -173,7 +173,8 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
                         println!(
                             "{}",
                             serde_json::json!({
-                                "file": file, "to": to, "via": d.via, "paths": d.paths, "size": d.size,
+                                "file": file, "to": to, "via": d.via, "paths": d.paths, "path_changes_ms": d.path_changes_ms, "size": d.size,
+                                "quic_lost_bytes": d.quic_lost,
                                 "resumed_chunks": d.skipped, "resent_bytes": d.resent, "connections": d.attempts,
                                 "direct_after_ms": d.direct_after.map(|t| t.as_millis() as u64),
                             })

@@ -203,7 +203,12 @@ fn a_text_message_is_acknowledged_by_a_watching_client_or_held_until_read() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let j = json_of(&out);
-    assert_eq!((j["via"].as_str(), j["acknowledged"].as_bool()), (Some("direct"), Some(true)), "{j} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        (j["via"].as_str(), j["acknowledged"].as_bool()),
+        (Some("direct"), Some(true)),
+        "{j} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Command::new("kill").args(["-TERM", &watcher.id().to_string()]).status().unwrap();
     let lines = lines_of(watcher);
     assert!(

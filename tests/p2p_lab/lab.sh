@@ -170,6 +170,25 @@ case_() {
     x hB curl -sf -o /dev/null -u alice:alice-pw "http://$PUB.10:8080/api/p2p/peers/bob" && break
     sleep 0.2
   done
+  # ferry doctor on both sides: public address behind the NAT, port mapping where offered,
+  # and from alice whether a direct path to bob's client comes up.
+  local doc_b doc_a
+  doc_b="$(as hA bob doctor --json)"
+  doc_a="$(as hB alice doctor --json --to bob)"
+  echo "  doctor (bob):   $doc_b"
+  echo "  doctor (alice): $doc_a"
+  echo "$doc_b" | grep -q "\"reflexive\":\"$PUB.1:" || { echo "doctor: bob's public address is not router A's" >&2; return 1; }
+  echo "$doc_b" | grep -q '"behind_nat":true' || { echo "doctor: bob not seen behind a NAT" >&2; return 1; }
+  if [ "$a" = upnp ]; then
+    echo "$doc_b" | grep -q '"port_mapping":\["UPnP"' || { echo "doctor: no port mapping seen behind miniupnpd" >&2; return 1; }
+  else
+    echo "$doc_b" | grep -q '"port_mapping":\[\]' || { echo "doctor: port mapping seen where none is offered" >&2; return 1; }
+  fi
+  if [ "$want" = direct ]; then
+    echo "$doc_a" | grep -q '"direct":true' || { echo "doctor: no direct path to bob" >&2; return 1; }
+  else
+    echo "$doc_a" | grep -q '"direct":false,"direct_after_ms":null,"reachable":true' || { echo "doctor: bob not reached through the relay" >&2; return 1; }
+  fi
   head -c 16000000 /dev/urandom > "$work/file-$a-$b.bin"
   local t0 t1 out
   t0=$(date +%s.%N)

@@ -7,10 +7,12 @@
 //! - [`relay`]: the embedded relay ([`EmbeddedRelay`]) and what clients need of it
 //!   ([`RelayInfo`]);
 //! - [`endpoint`]: a client's endpoint;
+//! - [`doctor`]: what the network looks like from a client;
 //! - [`registry`]: which endpoints belong to logged-in users (the relay admits only those);
 //! - [`transfer`]: the resumable, chunk-verified transfer protocol on one stream.
 #![deny(missing_docs)]
 
+pub mod doctor;
 pub mod endpoint;
 pub mod registry;
 pub mod relay;

@@ -42,7 +42,12 @@ pub fn verify_registration(endpoint_id: &str, signature: &str, user: &str) -> Re
 struct Entry {
     user: String,
     at: Instant,
+    /// Takes transfers (a watching inbox); else only sends (admitted to the relay).
+    receives: bool,
 }
+
+/// Most endpoints one user may have registered at once (the oldest goes first).
+const MAX_PER_USER: usize = 8;
 
 /// Registered endpoints, fresh for `ttl` after their last registration.
 #[derive(Debug)]
@@ -61,22 +66,46 @@ impl Registry {
         self.by_endpoint.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers (or renews) `user`'s endpoint; a user has one endpoint at a time.
-    pub fn register(&self, id: EndpointId, user: &str) {
+    /// Registers (or renews) one of `user`'s endpoints; `receives` when it takes transfers
+    /// (a user's newest receiving endpoint is where senders go). A user has at most a few.
+    pub fn register(&self, id: EndpointId, user: &str, receives: bool) {
         let mut map = self.entries();
-        map.retain(|k, e| *k == id || e.user != user);
-        map.insert(id, Entry { user: user.to_owned(), at: Instant::now() });
+        let ttl = self.ttl;
+        map.retain(|_, e| e.at.elapsed() < ttl);
+        map.insert(id, Entry { user: user.to_owned(), at: Instant::now(), receives });
+        let mut mine: Vec<(EndpointId, Instant)> =
+            map.iter().filter(|(_, e)| e.user == user).map(|(k, e)| (*k, e.at)).collect();
+        if mine.len() > MAX_PER_USER {
+            mine.sort_by_key(|(_, at)| *at);
+            for (old, _) in &mine[..mine.len() - MAX_PER_USER] {
+                map.remove(old);
+            }
+        }
     }
 
-    /// Forgets `user`'s endpoint (logout, account removed).
+    /// Forgets `user`'s endpoint `id` (its client went offline); `false` when it is not theirs.
+    pub fn forget(&self, id: &EndpointId, user: &str) -> bool {
+        let mut map = self.entries();
+        if map.get(id).is_some_and(|e| e.user == user) {
+            map.remove(id);
+            return true;
+        }
+        false
+    }
+
+    /// Forgets all of `user`'s endpoints (logout, account removed).
     pub fn forget_user(&self, user: &str) {
         self.entries().retain(|_, e| e.user != user);
     }
 
-    /// The fresh endpoint of `user`, if any.
+    /// The freshest receiving endpoint of `user`, if any.
     pub fn endpoint_of(&self, user: &str) -> Option<EndpointId> {
-        let now = Instant::now();
-        self.entries().iter().find(|(_, e)| e.user == user && now.duration_since(e.at) < self.ttl).map(|(k, _)| *k)
+        let ttl = self.ttl;
+        self.entries()
+            .iter()
+            .filter(|(_, e)| e.user == user && e.receives && e.at.elapsed() < ttl)
+            .max_by_key(|(_, e)| e.at)
+            .map(|(k, _)| *k)
     }
 
     /// The user whose fresh endpoint `id` is (who a connection comes from).
@@ -120,15 +149,26 @@ mod tests {
         assert!(verify_registration(&id.to_string(), "zz", "bob").is_err());
 
         let r = Registry::new(Duration::from_millis(50));
-        r.register(id, "bob");
+        r.register(id, "bob", true);
         assert_eq!(r.endpoint_of("bob"), Some(id));
         assert!(r.admits(&id) && !r.admits(&other));
-        r.register(other, "bob");
-        assert!(!r.admits(&id), "one endpoint per user");
+        // Bob sending from another client: admitted, but transfers still go to his inbox.
+        r.register(other, "bob", false);
+        assert!(r.admits(&id) && r.admits(&other));
+        assert_eq!(r.endpoint_of("bob"), Some(id), "senders are not where transfers go");
+        assert_eq!((r.user_of(&other).as_deref(), r.user_of(&SecretKey::generate().public())), (Some("bob"), None));
+        assert!(!r.forget(&id, "alice"), "only bob forgets bob's endpoints");
+        assert!(r.forget(&id, "bob") && !r.admits(&id) && r.endpoint_of("bob").is_none());
+        for _ in 0..MAX_PER_USER + 3 {
+            r.register(SecretKey::generate().public(), "bob", false);
+        }
+        assert!(!r.admits(&other), "the oldest of too many went");
+        std::thread::sleep(Duration::from_millis(60));
+        r.register(id, "bob", true);
+        assert_eq!(r.endpoint_of("bob"), Some(id));
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(r.endpoint_of("bob"), None, "lapsed");
-        r.register(id, "bob");
-        assert_eq!((r.user_of(&id).as_deref(), r.user_of(&other)), (Some("bob"), None));
+        r.register(id, "bob", true);
         r.forget_user("bob");
         assert!(!r.admits(&id));
     }

@@ -89,7 +89,7 @@ pub const ROUTE_RULES: &[RouteRule] = &[
         "POST",
         "/api/p2p/endpoint",
         Access::User,
-        "Peer-to-peer: register the caller's endpoint (signed with its key); renew with every heartbeat",
+        "Peer-to-peer: register the caller's endpoint (signed with its key; receive: true when it takes transfers); renew with every heartbeat",
     ),
     rule(
         "DELETE",
@@ -99,6 +99,12 @@ pub const ROUTE_RULES: &[RouteRule] = &[
     ),
     rule("GET", "/api/p2p/peers/{user}", Access::User, "Peer-to-peer: a user's endpoint while their client is online"),
     rule("GET", "/api/p2p/endpoints/{id}", Access::User, "Peer-to-peer: whose client an online endpoint is"),
+    rule(
+        "DELETE",
+        "/api/p2p/endpoints/{id}",
+        Access::User,
+        "Peer-to-peer: the caller's client with that endpoint goes offline for direct transfers",
+    ),
     rule("POST", "/api/dedup", Access::User, "Instant upload: ask for a proof-of-possession challenge"),
     rule(
         "POST",

@@ -53,6 +53,9 @@ enum Command {
     Decline(relay_cmd::DeclineArgs),
     /// What you sent, and where each recipient's copy stands.
     Outbox(relay_cmd::OutboxArgs),
+    /// Check direct transfers from here: public address, NAT, port mapping, relay latency,
+    /// and (--to USER) whether a direct path to a user's client comes up.
+    Doctor(p2p_cmd::DoctorArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
             Command::Receive(args) => relay_cmd::receive(args).await,
             Command::Decline(args) => relay_cmd::decline(args).await,
             Command::Outbox(args) => relay_cmd::outbox(args).await,
+            Command::Doctor(args) => p2p_cmd::doctor(args).await,
         }
     });
     match result {

@@ -75,10 +75,19 @@ async fn my_name(http: &reqwest::Client, server: &str) -> anyhow::Result<String>
     v["user"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("log in first (ferry login)"))
 }
 
-async fn register(http: &reqwest::Client, server: &str, key: &SecretKey, user: &str) -> anyhow::Result<()> {
+/// Registers `key`'s endpoint as `user`'s (the relay admits registered endpoints only);
+/// `receive` when it takes transfers (senders find it).
+async fn register(
+    http: &reqwest::Client,
+    server: &str,
+    key: &SecretKey,
+    user: &str,
+    receive: bool,
+) -> anyhow::Result<()> {
     let body = serde_json::json!({
         "endpoint_id": key.public().to_string(),
         "signature": ferry_p2p::registry::sign_registration(key, user),
+        "receive": receive,
     });
     let resp = http.post(base(server)?.join("api/p2p/endpoint")?).json(&body).send().await?;
     if !resp.status().is_success() {
@@ -87,8 +96,8 @@ async fn register(http: &reqwest::Client, server: &str, key: &SecretKey, user: &
     Ok(())
 }
 
-async fn unregister(http: &reqwest::Client, server: &str) -> anyhow::Result<()> {
-    http.delete(base(server)?.join("api/p2p/endpoint")?).send().await?.error_for_status()?;
+async fn unregister(http: &reqwest::Client, server: &str, id: EndpointId) -> anyhow::Result<()> {
+    http.delete(base(server)?.join(&format!("api/p2p/endpoints/{id}"))?).send().await?.error_for_status()?;
     Ok(())
 }
 
@@ -191,7 +200,7 @@ pub async fn send_direct(
     let me = my_name(http, server).await?;
     let key = SecretKey::generate();
     let ep = endpoint::bind(&relay, Some(key.clone()), paths()).await?;
-    register(http, server, &key, &me).await?; // the relay admits registered endpoints only
+    register(http, server, &key, &me, false).await?;
     let label = match what {
         Outgoing::File(f) => format!("{} → {to}", f.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()),
         Outgoing::Text(_) => format!("message → {to}"),
@@ -313,6 +322,7 @@ pub async fn send_direct(
     };
     view.finish();
     ep.close().await;
+    let _ = unregister(http, server, key.public()).await;
     if let Some(m) = &manifest {
         out.resent = report.resent(m.size);
     }
@@ -332,13 +342,13 @@ pub async fn receive_into(
     let me = my_name(&http, &server).await?;
     let key = SecretKey::generate();
     let ep = endpoint::bind(&relay, Some(key.clone()), paths()).await?;
-    register(&http, &server, &key, &me).await?;
+    register(&http, &server, &key, &me, true).await?;
     let renew = {
         let (http, server, key, me, cancel) = (http.clone(), server.clone(), key.clone(), me.clone(), cancel.clone());
         tokio::spawn(async move {
             while !cancel.is_cancelled() {
                 tokio::time::sleep(RENEW_EVERY).await;
-                if let Err(e) = register(&http, &server, &key, &me).await {
+                if let Err(e) = register(&http, &server, &key, &me, true).await {
                     eprintln!("ferry: could not renew the direct-transfer registration: {e}");
                 }
             }
@@ -370,7 +380,7 @@ pub async fn receive_into(
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }
     renew.abort();
-    let _ = unregister(&http, &server).await; // offline at once: senders turn to the store
+    let _ = unregister(&http, &server, key.public()).await; // offline at once: senders turn to the store
     ep.close().await;
     Ok(())
 }
@@ -473,4 +483,101 @@ fn hex32(s: &str) -> Option<[u8; 32]> {
         *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     (s.len() == 64).then_some(out)
+}
+
+/// Flags of `ferry doctor`.
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// Also try a direct path to this user's client (they must be watching their inbox)
+    #[arg(long, value_name = "USER")]
+    to: Option<String>,
+    /// Server URL
+    #[arg(long, env = "FERRY_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+/// `ferry doctor`: the NAT situation seen from this client, and optionally whether a
+/// direct path to a user's client comes up.
+pub async fn doctor(args: DoctorArgs) -> anyhow::Result<()> {
+    let http = ferry_client::http_client(crate::transfer_cmd::token_for(&args.server).as_deref())?;
+    let server = &args.server;
+    let Some(relay) = relay_info(&http, server).await? else {
+        bail!("{server} runs without peer-to-peer (--no-p2p): transfers go through its store only");
+    };
+    let me = my_name(&http, server).await?;
+    let key = SecretKey::generate();
+    let ep = endpoint::bind(&relay, Some(key.clone()), paths()).await?;
+    register(&http, server, &key, &me, false).await?;
+    let d = ferry_p2p::doctor::diagnose(&ep, Duration::from_secs(5), paths() == Paths::Any).await;
+    let behind_nat = d.reflexive.map(|r| !d.local.iter().any(|l| l.ip() == r.ip()));
+    let peer = match &args.to {
+        None => None,
+        Some(user) => Some(match peer_of(&http, server, user).await? {
+            None => (user, Err(anyhow!("{user} is not online for direct transfers"))),
+            Some(id) => {
+                let r = ferry_p2p::doctor::direct_path_to(&ep, &relay, id, Duration::from_secs(5)).await;
+                (user, r.map_err(|e| anyhow!("{user}'s client cannot be reached: {e}")))
+            }
+        }),
+    };
+    ep.close().await;
+    let _ = unregister(&http, server, key.public()).await;
+    let ms = |t: Duration| (t.as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
+    if args.json {
+        let peer_json = peer.as_ref().map(|(user, r)| match r {
+            Ok((direct, rtt)) => serde_json::json!({
+                "user": user, "reachable": true, "direct": direct.is_some(),
+                "direct_after_ms": direct.map(ms), "rtt_ms": rtt.map(ms),
+            }),
+            Err(e) => serde_json::json!({ "user": user, "reachable": false, "error": format!("{e:#}") }),
+        });
+        println!(
+            "{}",
+            serde_json::json!({
+                "server": server, "relay": relay.url.to_string(), "quic_port": relay.quic_port,
+                "local": d.local.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "udp": d.udp, "reflexive": d.reflexive.map(|a| a.to_string()), "behind_nat": behind_nat,
+                "symmetric_nat": d.symmetric, "port_mapping": d.port_mapping,
+                "relay_latency_ms": d.relay_latency.map(ms), "peer": peer_json,
+            })
+        );
+        return Ok(());
+    }
+    let local: Vec<String> = d.local.iter().map(ToString::to_string).collect();
+    println!("server          {server} (relay {}, address discovery on UDP {})", relay.url, relay.quic_port);
+    println!("local           {}", local.join(", "));
+    println!("UDP             {}", if d.udp { "works" } else { "blocked: peers reach you through the relay only" });
+    match (d.reflexive, behind_nat) {
+        (Some(r), Some(true)) => println!("public address  {r} (as the relay sees it: you are behind a NAT)"),
+        (Some(r), _) => println!("public address  {r} (no NAT between you and the relay)"),
+        (None, _) => println!("public address  unknown (no UDP answer from the relay)"),
+    }
+    if let Some(sym) = d.symmetric {
+        let kind = if sym { "symmetric (a new port per destination)" } else { "endpoint-independent mapping" };
+        println!("NAT mapping     {kind}");
+    }
+    if d.port_mapping.is_empty() {
+        println!("port mapping    none offered by the router (UPnP, PCP, NAT-PMP all silent)");
+    } else {
+        println!("port mapping    {} (direct paths open even behind a strict NAT)", d.port_mapping.join(", "));
+    }
+    match d.relay_latency {
+        Some(t) => println!("relay latency   {} ms", ms(t)),
+        None => println!("relay latency   unknown (the relay did not answer its probes)"),
+    }
+    if let Some((user, r)) = peer {
+        match r {
+            Ok((Some(after), rtt)) => println!(
+                "direct to {user:<5} yes, after {} ms{}",
+                ms(after),
+                rtt.map(|t| format!(" (round trip {} ms)", ms(t))).unwrap_or_default()
+            ),
+            Ok((None, _)) => println!("direct to {user:<5} no: transfers go through the relay"),
+            Err(e) => println!("direct to {user:<5} {e:#}"),
+        }
+    }
+    Ok(())
 }

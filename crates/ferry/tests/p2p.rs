@@ -238,3 +238,39 @@ fn a_text_message_is_acknowledged_by_a_watching_client_or_held_until_read() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("a message is at most"));
 }
+
+#[test]
+fn doctor_reports_udp_the_relay_and_a_direct_path_to_a_watching_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    Users::add(&data, &["alice", "bob"]);
+    let srv = Server::start_auth(&data, &["--heartbeat", "1s"]);
+    let server = srv.url();
+    let u = Users { dir: tmp.path().to_path_buf() };
+    u.login("alice", &server);
+    u.login("bob", &server);
+    let out = direct(u.cli("alice", &server)).args(["doctor", "--json", "--to", "bob"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j = json_of(&out);
+    assert_eq!(j["udp"], true, "{j}");
+    assert!(j["relay_latency_ms"].as_f64().is_some(), "{j}");
+    assert_eq!((j["peer"]["reachable"].as_bool(), j["port_mapping"].as_array().map(Vec::len)), (Some(false), Some(0)));
+    assert!(j["peer"]["error"].as_str().unwrap().contains("bob is not online"), "{j}");
+
+    let inbox = tmp.path().join("bob-inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let watcher = watch_inbox(&u, &server, &inbox);
+    wait_for(20, "bob's client registered for direct transfers", || peer_online(&srv.addr, "bob"));
+    // Bob's doctor registers another endpoint of his, which must not hide his inbox.
+    let out = direct(u.cli("bob", &server)).args(["doctor", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = direct(u.cli("alice", &server)).args(["doctor", "--json", "--to", "bob"]).output().unwrap();
+    let j = json_of(&out);
+    assert_eq!((j["peer"]["reachable"].as_bool(), j["peer"]["direct"].as_bool()), (Some(true), Some(true)), "{j}");
+    Command::new("kill").args(["-TERM", &watcher.id().to_string()]).status().unwrap();
+    let _ = lines_of(watcher);
+    assert!(!peer_online(&srv.addr, "bob"), "a client that quits unregisters at once (not 3 heartbeats later)");
+    let out = direct(u.cli("alice", &server)).args(["doctor"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("UDP             works") && text.contains("relay latency"), "{text}");
+}

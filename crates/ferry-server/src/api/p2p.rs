@@ -40,6 +40,9 @@ pub(super) async fn info(State(state): State<AppState>) -> Response {
 pub(super) struct Registration {
     endpoint_id: String,
     signature: String,
+    /// The endpoint takes transfers (a watching inbox), rather than only sending.
+    #[serde(default)]
+    receive: bool,
 }
 
 /// `POST /api/p2p/endpoint`: registers (or renews) the caller's endpoint, proven by a
@@ -54,7 +57,7 @@ pub(super) async fn register(
         let user = user_name(&who)?;
         let id = ferry_p2p::registry::verify_registration(&body.endpoint_id, &body.signature, user)
             .map_err(|e| ApiError::bad(e.to_string()))?;
-        n.registry.register(id, user);
+        n.registry.register(id, user, body.receive);
         Ok::<_, ApiError>(StatusCode::NO_CONTENT)
     })();
     result.map_or_else(IntoResponse::into_response, IntoResponse::into_response)
@@ -73,11 +76,19 @@ pub(super) async fn peer(State(state): State<AppState>, Path(user): Path<String>
     }
 }
 
-/// `DELETE /api/p2p/endpoint`: the caller's client goes offline for direct transfers (at
-/// once, rather than after three missed heartbeats).
-pub(super) async fn unregister(State(state): State<AppState>, Extension(who): Extension<Identity>) -> Response {
+/// `DELETE /api/p2p/endpoints/{id}`: the caller's client with that endpoint goes offline
+/// for direct transfers (at once, rather than after three missed heartbeats).
+pub(super) async fn unregister(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+) -> Response {
     let result = node(&state).and_then(|n| {
-        n.registry.forget_user(user_name(&who)?);
+        let user = user_name(&who)?;
+        let id = id.parse::<ferry_p2p::EndpointId>().map_err(|_| ApiError::bad("not an endpoint id"))?;
+        if !n.registry.forget(&id, user) {
+            return Err(ApiError::NotFound("you have no online client with that endpoint".into()));
+        }
         Ok(StatusCode::NO_CONTENT)
     });
     result.map_or_else(IntoResponse::into_response, IntoResponse::into_response)

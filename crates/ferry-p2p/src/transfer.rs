@@ -391,6 +391,7 @@ pub async fn receive(
     let manifest = Manifest::decode(&offer[4 + name_len..]).map_err(|e| P2pError::Protocol(e.to_string()))?;
     if !accept(&name, manifest.size) {
         write_frame(&mut send, DONE, &[2]).await?;
+        last_word(&mut send).await;
         return Err(P2pError::Declined);
     }
     let (dest, partial, state) = partial_paths(dir, &name);
@@ -468,7 +469,7 @@ pub async fn receive(
             }
         }
         write_frame(&mut send, DONE, &[0]).await?;
-        let _ = send.finish();
+        last_word(&mut send).await;
         Err(P2pError::Verification(format!("chunks kept failing verification after {MAX_ROUNDS} rounds")))
     }
     .await;
@@ -476,8 +477,8 @@ pub async fn receive(
     if file.sync_data().is_ok() && save_state(&state, &assembly).is_ok() && stop.is_cancelled() {
         // Leaving on purpose: the sender learns exactly what is kept.
         let have = assembly.contiguous_bytes().to_be_bytes();
-        if write_frame(&mut send, HAVE, &have).await.is_ok() && send.finish().is_ok() {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), send.stopped()).await;
+        if write_frame(&mut send, HAVE, &have).await.is_ok() {
+            last_word(&mut send).await;
         }
     }
     let sha256 = match outcome {
@@ -486,11 +487,12 @@ pub async fn receive(
     };
     let ok = sha256 == manifest.sha256;
     write_frame(&mut send, DONE, &[u8::from(ok)]).await?;
-    let _ = send.finish();
     if !ok {
+        last_word(&mut send).await;
         let _ = std::fs::remove_file(&state);
         return Err(P2pError::Verification("the assembled file's SHA-256 is not the sender's".into()));
     }
+    let _ = send.finish();
     std::fs::rename(&partial, &dest).map_err(|e| P2pError::Io(e.to_string()))?;
     let _ = std::fs::remove_file(&state);
     // Wait for the sender to read Done before the connection may close.
@@ -561,6 +563,14 @@ pub fn complete_from_tail(
     std::fs::rename(&partial, &dest).map_err(io)?;
     let _ = std::fs::remove_file(&state);
     Ok(Received { path: dest, size, sha256: got, resumed_from: offset, rejected: 0 })
+}
+
+/// Ends our side of the stream and waits (a little) until the sender read it or went: a
+/// final answer must not be lost in the connection's close.
+async fn last_word(send: &mut SendStream) {
+    if send.finish().is_ok() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), send.stopped()).await;
+    }
 }
 
 /// Syncs the partial file; its SHA-256 from `running` when that covers the whole file, else

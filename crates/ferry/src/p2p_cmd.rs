@@ -137,6 +137,8 @@ pub enum DirectResult {
     Offline,
     /// Delivered and verified by the recipient's client.
     Sent(DirectSent),
+    /// The recipient's client refused it (its user said no).
+    Declined,
     /// The recipient went offline during the transfer. Its client holds the file's first
     /// `confirmed` bytes (synced), the file being `size` bytes with SHA-256 `sha256`.
     Gone {
@@ -316,7 +318,7 @@ pub async fn send_direct(
                     },
                 }
             }
-            Err(P2pError::Declined) => break Err(anyhow!("{to} declined it")),
+            Err(P2pError::Declined) => break Ok(Some(DirectResult::Declined)),
             Err(e) => break Err(anyhow!(e)),
         }
     };
@@ -335,7 +337,7 @@ pub async fn receive_into(
     http: reqwest::Client,
     server: String,
     dir: PathBuf,
-    json: bool,
+    (json, ask): (bool, bool),
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let Some(relay) = relay_info(&http, &server).await? else { return Ok(()) };
@@ -370,7 +372,7 @@ pub async fn receive_into(
                 return drop(conn.closed().await); // a sender looking for a direct path
             }
             let from = owner_of(&http, &server, conn.remote_id()).await;
-            receive_one(&conn, &dir, &from, json, &stop).await;
+            receive_one(&conn, &dir, &from, (json, ask), &stop).await;
         });
         running.push(task);
         running.retain(|t| !t.is_finished());
@@ -386,11 +388,25 @@ pub async fn receive_into(
 }
 
 /// Takes one file or message on `conn` from `from`, showing progress with the path in use.
-async fn receive_one(conn: &ferry_p2p::Connection, dir: &Path, from: &str, json: bool, stop: &CancellationToken) {
+async fn receive_one(
+    conn: &ferry_p2p::Connection,
+    dir: &Path,
+    from: &str,
+    (json, ask): (bool, bool),
+    stop: &CancellationToken,
+) {
     let view: std::sync::OnceLock<(crate::progress_ui::ProgressView, Option<ferry_client::ProgressFn>, String, u64)> =
         std::sync::OnceLock::new();
     let shown_path = std::sync::Mutex::new("");
     let accept = |name: &str, size: u64| {
+        if ask && !ask_user(&format!("{from} offers {name} ({}) directly; accept? [y/N] ", HumanBytes(size))) {
+            if json {
+                println!("{}", serde_json::json!({ "declined": name, "from": from }));
+            } else {
+                eprintln!("declined {name} from {from}");
+            }
+            return false;
+        }
         let label = format!("{name} ← {from}");
         let (v, p) = crate::progress_ui::ProgressView::new(&label, json);
         let _ = view.set((v, p, label, size));
@@ -440,6 +456,17 @@ async fn receive_one(conn: &ferry_p2p::Connection, dir: &Path, from: &str, json:
         Ok(Incoming::Text(_)) => {}
         Err(e) => eprintln!("ferry: a direct transfer from {from} stopped ({e}); it resumes when sent again"),
     }
+}
+
+/// Asks on the terminal (one line of standard input; offers are asked one at a time).
+fn ask_user(question: &str) -> bool {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    tokio::task::block_in_place(|| {
+        let _turn = ONE_AT_A_TIME.lock();
+        eprint!("{question}");
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).is_ok() && matches!(line.trim(), "y" | "Y" | "yes")
+    })
 }
 
 /// Finishes a file whose first part arrived directly and whose rest waited on the server

@@ -68,6 +68,10 @@ pub struct InboxArgs {
     /// With --watch: receive every new item into this folder as it arrives
     #[arg(long, value_name = "DIR", requires = "watch")]
     receive_into: Option<PathBuf>,
+    /// With --receive-into: ask before taking each direct transfer (a line on standard
+    /// input: y to accept, anything else declines)
+    #[arg(long, requires = "receive_into")]
+    ask: bool,
     /// Print JSON (one object per line with --watch)
     #[arg(long)]
     json: bool,
@@ -189,6 +193,7 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
                     }
                     continue;
                 }
+                Ok(DirectResult::Declined) => bail!("{to} declined {}", file.display()),
                 Ok(DirectResult::Offline) if args.via == Via::Direct => {
                     bail!("{to} is not online for direct transfers")
                 }
@@ -326,6 +331,7 @@ async fn send_text(
                 }
                 return Ok(());
             }
+            Ok(DirectResult::Declined) => bail!("{to} declined the message"),
             Ok(_) if args.via == Via::Direct => bail!("{to} is not online for direct messages"),
             Ok(_) => {}
             Err(e) if args.via == Via::Direct => return Err(e.context("the message was not delivered")),
@@ -402,11 +408,12 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<()> {
     }
     let cancel = ctrl_c();
     // Direct transfers arrive alongside (when the server offers them and there is a folder).
+    let ask = args.ask;
     let direct = args.receive_into.clone().map(|dir| {
         let (http, server, json, cancel) = (client_http(&args.server), args.server.clone(), args.json, cancel.clone());
         tokio::spawn(async move {
             let Ok(http) = http else { return };
-            if let Err(e) = crate::p2p_cmd::receive_into(http, server, dir, json, cancel).await {
+            if let Err(e) = crate::p2p_cmd::receive_into(http, server, dir, (json, ask), cancel).await {
                 eprintln!("ferry: direct transfers unavailable: {e:#}");
             }
         })

@@ -274,3 +274,45 @@ fn doctor_reports_udp_the_relay_and_a_direct_path_to_a_watching_user() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("UDP             works") && text.contains("relay latency"), "{text}");
 }
+
+#[test]
+fn with_ask_the_recipient_accepts_or_declines_each_direct_transfer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    Users::add(&data, &["alice", "bob"]);
+    let srv = Server::start_auth(&data, &["--heartbeat", "1s"]);
+    let server = srv.url();
+    let u = Users { dir: tmp.path().to_path_buf() };
+    u.login("alice", &server);
+    u.login("bob", &server);
+    let inbox = tmp.path().join("bob-inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let mut watcher = direct(u.cli("bob", &server))
+        .args(["inbox", "--watch", "--json", "--ask", "--receive-into"])
+        .arg(&inbox)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        watcher.stdin.as_mut().unwrap().write_all(b"n\ny\n").unwrap();
+    }
+    wait_for(20, "bob's client registered for direct transfers", || peer_online(&srv.addr, "bob"));
+    let file = tmp.path().join("offer.bin");
+    std::fs::write(&file, test_data(100_000, 3)).unwrap();
+    let out = direct(u.cli("alice", &server)).args(["send", "--to", "bob"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bob declined"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!inbox.join("offer.bin").exists());
+    let out = direct(u.cli("alice", &server)).args(["send", "--to", "bob", "--json"]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json_of(&out)["via"], "direct");
+    wait_for(10, "the accepted file in bob's folder", || inbox.join("offer.bin").exists());
+    Command::new("kill").args(["-TERM", &watcher.id().to_string()]).status().unwrap();
+    let lines = lines_of(watcher);
+    assert!(lines.iter().any(|l| l["declined"] == "offer.bin" && l["from"] == "alice"), "{lines:?}");
+    let inbox_items = request(&srv.addr, "GET", "/api/relay/inbox", &[("Authorization", &basic_auth("bob"))], b"");
+    assert!(inbox_items.text().contains("[]"), "a declined direct offer is not stored on the server instead");
+}

@@ -1,4 +1,5 @@
-//! A file as a manifest of fixed-size chunks, each with its SHA-256, so either side of a
+//! A file as a manifest of fixed-size chunks, each with its BLAKE3 hash (and the whole file's
+//! SHA-256, ferry's name for content everywhere), so either side of a
 //! peer-to-peer transfer can verify every chunk it holds the moment it arrives and resume
 //! from exactly what it verified — whichever path the bytes took (direct, relayed, or stored
 //! on the server), and however often that path changed.
@@ -58,14 +59,16 @@ pub fn chunk_count(size: u64, chunk_size: u32) -> u64 {
     size.div_ceil(u64::from(chunk_size.max(1)))
 }
 
-/// A file's size, chunk size, every chunk's SHA-256 and the whole file's.
+/// A file's size, chunk size, every chunk's BLAKE3 and the whole file's SHA-256. (BLAKE3
+/// for chunks: several times faster than SHA-256 even with SHA instructions, and a chunk
+/// hash is computed on both sides of every transfer.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
     /// File size in bytes.
     pub size: u64,
     /// Chunk size in bytes (the last chunk may be shorter).
     pub chunk_size: u32,
-    /// SHA-256 of each chunk, in order.
+    /// BLAKE3 of each chunk, in order.
     pub hashes: Vec<[u8; 32]>,
     /// SHA-256 of the whole file.
     pub sha256: [u8; 32],
@@ -96,7 +99,7 @@ impl Manifest {
                 break;
             }
             whole.update(&buf[..filled]);
-            hashes.push(Sha256::digest(&buf[..filled]).into());
+            hashes.push(*blake3::hash(&buf[..filled]).as_bytes());
             size += filled as u64;
             if hashes.len() as u64 > MAX_CHUNKS {
                 return Err(std::io::Error::other("too many chunks for this chunk size"));
@@ -128,7 +131,7 @@ impl Manifest {
         if data.len() as u64 != want {
             return Err(ChunkError::WrongLength { index, got: data.len(), want });
         }
-        if <[u8; 32]>::from(Sha256::digest(data)) != self.hashes[index as usize] {
+        if blake3::hash(data).as_bytes() != &self.hashes[index as usize] {
             return Err(ChunkError::Corrupt(index));
         }
         Ok(())
@@ -232,15 +235,21 @@ impl Assembly {
     pub fn resume(manifest: Manifest, held: impl IntoIterator<Item = u64>) -> Self {
         let mut a = Self::new(manifest);
         for i in held {
-            if let Some(slot) = a.have.get_mut(i as usize)
-                && !*slot
-            {
-                *slot = true;
-                a.held += 1;
-                a.held_bytes += a.manifest.chunk(i).map_or(0, |(_, len)| len);
-            }
+            a.mark(i);
         }
         a
+    }
+
+    /// Records chunk `index` as held without checking it (it was verified where it
+    /// arrived); an index past the end is ignored.
+    pub fn mark(&mut self, index: u64) {
+        if let Some(slot) = self.have.get_mut(index as usize)
+            && !*slot
+        {
+            *slot = true;
+            self.held += 1;
+            self.held_bytes += self.manifest.chunk(index).map_or(0, |(_, len)| len);
+        }
     }
 
     /// The manifest.

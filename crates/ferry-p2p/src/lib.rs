@@ -12,6 +12,7 @@
 //! - [`transfer`]: the resumable, chunk-verified transfer protocol on one stream.
 #![deny(missing_docs)]
 
+mod disk;
 pub mod doctor;
 pub mod endpoint;
 pub mod registry;
@@ -24,7 +25,7 @@ pub use registry::{RegisteredOnly, Registry};
 pub use relay::{EmbeddedRelay, RelayInfo};
 
 /// The ALPN of ferry's transfer protocol.
-pub const ALPN: &[u8] = b"ferry/transfer/1";
+pub const ALPN: &[u8] = b"ferry/transfer/2"; // 2: BLAKE3 chunk hashes
 /// The ALPN of a probe connection (see [`endpoint::probe_direct`]): nothing is sent on it.
 pub const PROBE_ALPN: &[u8] = b"ferry/probe/1";
 

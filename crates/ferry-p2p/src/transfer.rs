@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::P2pError;
+use crate::disk::DiskWriter;
 
 const OFFER: u8 = 1;
 const CHUNK: u8 = 2;
@@ -43,8 +44,6 @@ pub const MAX_TEXT: usize = 64 << 10;
 const MAX_FRAME: usize = MAX_CHUNK as usize + 16;
 /// Largest offer (name and manifest).
 const MAX_OFFER: usize = 4 << 20;
-/// The receiver syncs and saves its state at least every this many new chunks.
-const SAVE_EVERY: u64 = 8;
 /// Rounds of re-sending bad chunks before giving up.
 const MAX_ROUNDS: u32 = 5;
 
@@ -306,6 +305,20 @@ fn partial_paths(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
     (dir.join(name), dir.join(format!(".{name}.ferry-p2p")), dir.join(format!(".{name}.ferry-p2p.state")))
 }
 
+/// The lock of the transfer into `partial` (one per file, process-wide).
+fn turn_for(partial: &Path) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    static TURNS: std::sync::Mutex<Vec<(PathBuf, std::sync::Weak<tokio::sync::Mutex<()>>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut turns = TURNS.lock().unwrap_or_else(|e| e.into_inner());
+    turns.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(t) = turns.iter().find(|(p, _)| p == partial).and_then(|(_, w)| w.upgrade()) {
+        return t;
+    }
+    let t = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+    turns.push((partial.to_owned(), std::sync::Arc::downgrade(&t)));
+    t
+}
+
 /// A file name a peer may choose: one component, no control characters.
 fn safe_name(name: &str) -> Result<&str, P2pError> {
     let ok = !name.is_empty()
@@ -319,7 +332,7 @@ fn safe_name(name: &str) -> Result<&str, P2pError> {
 }
 
 /// Saved state: the manifest, then one byte per chunk (1 = held, synced).
-fn save_state(state: &Path, a: &Assembly) -> Result<(), P2pError> {
+pub(crate) fn save_state(state: &Path, a: &Assembly) -> Result<(), P2pError> {
     let m = a.manifest();
     let mut bytes = m.encode();
     bytes.extend((0..m.count()).map(|i| u8::from(a.has(i))));
@@ -395,20 +408,24 @@ pub async fn receive(
         return Err(P2pError::Declined);
     }
     let (dest, partial, state) = partial_paths(dir, &name);
+    // One receive per file at a time: a reconnecting sender's new stream waits until the
+    // old one has recorded what it got.
+    let turn = turn_for(&partial);
+    let _turn = turn.lock().await;
     let mut assembly = load_state(&state, &manifest).unwrap_or_else(|| Assembly::new(manifest.clone()));
     let resumed_from = assembly.held_bytes();
     // The whole file's SHA-256, kept while chunks arrive in order from the start (the usual
     // case), so the check at the end needs no second read; else the file is read once then.
-    let mut running: Option<(Sha256, u64)> = (resumed_from == 0).then(|| (Sha256::new(), 0));
-    let mut file = std::fs::OpenOptions::new()
+    let running: Option<(Sha256, u64)> = (resumed_from == 0).then(|| (Sha256::new(), 0));
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
         .open(&partial)
         .map_err(|e| P2pError::Io(e.to_string()))?;
+    let mut disk = DiskWriter::start(file, state.clone(), assembly.clone(), running);
     let mut rejected = 0;
-    let mut unsaved = 0u64;
     let outcome = async {
         for _round in 0..=MAX_ROUNDS {
             let want: Vec<u8> = runs(assembly.missing())
@@ -418,7 +435,7 @@ pub async fn receive(
                 .collect();
             progress(assembly.held_bytes());
             if assembly.is_complete() {
-                return finish(&mut file, &manifest, running.take()).await;
+                return Ok(());
             }
             write_frame(&mut send, WANT, &want).await?;
             loop {
@@ -430,30 +447,11 @@ pub async fn receive(
                     END => break,
                     CHUNK => {
                         let index = u64_at(&payload, 0)?;
-                        let data = &payload[8..];
-                        match assembly.accept(index, data) {
+                        match assembly.accept(index, &payload[8..]) {
                             Ok(Accepted::New) => {
                                 let (offset, _) =
                                     manifest.chunk(index).map_err(|e| P2pError::Protocol(e.to_string()))?;
-                                file.seek(SeekFrom::Start(offset))
-                                    .and_then(|_| file.write_all(data))
-                                    .map_err(|e| P2pError::Io(e.to_string()))?;
-                                running = running.take().and_then(|(mut sha, next)| {
-                                    (next == offset).then(|| {
-                                        sha.update(data);
-                                        (sha, next + data.len() as u64)
-                                    })
-                                });
-                                unsaved += 1;
-                                if unsaved >= SAVE_EVERY {
-                                    file.sync_data().map_err(|e| P2pError::Io(e.to_string()))?;
-                                    save_state(&state, &assembly)?;
-                                    unsaved = 0;
-                                    // The sender learns what survives us: another path
-                                    // (the server's store) may continue from there.
-                                    let have = assembly.contiguous_bytes().to_be_bytes();
-                                    write_frame(&mut send, HAVE, &have).await?;
-                                }
+                                disk.write(index, offset, payload).await?;
                                 progress(assembly.held_bytes());
                             }
                             Ok(Accepted::Duplicate) => {}
@@ -462,6 +460,11 @@ pub async fn receive(
                                 write_frame(&mut send, BAD, &i.to_be_bytes()).await?;
                             }
                             Err(e) => return Err(P2pError::Protocol(e.to_string())),
+                        }
+                        // The sender learns what survives us: another path (the server's
+                        // store) may continue from there.
+                        if let Some(synced) = disk.newly_synced() {
+                            write_frame(&mut send, HAVE, &synced.to_be_bytes()).await?;
                         }
                     }
                     other => return Err(P2pError::Protocol(format!("unexpected frame {other}"))),
@@ -473,18 +476,21 @@ pub async fn receive(
         Err(P2pError::Verification(format!("chunks kept failing verification after {MAX_ROUNDS} rounds")))
     }
     .await;
-    // Whatever happened, what is synced is recorded: the next attempt resumes there.
-    if file.sync_data().is_ok() && save_state(&state, &assembly).is_ok() && stop.is_cancelled() {
+    // Whatever happened, what arrived is synced and recorded: the next attempt resumes there.
+    let written = disk.finish().await;
+    if let Ok(w) = &written
+        && stop.is_cancelled()
+    {
         // Leaving on purpose: the sender learns exactly what is kept.
-        let have = assembly.contiguous_bytes().to_be_bytes();
+        let have = w.held.contiguous_bytes().to_be_bytes();
         if write_frame(&mut send, HAVE, &have).await.is_ok() {
             last_word(&mut send).await;
         }
     }
-    let sha256 = match outcome {
-        Ok(sha) => sha,
-        Err(e) => return Err(e),
-    };
+    // A failed disk says why (the network side only saw its queue close).
+    let written = written?;
+    outcome?;
+    let sha256 = finish(written.file, &manifest, written.running).await?;
     let ok = sha256 == manifest.sha256;
     write_frame(&mut send, DONE, &[u8::from(ok)]).await?;
     if !ok {
@@ -573,21 +579,23 @@ async fn last_word(send: &mut SendStream) {
     }
 }
 
-/// Syncs the partial file; its SHA-256 from `running` when that covers the whole file, else
-/// from one read of it.
+/// Sizes and syncs the partial file (off the async threads); its SHA-256 from `running`
+/// when that covers the whole file, else from one read of it.
 async fn finish(
-    file: &mut std::fs::File,
+    file: std::fs::File,
     manifest: &Manifest,
     running: Option<(Sha256, u64)>,
 ) -> Result<[u8; 32], P2pError> {
-    file.set_len(manifest.size).and_then(|()| file.sync_all()).map_err(|e| P2pError::Io(e.to_string()))?;
-    if let Some((sha, hashed)) = running
-        && hashed == manifest.size
-    {
-        return Ok(sha.finalize().into());
-    }
-    let mut f = file.try_clone().map_err(|e| P2pError::Io(e.to_string()))?;
+    let size = manifest.size;
     tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
+        let mut f = file;
+        f.set_len(size)?;
+        f.sync_all()?;
+        if let Some((sha, hashed)) = running
+            && hashed == size
+        {
+            return Ok(sha.finalize().into());
+        }
         f.seek(SeekFrom::Start(0))?;
         let mut sha = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];

@@ -16,6 +16,9 @@ pub struct P2pNode {
     pub relay: RelayInfo,
     /// Registered endpoints.
     pub registry: Arc<Registry>,
+    /// How often clients renew their registration (the presence heartbeat; an entry
+    /// lapses after three).
+    pub renew_every: std::time::Duration,
 }
 
 /// Starts the relay on `listen`'s IP. The returned relay must live as long as the server.
@@ -32,6 +35,6 @@ pub(crate) async fn start(
     let relay = EmbeddedRelay::spawn(bind, bind, names, Arc::new(RegisteredOnly(registry.clone())))
         .await
         .map_err(|e| ApiError::Internal(format!("cannot start the peer-to-peer relay: {e}")))?;
-    let node = P2pNode { relay: relay.info().clone(), registry };
+    let node = P2pNode { relay: relay.info().clone(), registry, renew_every: heartbeat };
     Ok((relay, node))
 }

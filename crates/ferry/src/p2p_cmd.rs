@@ -24,9 +24,6 @@ use ferry_p2p::{ALPN, EndpointId, P2pError, RelayInfo, SecretKey};
 use indicatif::HumanBytes;
 use tokio_util::sync::CancellationToken;
 
-/// How often a receiver renews its registration (the server forgets it after three misses
-/// of its heartbeat, 10 s by default).
-const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// How long a sender waits for a direct path before it starts over the relay.
 const DIRECT_GRACE: Duration = Duration::from_millis(1500);
 /// How often a relayed sender asks for a direct path again.
@@ -51,6 +48,12 @@ fn base(server: &str) -> anyhow::Result<reqwest::Url> {
 
 /// The server's relay, or `None` when it runs without one.
 async fn relay_info(http: &reqwest::Client, server: &str) -> anyhow::Result<Option<RelayInfo>> {
+    Ok(relay_and_renewal(http, server).await?.map(|(r, _)| r))
+}
+
+/// The server's relay and how often a registration must be renewed (its heartbeat: it
+/// forgets a registration after three), or `None` when it runs without a relay.
+async fn relay_and_renewal(http: &reqwest::Client, server: &str) -> anyhow::Result<Option<(RelayInfo, Duration)>> {
     let url = base(server)?.join("api/p2p")?;
     let resp = http.get(url).send().await.with_context(|| format!("cannot reach {server}"))?;
     if resp.status() == reqwest::StatusCode::NOT_FOUND {
@@ -67,7 +70,8 @@ async fn relay_info(http: &reqwest::Client, server: &str) -> anyhow::Result<Opti
     let cert_der = base64::engine::general_purpose::STANDARD
         .decode(v["cert"].as_str().unwrap_or(""))
         .context("the relay certificate is not base64")?;
-    Ok(Some(RelayInfo { url, quic_port, cert_der }))
+    let renew = Duration::from_millis(v["renew_ms"].as_u64().unwrap_or(10_000).max(500));
+    Ok(Some((RelayInfo { url, quic_port, cert_der }, renew)))
 }
 
 async fn my_name(http: &reqwest::Client, server: &str) -> anyhow::Result<String> {
@@ -193,7 +197,7 @@ pub async fn send_direct(
     (quiet, limit_rate): (bool, Option<u64>),
     cancel: &CancellationToken,
 ) -> anyhow::Result<DirectResult> {
-    let Some(relay) = relay_info(http, server).await? else { return Ok(DirectResult::Offline) };
+    let Some((relay, renew_every)) = relay_and_renewal(http, server).await? else { return Ok(DirectResult::Offline) };
     let Some(mut peer) = peer_of(http, server, to).await? else { return Ok(DirectResult::Offline) };
     let manifest = match what {
         Outgoing::File(f) => Some(transfer::manifest_of(f).await.with_context(|| format!("reading {}", f.display()))?),
@@ -203,6 +207,16 @@ pub async fn send_direct(
     let key = SecretKey::generate();
     let ep = endpoint::bind(&relay, Some(key.clone()), paths()).await?;
     register(http, server, &key, &me, false).await?;
+    // Renewed while the transfer lasts: a reconnect must find the relay still admitting us.
+    let renewal = {
+        let (http, server, key, me) = (http.clone(), server.to_owned(), key.clone(), me.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(renew_every).await;
+                let _ = register(&http, &server, &key, &me, false).await;
+            }
+        })
+    };
     let label = match what {
         Outgoing::File(f) => format!("{} → {to}", f.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()),
         Outgoing::Text(_) => format!("message → {to}"),
@@ -323,6 +337,7 @@ pub async fn send_direct(
         }
     };
     view.finish();
+    renewal.abort();
     ep.close().await;
     let _ = unregister(http, server, key.public()).await;
     if let Some(m) = &manifest {
@@ -340,7 +355,7 @@ pub async fn receive_into(
     (json, ask): (bool, bool),
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Some(relay) = relay_info(&http, &server).await? else { return Ok(()) };
+    let Some((relay, renew_every)) = relay_and_renewal(&http, &server).await? else { return Ok(()) };
     let me = my_name(&http, &server).await?;
     let key = SecretKey::generate();
     let ep = endpoint::bind(&relay, Some(key.clone()), paths()).await?;
@@ -349,7 +364,7 @@ pub async fn receive_into(
         let (http, server, key, me, cancel) = (http.clone(), server.clone(), key.clone(), me.clone(), cancel.clone());
         tokio::spawn(async move {
             while !cancel.is_cancelled() {
-                tokio::time::sleep(RENEW_EVERY).await;
+                tokio::time::sleep(renew_every).await;
                 if let Err(e) = register(&http, &server, &key, &me, true).await {
                     eprintln!("ferry: could not renew the direct-transfer registration: {e}");
                 }

@@ -23,13 +23,15 @@ fn user_name(who: &Identity) -> Result<&str, ApiError> {
     }
 }
 
-/// `GET /api/p2p`: the relay's ports and certificate (its host is the server's).
+/// `GET /api/p2p`: the relay's ports and certificate (its host is the server's), and how
+/// often a registration must be renewed.
 pub(super) async fn info(State(state): State<AppState>) -> Response {
     match node(&state) {
         Ok(n) => Json(serde_json::json!({
             "relay_port": n.relay.url.port(),
             "quic_port": n.relay.quic_port,
             "cert": base64::engine::general_purpose::STANDARD.encode(&n.relay.cert_der),
+            "renew_ms": n.renew_every.as_millis() as u64,
         }))
         .into_response(),
         Err(e) => e.into_response(),

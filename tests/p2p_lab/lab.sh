@@ -155,21 +155,28 @@ as() {
   x "$h" env FERRY_CONFIG_DIR="$work/cfg-$u" FERRY_STATE_DIR="$work/state-$u" FERRY_SERVER="http://$PUB.10:8080" "$ferry" "$@"
 }
 
-# case NAT_A NAT_B EXPECTED_PATH
-case_() {
-  local a="$1" b="$2" want="$3"
-  up "$a" "$b"
+# bob_watching DIR: the server up, both users logged in, bob's `inbox --watch` receiving into
+# DIR (its pid in $watcher) and registered for direct transfers.
+bob_watching() {
   serve
   echo bob-pw | as hA bob login --user bob --password-stdin >/dev/null 2>&1
   echo alice-pw | as hB alice login --user alice --password-stdin >/dev/null 2>&1
-  mkdir -p "$work/inbox-$a-$b"
-  as hA bob inbox --watch --json --receive-into "$work/inbox-$a-$b" > "$work/bob.out" 2> "$work/bob.err" &
-  local watcher=$!
+  mkdir -p "$1"
+  as hA bob inbox --watch --json --receive-into "$1" > "$work/bob.out" 2> "$work/bob.err" &
+  watcher=$!
   pids="$pids $watcher"
   for _ in $(seq 100); do
     x hB curl -sf -o /dev/null -u alice:alice-pw "http://$PUB.10:8080/api/p2p/peers/bob" && break
     sleep 0.2
   done
+}
+
+# case NAT_A NAT_B EXPECTED_PATH
+case_() {
+  local a="$1" b="$2" want="$3"
+  up "$a" "$b"
+  bob_watching "$work/inbox-$a-$b"
+  local watcher=$watcher
   # ferry doctor on both sides: public address behind the NAT, port mapping where offered,
   # and from alice whether a direct path to bob's client comes up.
   local doc_b doc_a
@@ -221,17 +228,8 @@ case_() {
 # back; it must go direct, relay, direct without starting over.
 switch_() {
   up cone cone
-  serve
-  echo bob-pw | as hA bob login --user bob --password-stdin >/dev/null 2>&1
-  echo alice-pw | as hB alice login --user alice --password-stdin >/dev/null 2>&1
-  mkdir -p "$work/inbox-switch"
-  as hA bob inbox --watch --json --receive-into "$work/inbox-switch" > "$work/bob.out" 2> "$work/bob.err" &
-  local watcher=$!
-  pids="$pids $watcher"
-  for _ in $(seq 100); do
-    x hB curl -sf -o /dev/null -u alice:alice-pw "http://$PUB.10:8080/api/p2p/peers/bob" && break
-    sleep 0.2
-  done
+  bob_watching "$work/inbox-switch"
+  local watcher=$watcher
   head -c 64000000 /dev/urandom > "$work/switch.bin"
   as hB alice send --to bob --via direct --json --limit-rate 4M "$work/switch.bin" > "$work/alice.out" 2> "$work/alice.err" &
   local sender=$!

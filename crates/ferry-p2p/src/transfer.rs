@@ -517,6 +517,16 @@ pub fn partial_of(dir: &Path, name: &str) -> Option<(u64, [u8; 32])> {
     Some((assembly.contiguous_bytes(), manifest.sha256))
 }
 
+/// Removes what an interrupted transfer of `name` into `dir` left (the file arrived whole
+/// another way).
+pub fn discard_partial(dir: &Path, name: &str) {
+    if let Ok(name) = safe_name(name) {
+        let (_, partial, state) = partial_paths(dir, name);
+        let _ = std::fs::remove_file(partial);
+        let _ = std::fs::remove_file(state);
+    }
+}
+
 /// Finishes an interrupted transfer of `name` into `dir` with its rest from another path:
 /// `tail` holds the file's bytes from `offset` on (what the server's store kept). The whole
 /// file's SHA-256 must be `sha256` before it takes its name.

@@ -80,7 +80,7 @@ impl Events {
     }
 
     /// `user` is online now: here, and (with a shared database) on every node.
-    fn seen(&self, user: i64) {
+    pub(crate) fn seen(&self, user: i64) {
         self.mark_seen(user);
         if let Some(out) = self.published.get() {
             let _ = out.send(serde_json::json!({ "user": user, "kind": "presence" }).to_string());
@@ -167,7 +167,8 @@ pub async fn report(State(state): State<AppState>, Extension(who): Extension<Ide
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `GET /api/presence/{user}`: whether a user is online (reported within three heartbeats).
+/// `GET /api/presence/{user}`: whether a user is online (reported within three heartbeats),
+/// and the endpoint of their client that takes direct transfers, if any.
 /// A name nobody has is answered like a user who never came online, so the route cannot
 /// be used to find out which names exist.
 pub async fn presence(
@@ -178,6 +179,10 @@ pub async fn presence(
     user(&who)?;
     let ago = state.meta.user_by_name(&name).await?.and_then(|(u, _)| state.events.last_seen(u.id));
     let online = ago.is_some_and(|a| a < state.config.heartbeat * 3);
-    Ok(Json(serde_json::json!({ "user": name, "online": online, "last_seen_secs": ago.map(|a| a.as_secs()) }))
-        .into_response())
+    // The endpoint of the client that takes direct transfers, while one is registered here.
+    let endpoint = state.p2p.as_ref().and_then(|n| n.registry.endpoint_of(&name)).map(|id| id.to_string());
+    Ok(Json(serde_json::json!({
+        "user": name, "online": online, "last_seen_secs": ago.map(|a| a.as_secs()), "endpoint_id": endpoint,
+    }))
+    .into_response())
 }

@@ -466,7 +466,7 @@ async fn receive_one(
         std::path::Path::new(&item.name).file_name().map(|n| n.to_owned()).unwrap_or_else(|| item.id.clone().into());
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let out = dir.join(name);
-    let (view, progress) = ProgressView::new(&item.name, json);
+    let (view, progress) = ProgressView::new(&format!("{} ← {} [server]", item.name, item.from), json);
     let mut d = Downloader::new(http_client(token_for(server).as_deref())?).with_cancel(cancel.clone());
     if let Some(rate) = limit_rate {
         d = d.with_limit_rate(rate);
@@ -514,6 +514,14 @@ async fn receive_one(
         .into());
     }
     client.ack(&item.id, &o.sha256).await.with_context(|| format!("acknowledging {}", item.name))?;
+    // A direct transfer of the same file that broke off before any of it was confirmed
+    // leaves its partial file here: the whole file came this way instead.
+    if let Some(name) = o.path.file_name().and_then(|n| n.to_str())
+        && let Some((_, sha)) = ferry_p2p::transfer::partial_of(dir, name)
+        && sha.iter().map(|b| format!("{b:02x}")).collect::<String>() == o.sha256
+    {
+        ferry_p2p::transfer::discard_partial(dir, name);
+    }
     if json {
         println!(
             "{}",

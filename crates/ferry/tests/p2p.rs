@@ -16,6 +16,30 @@ fn direct(mut c: Command) -> Command {
     c
 }
 
+/// alice and bob with accounts on a server with a 1 s heartbeat, both logged in, and an
+/// empty folder for bob's inbox.
+struct Pair {
+    tmp: tempfile::TempDir,
+    srv: Server,
+    u: Users,
+    inbox: std::path::PathBuf,
+}
+
+impl Pair {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        Users::add(&data, &["alice", "bob"]);
+        let srv = Server::start_auth(&data, &["--heartbeat", "1s"]);
+        let u = Users { dir: tmp.path().to_path_buf() };
+        u.login("alice", &srv.url());
+        u.login("bob", &srv.url());
+        let inbox = tmp.path().join("bob-inbox");
+        std::fs::create_dir(&inbox).unwrap();
+        Self { tmp, srv, u, inbox }
+    }
+}
+
 fn peer_online(addr: &str, user: &str) -> bool {
     request(addr, "GET", &format!("/api/p2p/peers/{user}"), &[("Authorization", &basic_auth("alice"))], b"").status
         == 200
@@ -23,16 +47,8 @@ fn peer_online(addr: &str, user: &str) -> bool {
 
 #[test]
 fn a_file_goes_straight_to_a_watching_user_and_through_the_server_when_they_are_gone() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    Users::add(&data, &["alice", "bob"]);
-    let srv = Server::start_auth(&data, &["--heartbeat", "1s"]);
-    let server = srv.url();
-    let u = Users { dir: tmp.path().to_path_buf() };
-    u.login("alice", &server);
-    u.login("bob", &server);
-    let inbox = tmp.path().join("bob-inbox");
-    std::fs::create_dir(&inbox).unwrap();
+    let pair = Pair::new();
+    let (tmp, srv, server, u, inbox) = (&pair.tmp, &pair.srv, pair.srv.url(), &pair.u, pair.inbox.clone());
     let mut watcher = direct(u.cli("bob", &server))
         .args(["inbox", "--watch", "--json", "--receive-into"])
         .arg(&inbox)
@@ -41,6 +57,14 @@ fn a_file_goes_straight_to_a_watching_user_and_through_the_server_when_they_are_
         .spawn()
         .unwrap();
     wait_for(20, "bob's client registered for direct transfers", || peer_online(&srv.addr, "bob"));
+    // Presence says he is online and names the endpoint that takes direct transfers.
+    let alice = [("Authorization", basic_auth("alice"))];
+    let alice: Vec<(&str, &str)> = alice.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let presence: serde_json::Value =
+        serde_json::from_str(&request(&srv.addr, "GET", "/api/presence/bob", &alice, b"").text()).unwrap();
+    let peer: serde_json::Value =
+        serde_json::from_str(&request(&srv.addr, "GET", "/api/p2p/peers/bob", &alice, b"").text()).unwrap();
+    assert_eq!((presence["online"].as_bool(), &presence["endpoint_id"]), (Some(true), &peer["endpoint_id"]));
 
     let payload = test_data(3 * 1024 * 1024 + 77, 42);
     let file = tmp.path().join("report.bin");
@@ -125,17 +149,24 @@ fn lines_of(child: std::process::Child) -> Vec<serde_json::Value> {
 
 #[test]
 fn when_the_recipient_quits_mid_transfer_the_rest_waits_on_the_server_and_completes_his_copy() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    Users::add(&data, &["alice", "bob"]);
-    let srv = Server::start_auth(&data, &["--heartbeat", "1s"]);
-    let server = srv.url();
-    let u = Users { dir: tmp.path().to_path_buf() };
-    u.login("alice", &server);
-    u.login("bob", &server);
-    let inbox = tmp.path().join("bob-inbox");
-    std::fs::create_dir(&inbox).unwrap();
-    let watcher = watch_inbox(&u, &server, &inbox);
+    // He quits: his client tells exactly what it keeps, so (almost) nothing travels twice.
+    recipient_leaves_mid_transfer("-TERM", 2 << 20);
+}
+
+#[test]
+fn when_the_recipient_is_killed_mid_transfer_the_rest_waits_on_the_server_too() {
+    // Killed: the sender knows only the last sync he reported (every 8 chunks), so up to 8
+    // chunks and what was in flight travel again through the server.
+    recipient_leaves_mid_transfer("-KILL", 10 << 20);
+}
+
+/// Bob's watching client gets `signal` once part of a file alice sends him (at her defaults,
+/// `--via auto`) is on his disk; alice's send finishes through the server re-sending at
+/// most `max_resent` bytes, and bob's next run finishes his copy from where it stopped.
+fn recipient_leaves_mid_transfer(signal: &str, max_resent: u64) {
+    let pair = Pair::new();
+    let (tmp, srv, server, u, inbox) = (&pair.tmp, &pair.srv, pair.srv.url(), &pair.u, pair.inbox.clone());
+    let watcher = watch_inbox(u, &server, &inbox);
     wait_for(20, "bob's client registered for direct transfers", || peer_online(&srv.addr, "bob"));
 
     let size = 24 << 20;
@@ -149,10 +180,13 @@ fn when_the_recipient_quits_mid_transfer_the_rest_waits_on_the_server_and_comple
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Bob quits (SIGTERM) once his client holds a synced part of the file.
+    // Past the first sync (8 chunks) and its report to alice, halfway to the next.
+    let partial = inbox.join(".big.bin.ferry-p2p");
     let state = inbox.join(".big.bin.ferry-p2p.state");
-    wait_for(30, "bob's client holds part of the file", || state.exists());
-    let status = Command::new("kill").args(["-TERM", &watcher.id().to_string()]).status().unwrap();
+    wait_for(30, "bob's client holds part of the file", || {
+        state.exists() && std::fs::metadata(&partial).is_ok_and(|m| m.len() >= 12 << 20)
+    });
+    let status = Command::new("kill").args([signal, &watcher.id().to_string()]).status().unwrap();
     assert!(status.success());
     let bob_lines = lines_of(watcher);
     assert!(bob_lines.iter().all(|l| l["received"].is_null()), "bob had not got it all: {bob_lines:?}");
@@ -165,11 +199,11 @@ fn when_the_recipient_quits_mid_transfer_the_rest_waits_on_the_server_and_comple
     assert_eq!(j["via"], "direct+server", "{j}");
     assert!(direct_bytes >= 8 << 20, "what bob's disk held stayed with him: {j}");
     assert_eq!(direct_bytes + server_bytes, size as u64, "the server got exactly the rest: {j}");
-    assert!(j["resent_bytes"].as_u64().unwrap() <= 2 << 20, "at most a chunk or two re-sent at the switch: {j}");
+    assert!(j["resent_bytes"].as_u64().unwrap() <= max_resent, "bytes sent twice at the switch: {j}");
     assert!(!inbox.join("big.bin").exists(), "nothing half-made takes the name");
 
     // Bob comes back: his client finishes the file from where it stopped.
-    let watcher = watch_inbox(&u, &server, &inbox);
+    let watcher = watch_inbox(u, &server, &inbox);
     let got = inbox.join("big.bin");
     wait_for(30, "bob's copy finished", || got.exists());
     std::thread::sleep(Duration::from_millis(300));
@@ -185,17 +219,9 @@ fn when_the_recipient_quits_mid_transfer_the_rest_waits_on_the_server_and_comple
 
 #[test]
 fn a_text_message_is_acknowledged_by_a_watching_client_or_held_until_read() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    Users::add(&data, &["alice", "bob"]);
-    let srv = Server::start_auth(&data, &["--heartbeat", "1s"]);
-    let server = srv.url();
-    let u = Users { dir: tmp.path().to_path_buf() };
-    u.login("alice", &server);
-    u.login("bob", &server);
-    let inbox = tmp.path().join("bob-inbox");
-    std::fs::create_dir(&inbox).unwrap();
-    let watcher = watch_inbox(&u, &server, &inbox);
+    let pair = Pair::new();
+    let (srv, server, u, inbox) = (&pair.srv, pair.srv.url(), &pair.u, pair.inbox.clone());
+    let watcher = watch_inbox(u, &server, &inbox);
     wait_for(20, "bob's client registered for direct transfers", || peer_online(&srv.addr, "bob"));
     let out = direct(u.cli("alice", &server))
         .args(["send", "--to", "bob", "--json", "--text", "lunch at 1? <b>ok</b>"])
@@ -241,14 +267,8 @@ fn a_text_message_is_acknowledged_by_a_watching_client_or_held_until_read() {
 
 #[test]
 fn doctor_reports_udp_the_relay_and_a_direct_path_to_a_watching_user() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    Users::add(&data, &["alice", "bob"]);
-    let srv = Server::start_auth(&data, &["--heartbeat", "1s"]);
-    let server = srv.url();
-    let u = Users { dir: tmp.path().to_path_buf() };
-    u.login("alice", &server);
-    u.login("bob", &server);
+    let pair = Pair::new();
+    let (srv, server, u, inbox) = (&pair.srv, pair.srv.url(), &pair.u, pair.inbox.clone());
     let out = direct(u.cli("alice", &server)).args(["doctor", "--json", "--to", "bob"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let j = json_of(&out);
@@ -257,9 +277,7 @@ fn doctor_reports_udp_the_relay_and_a_direct_path_to_a_watching_user() {
     assert_eq!((j["peer"]["reachable"].as_bool(), j["port_mapping"].as_array().map(Vec::len)), (Some(false), Some(0)));
     assert!(j["peer"]["error"].as_str().unwrap().contains("bob is not online"), "{j}");
 
-    let inbox = tmp.path().join("bob-inbox");
-    std::fs::create_dir(&inbox).unwrap();
-    let watcher = watch_inbox(&u, &server, &inbox);
+    let watcher = watch_inbox(u, &server, &inbox);
     wait_for(20, "bob's client registered for direct transfers", || peer_online(&srv.addr, "bob"));
     // Bob's doctor registers another endpoint of his, which must not hide his inbox.
     let out = direct(u.cli("bob", &server)).args(["doctor", "--json"]).output().unwrap();
@@ -277,16 +295,8 @@ fn doctor_reports_udp_the_relay_and_a_direct_path_to_a_watching_user() {
 
 #[test]
 fn with_ask_the_recipient_accepts_or_declines_each_direct_transfer() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    Users::add(&data, &["alice", "bob"]);
-    let srv = Server::start_auth(&data, &["--heartbeat", "1s"]);
-    let server = srv.url();
-    let u = Users { dir: tmp.path().to_path_buf() };
-    u.login("alice", &server);
-    u.login("bob", &server);
-    let inbox = tmp.path().join("bob-inbox");
-    std::fs::create_dir(&inbox).unwrap();
+    let pair = Pair::new();
+    let (tmp, srv, server, u, inbox) = (&pair.tmp, &pair.srv, pair.srv.url(), &pair.u, pair.inbox.clone());
     let mut watcher = direct(u.cli("bob", &server))
         .args(["inbox", "--watch", "--json", "--ask", "--receive-into"])
         .arg(&inbox)

@@ -60,6 +60,9 @@ pub(super) async fn register(
         let id = ferry_p2p::registry::verify_registration(&body.endpoint_id, &body.signature, user)
             .map_err(|e| ApiError::bad(e.to_string()))?;
         n.registry.register(id, user, body.receive);
+        if let Some(me) = who.user_id() {
+            state.events.seen(me); // a registration renewed every heartbeat is a presence report
+        }
         Ok::<_, ApiError>(StatusCode::NO_CONTENT)
     })();
     result.map_or_else(IntoResponse::into_response, IntoResponse::into_response)

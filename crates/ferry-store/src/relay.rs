@@ -123,8 +123,7 @@ impl Continuation {
     /// `OFFSET SIZE SHA256HEX`, as stored (and as the sender declares it in the upload's
     /// `continues` metadata).
     pub fn encode(&self) -> String {
-        let hex: String = self.sha256.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{} {} {hex}", self.offset, self.size)
+        format!("{} {} {}", self.offset, self.size, ferry_core::digest::to_hex(&self.sha256))
     }
 
     /// The inverse of [`Continuation::encode`]; `None` when malformed.
@@ -136,11 +135,7 @@ impl Continuation {
         if it.next().is_some() || hex.len() != 64 {
             return None;
         }
-        let mut sha256 = [0u8; 32];
-        for (i, b) in sha256.iter_mut().enumerate() {
-            *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
-        Some(Self { offset, size, sha256 })
+        Some(Self { offset, size, sha256: ferry_core::digest::parse_sha256_text(hex)? })
     }
 }
 

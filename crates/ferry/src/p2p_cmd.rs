@@ -454,7 +454,7 @@ async fn receive_one(
     let via = path_name(endpoint::path_kind(conn));
     match r {
         Ok(Incoming::File(r)) => {
-            let sha: String = r.sha256.iter().map(|b| format!("{b:02x}")).collect();
+            let sha = ferry_core::digest::to_hex(&r.sha256);
             if json {
                 println!(
                     "{}",
@@ -494,7 +494,8 @@ pub async fn finish_continuation(
     name: &str,
     c: &ferry_client::Continues,
 ) -> anyhow::Result<(PathBuf, String)> {
-    let sha = hex32(&c.sha256).ok_or_else(|| anyhow!("the item names a bad SHA-256"))?;
+    let sha =
+        ferry_core::digest::parse_sha256_text(&c.sha256).ok_or_else(|| anyhow!("the item names a bad SHA-256"))?;
     let Some((held, expected)) = transfer::partial_of(dir, name) else {
         bail!(
             "{name} is the rest of a direct transfer whose first part is not in {}; ask the sender to send it again",
@@ -517,14 +518,6 @@ pub async fn finish_continuation(
     let _ = std::fs::remove_file(&tail);
     let done = done?;
     Ok((done.path, got.sha256))
-}
-
-fn hex32(s: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    (s.len() == 64).then_some(out)
 }
 
 /// Flags of `ferry doctor`.

@@ -224,9 +224,9 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         }
         let (source, metadata, offset) = match &rest {
             Some((offset, size, sha256)) => {
-                let hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
-                let continues = format!("{offset} {size} {hex}");
-                (rest_file(file, *offset, &hex)?, vec![("relay_continues", continues)], *offset)
+                let c = ferry_store::Continuation { offset: *offset, size: *size, sha256: *sha256 };
+                let hex = ferry_core::digest::to_hex(sha256);
+                (rest_file(file, *offset, &hex)?, vec![("relay_continues", c.encode())], *offset)
             }
             None => (file.clone(), Vec::new(), 0),
         };
@@ -364,7 +364,7 @@ async fn read_message(client: &RelayClient, server: &str, i: &RelayItem, json: b
     }
     let sha: String = {
         use sha2::Digest as _;
-        sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+        ferry_core::digest::to_hex(&sha2::Sha256::digest(&bytes))
     };
     if sha != i.sha256 {
         bail!("message {} arrived damaged (SHA-256 {sha}, expected {})", i.id, i.sha256);
@@ -518,7 +518,7 @@ async fn receive_one(
     // leaves its partial file here: the whole file came this way instead.
     if let Some(name) = o.path.file_name().and_then(|n| n.to_str())
         && let Some((_, sha)) = ferry_p2p::transfer::partial_of(dir, name)
-        && sha.iter().map(|b| format!("{b:02x}")).collect::<String>() == o.sha256
+        && ferry_core::digest::to_hex(&sha) == o.sha256
     {
         ferry_p2p::transfer::discard_partial(dir, name);
     }

@@ -279,6 +279,21 @@ fn doctor_reports_udp_the_relay_and_a_direct_path_to_a_watching_user() {
 
     let watcher = watch_inbox(u, &server, &inbox);
     wait_for(20, "bob's client registered for direct transfers", || peer_online(&srv.addr, "bob"));
+    // Nobody but bob takes his client offline: not alice, not anonymously, not by method
+    // override; whose endpoint it is needs a login too.
+    let alice = basic_auth("alice");
+    let peer = request(&srv.addr, "GET", "/api/p2p/peers/bob", &[("Authorization", &alice)], b"").text();
+    let bob_id = serde_json::from_str::<serde_json::Value>(&peer).unwrap()["endpoint_id"].as_str().unwrap().to_owned();
+    let path = format!("/api/p2p/endpoints/{bob_id}");
+    assert_eq!(request(&srv.addr, "DELETE", &path, &[("Authorization", &alice)], b"").status, 404);
+    assert_eq!(request(&srv.addr, "DELETE", &path, &[], b"").status, 401);
+    assert_eq!(request(&srv.addr, "GET", &path, &[], b"").status, 401);
+    let overridden =
+        request(&srv.addr, "POST", &path, &[("Authorization", &alice), ("X-HTTP-Method-Override", "DELETE")], b"");
+    assert_ne!(overridden.status / 100, 2, "{}", overridden.text());
+    assert!(peer_online(&srv.addr, "bob"), "bob's client is still registered");
+    let owner = request(&srv.addr, "GET", &path, &[("Authorization", &alice)], b"").text();
+    assert!(owner.contains("\"user\":\"bob\""), "{owner}");
     // Bob's doctor registers another endpoint of his, which must not hide his inbox.
     let out = direct(u.cli("bob", &server)).args(["doctor", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

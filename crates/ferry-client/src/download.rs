@@ -274,7 +274,7 @@ impl Downloader {
                     resumed_from.get_or_insert(have.min(initial));
                     let now = file.metadata().map(|m| m.len()).unwrap_or(have);
                     attempts = if now > have { 1 } else { attempts + 1 };
-                    let delay = self.retry.delay(attempts);
+                    let delay = self.retry.announce(attempts, &e);
                     tracing::info!(error = %e, attempt = attempts, "retrying download");
                     tokio::select! {
                         () = self.cancel.cancelled() => return Err(ClientError::Interrupted),

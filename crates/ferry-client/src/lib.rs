@@ -38,12 +38,12 @@ mod upload;
 pub use chunking::ChunkSize;
 pub use credentials::Credentials;
 pub use download::{DownloadOutcome, Downloader};
-pub use error::ClientError;
+pub use error::{ClientError, from_status, network, refusal};
 pub use progress::{Progress, ProgressFn};
 pub use rate::RateLimiter;
 pub use relay::{Continues, RecipientState, RelayClient, RelayItem, ServerEvent};
 pub use reqwest::Url;
-pub use retry::RetryPolicy;
+pub use retry::{RetryFn, RetryPolicy};
 pub use state_dir::StateDir;
 pub use upload::{UploadOptions, UploadOutcome, Uploader};
 

@@ -21,8 +21,14 @@ pub(crate) async fn existing_copy(
     name: &str,
     remote_dir: Option<&str>,
 ) -> Result<Option<[u8; 32]>, ClientError> {
-    let home =
-        match up.http().get(up.server().join("api/me").map_err(|e| ClientError::Protocol(e.to_string()))?).send().await
+    // A relative folder is in the caller's home: ask the server where that is.
+    let home = match remote_dir {
+        Some(d) if d.starts_with('/') => String::new(),
+        _ => match up
+            .http()
+            .get(up.server().join("api/me").map_err(|e| ClientError::Protocol(e.to_string()))?)
+            .send()
+            .await
         {
             Ok(r) if r.status().is_success() => {
                 r.json::<serde_json::Value>().await.ok().and_then(|v| v["home"].as_str().map(str::to_owned))
@@ -30,7 +36,8 @@ pub(crate) async fn existing_copy(
             Ok(_) => None,
             Err(e) => return Err(network(&e)),
         }
-        .unwrap_or_default();
+        .unwrap_or_default(),
+    };
     let mut url = up.server().join("files/").map_err(|e| ClientError::Protocol(e.to_string()))?;
     let dest: Vec<&str> = [home.as_str(), remote_dir.unwrap_or("")]
         .iter()

@@ -363,7 +363,7 @@ impl Ctx<'_> {
     }
 
     pub(crate) async fn backoff(&self, attempt: u32, e: &ClientError) -> Result<(), ClientError> {
-        let delay = self.up.retry.delay(attempt);
+        let delay = self.up.retry.announce(attempt, e);
         tracing::info!(error = %e, attempt, delay_ms = delay.as_millis() as u64, "retrying");
         tokio::select! {
             () = self.up.cancel.cancelled() => Err(ClientError::Interrupted),

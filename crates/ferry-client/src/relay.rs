@@ -185,9 +185,9 @@ impl RelayClient {
         loop {
             // Three missed heartbeats mean the connection (or the server) is gone, even if
             // TCP has not noticed.
-            let next = tokio::time::timeout(limit, stream.next())
-                .await
-                .map_err(|_| ClientError::Unreachable(format!("no heartbeat for {:.0} s", limit.as_secs_f64())))?;
+            let next = tokio::time::timeout(limit, stream.next()).await.map_err(|_| {
+                ClientError::Unreachable(format!("no heartbeat from the server for {:.0} s", limit.as_secs_f64()))
+            })?;
             let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| network(&e))?;
             buf.push_str(&String::from_utf8_lossy(&chunk));

@@ -401,7 +401,7 @@ async fn worker(job: &Job<'_>, left: &mut bool) -> Result<(), ClientError> {
             Ok(()) => attempts = 0,
             Err(e) if e.is_retryable() && attempts < d.retry.max_attempts => {
                 attempts = if shared.fetched.load(Ordering::Relaxed) > before { 1 } else { attempts + 1 };
-                let delay = d.retry.delay(attempts);
+                let delay = d.retry.announce(attempts, &e);
                 tracing::info!(error = %e, attempt = attempts, "retrying a range");
                 tokio::select! {
                     () = d.cancel.cancelled() => return Err(ClientError::Interrupted),

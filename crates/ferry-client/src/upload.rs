@@ -189,7 +189,12 @@ impl Uploader {
         )));
         let file = Arc::new(File::open(path).map_err(|e| ClientError::local(path, e))?);
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "upload".into());
-        let remote_dir = remote_dir.map(|d| d.trim_matches('/')).filter(|d| !d.is_empty());
+        // Relative to the user's home, or from the tree root with a leading `/` (kept).
+        let remote_dir = remote_dir.and_then(|d| match d.strip_prefix('/') {
+            Some(abs) => Some(format!("/{}", abs.trim_matches('/'))),
+            None => Some(d.trim_matches('/').to_owned()).filter(|d| !d.is_empty()),
+        });
+        let remote_dir = remote_dir.as_deref();
 
         if self.options.dedup && self.options.relay_to.is_none() {
             let sha = hash_file(file.clone(), size, path).await?;

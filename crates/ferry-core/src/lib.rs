@@ -8,6 +8,7 @@
 pub mod checksum;
 pub mod chunks;
 pub mod digest;
+pub mod histogram;
 pub mod id;
 pub mod metadata;
 pub mod path;

@@ -62,6 +62,12 @@ pub const DAV_METHODS: &str =
 pub const ROUTE_RULES: &[RouteRule] = &[
     rule("GET|HEAD", "/healthz", Access::Public, "Liveness"),
     rule("GET|HEAD", "/readyz", Access::Public, "Readiness: the database and the byte storage answer"),
+    rule(
+        "GET",
+        "/metrics",
+        Access::Public,
+        "Prometheus metrics (admins only, unless the server runs with --metrics-public)",
+    ),
     rule("POST", "/api/login", Access::Public, "Log in with a password; returns an API token"),
     rule("GET", "/api/openapi.json", Access::Public, "This document"),
     rule("GET", "/api/me", Access::User, "The caller: name, home, quota, usage, shared folders"),
@@ -105,6 +111,23 @@ pub const ROUTE_RULES: &[RouteRule] = &[
         Access::User,
         "Peer-to-peer: the caller's client with that endpoint goes offline for direct transfers",
     ),
+    rule(
+        "POST",
+        "/api/files/move",
+        Access::User,
+        "Move or rename a file or folder: {from, to, overwrite} (tree paths)",
+    ),
+    rule("POST", "/api/files/mkdir", Access::User, "Make a folder: {path, parents} (a tree path)"),
+    rule("GET", "/api/uploads", Access::User, "The caller's unfinished uploads (cancel one with DELETE /tus/{id})"),
+    rule("GET|POST", "/api/users", Access::User, "Admins: list users, add one {name, password, admin, quota}"),
+    rule("DELETE", "/api/users/{name}", Access::User, "Admins: remove a user (their files stay)"),
+    rule(
+        "PUT",
+        "/api/users/{name}/password",
+        Access::User,
+        "Admins: set a password {password} (revokes the user's tokens)",
+    ),
+    rule("POST", "/api/users/{name}/grants", Access::User, "Admins: share a folder {path, write}"),
     rule("POST", "/api/dedup", Access::User, "Instant upload: ask for a proof-of-possession challenge"),
     rule(
         "POST",
@@ -125,7 +148,12 @@ pub const ROUTE_RULES: &[RouteRule] = &[
     ),
     rule("GET|HEAD", "/files", Access::User, "The tree root (JSON listing)"),
     rule("GET|HEAD", "/files/", Access::User, "The tree root (JSON listing)"),
-    rule("GET|HEAD", "/files/{*path}", Access::User, "Download a file (Range, If-Range, Repr-Digest) or list a folder"),
+    rule(
+        "GET|HEAD|DELETE",
+        "/files/{*path}",
+        Access::User,
+        "Download a file (Range, If-Range, Repr-Digest), list a folder, or remove either (DELETE, ?recursive=true for a folder)",
+    ),
     rule(DAV_METHODS, "/dav", Access::User, "WebDAV: the tree root"),
     rule(DAV_METHODS, "/dav/", Access::User, "WebDAV: the tree root"),
     rule(
@@ -176,7 +204,8 @@ impl Identity {
         }
     }
 
-    fn is_admin(&self) -> bool {
+    /// An admin (or accounts are off): may touch everything.
+    pub fn is_admin(&self) -> bool {
         matches!(self, Self::Open) || matches!(self, Self::User(u, _) if u.admin)
     }
 
@@ -405,8 +434,16 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             }
         }
     };
+    let user = match &identity {
+        Identity::User(u, _) => Some(crate::logging::LoggedUser(u.name.clone())),
+        _ => None,
+    };
     req.extensions_mut().insert(identity);
-    next.run(req).await
+    let mut resp = next.run(req).await;
+    if let Some(user) = user {
+        resp.extensions_mut().insert(user);
+    }
+    resp
 }
 
 #[cfg(test)]

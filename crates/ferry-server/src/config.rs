@@ -58,6 +58,8 @@ pub struct ServerConfig {
     pub dedup_min_size: u64,
     /// Serve HTTPS with this certificate and key instead of plain HTTP.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// `/metrics` answers anyone (else admins only).
+    pub metrics_public: bool,
 }
 
 /// Which existing copies an instant upload may reuse. Reusing another user's copy tells the
@@ -112,6 +114,7 @@ impl ServerConfig {
             dedup: DedupMode::User,
             dedup_min_size: 1 << 20,
             tls: None,
+            metrics_public: false,
         }
     }
 

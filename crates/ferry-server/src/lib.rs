@@ -23,6 +23,7 @@ mod fd_limit;
 pub mod files;
 mod locks;
 mod logging;
+pub mod metrics;
 pub mod p2p;
 mod password_gate;
 mod quota;
@@ -30,6 +31,7 @@ mod recovery;
 mod state;
 mod sweeper;
 pub mod tls;
+mod tree_ops;
 pub mod tus;
 
 use std::time::Duration;
@@ -75,8 +77,9 @@ pub fn app(state: AppState) -> Router {
         .merge(api::router())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
-        .layer(axum::middleware::from_fn(logging::log_request))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), logging::log_request))
         .with_state(state)
 }
 
@@ -112,7 +115,7 @@ pub async fn serve(config: ServerConfig, listener: TcpListener, shutdown: Cancel
     };
     let sweeper = sweeper::spawn(state.clone());
     let router = app(state.clone());
-    let connections = accept_loop(listener, tls, router, &state.config, cap, shutdown.clone());
+    let connections = accept_loop(listener, tls, router, &state, cap, shutdown.clone());
     let mut connections = std::pin::pin!(connections);
     tokio::select! {
         () = &mut connections => {}
@@ -145,11 +148,13 @@ async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     router: Router,
-    config: &ServerConfig,
+    state: &AppState,
     max_connections: usize,
     shutdown: CancellationToken,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let config = &state.config;
+    let metrics = state.metrics.clone();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     let turning_away = std::sync::Arc::new(tokio::sync::Semaphore::new(fd_limit::TURNING_AWAY));
@@ -178,6 +183,7 @@ async fn accept_loop(
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             refused += 1;
+            metrics.connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if refused_logged.elapsed() >= Duration::from_secs(10) {
                 tracing::warn!(refused, cap = max_connections, "at the connection cap; answering new ones 503");
                 (refused, refused_logged) = (0, std::time::Instant::now());
@@ -191,6 +197,8 @@ async fn accept_loop(
             });
             continue;
         };
+        metrics.connections_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let slot = (slot, metrics::Held::new(&metrics, |m| &m.connections_open));
         let service =
             tower::ServiceExt::map_request(router.clone(), move |req: hyper::Request<hyper::body::Incoming>| {
                 let mut req = req.map(axum::body::Body::new);

@@ -33,6 +33,8 @@ pub struct AppState {
     /// Bytes of each relay item (id, recipient) that have reached the recipient, as far as
     /// this process has seen (for the sender's outbox).
     pub(crate) relay_progress: Arc<std::sync::Mutex<std::collections::HashMap<(String, i64), u64>>>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The peer-to-peer relay and endpoint registry, when the server runs one.
     pub p2p: Option<Arc<crate::p2p::P2pNode>>,
     /// Cancelled when the server starts draining (SIGTERM): no new connections, event
@@ -65,6 +67,7 @@ impl AppState {
             passwords: Arc::default(),
             events: Arc::default(),
             relay_progress: Arc::default(),
+            metrics: Arc::default(),
             p2p: None,
             draining: CancellationToken::new(),
             shutdown,

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::{ColumnIndex, Decode, Type};
 
-use crate::{SqliteMeta, StoreError, unix_now};
+use crate::{SqliteMeta, StoreError, UploadRecord, unix_now};
 
 /// An account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +199,18 @@ impl AccountStore for SqliteMeta {
             .fetch_one(self.pool())
             .await?;
         Ok(n.max(0) as u64)
+    }
+
+    async fn unfinished_uploads(&self, user_id: Option<i64>, limit: i64) -> Result<Vec<UploadRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM uploads WHERE state = 'active' AND owner IS ? \
+             ORDER BY created_at, id LIMIT ?",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(UploadRecord::from_row).collect::<Result<_, _>>()?)
     }
 
     async fn usage_of(&self, user_id: i64, home: &str) -> Result<Usage, StoreError> {

@@ -48,7 +48,7 @@ pub use relay::{Continuation, Delivery, DeliveryState, ItemKind, RelayItem};
 #[cfg(feature = "s3")]
 pub use s3::{S3Blobs, S3Options};
 pub(crate) use staging::StagingArea;
-pub use staging_writer::FaultPlan;
+pub use staging_writer::{FSYNC_LATENCY, FaultPlan};
 pub(crate) use tree::Tree;
 
 /// Opens the metadata backend `database` names: `postgres://…` (or `postgresql://…`) for

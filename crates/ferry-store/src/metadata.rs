@@ -142,6 +142,10 @@ pub trait AccountStore: Send + Sync {
     /// finished final upload has used it).
     async fn open_uploads(&self, user_id: i64) -> Result<u64, StoreError>;
 
+    /// A user's unfinished uploads (`None`: those without an owner, made without accounts),
+    /// oldest first, at most `limit`.
+    async fn unfinished_uploads(&self, user_id: Option<i64>, limit: i64) -> Result<Vec<UploadRecord>, StoreError>;
+
     /// Bytes a user holds on the server: files in the tree under `home`, unfinished uploads
     /// (declared length, or the bytes stored so far while the length is deferred) and relay
     /// items they sent that still wait for a recipient.

@@ -537,6 +537,18 @@ impl AccountStore for PgMeta {
         Ok(n.max(0) as u64)
     }
 
+    async fn unfinished_uploads(&self, user_id: Option<i64>, limit: i64) -> Result<Vec<UploadRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM uploads WHERE state = 'active' AND owner IS NOT DISTINCT FROM $1 \
+             ORDER BY created_at, id LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(UploadRecord::from_row).collect::<Result<_, _>>()?)
+    }
+
     async fn usage_of(&self, user_id: i64, home: &str) -> Result<Usage, StoreError> {
         let files: Option<i64> =
             sqlx::query("SELECT SUM(size)::BIGINT AS s FROM tree_files WHERE path LIKE $1 ESCAPE '\\'")

@@ -100,6 +100,10 @@ pub struct StagingWriter {
     unsynced_dir: Option<PathBuf>,
 }
 
+/// How long staging files' `sync_data` calls took (the durability rule's cost; exported as
+/// `ferry_fsync_seconds`).
+pub static FSYNC_LATENCY: ferry_core::histogram::Histogram = ferry_core::histogram::Histogram::new();
+
 /// A `sync_data` that runs off the writer (in the background) while it keeps writing.
 #[derive(Debug)]
 pub struct FlushJob {
@@ -123,7 +127,9 @@ impl FlushJob {
         if let Some(f) = &self.faults {
             f.sync()?;
         }
+        let started = std::time::Instant::now();
         file.sync_data()?;
+        FSYNC_LATENCY.observe(started.elapsed());
         if let Some(dir) = &self.dir {
             crate::staging::sync_dir(dir)?;
         }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use ferry_client::{ClientError, Credentials, Url, http_client};
+use ferry_client::{ClientError, Credentials, http_client};
 
 use crate::units::parse_size;
 
@@ -16,11 +16,8 @@ const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 #[derive(Debug, Args)]
 pub struct LoginArgs {
     /// Server URL
-    #[arg(long, env = "FERRY_SERVER", default_value = DEFAULT_SERVER)]
+    #[arg(short = 's', long, env = "FERRY_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
-    /// User name (asked for when missing)
-    #[arg(long, short)]
-    user: Option<String>,
     /// Read the password from standard input instead of asking
     #[arg(long)]
     password_stdin: bool,
@@ -30,13 +27,17 @@ pub struct LoginArgs {
 #[derive(Debug, Args)]
 pub struct LogoutArgs {
     /// Server URL
-    #[arg(long, env = "FERRY_SERVER", default_value = DEFAULT_SERVER)]
+    #[arg(short = 's', long, env = "FERRY_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
 }
 
-/// `ferry user …`: manage accounts in a server's data directory.
+/// `ferry user …`: manage accounts in a server's data directory, or over HTTP as an admin.
 #[derive(Debug, Args)]
 pub struct UserArgs {
+    /// Manage the users of this server over HTTP (as a logged-in admin) instead of a local
+    /// data directory
+    #[arg(short = 's', long, value_name = "URL", global = true)]
+    server: Option<String>,
     /// The server's data directory
     #[arg(long, env = "FERRY_DATA", default_value = "ferry-data", global = true)]
     data: PathBuf,
@@ -105,11 +106,12 @@ fn read_password(from_stdin: bool, prompt: &str) -> anyhow::Result<String> {
     Ok(pw)
 }
 
-/// Logs in and saves the token for the server.
+/// Logs in and saves the token for the server and user (kept beside other users' logins;
+/// this user becomes the one used when none is named).
 pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
-    let url = Url::parse(&args.server).with_context(|| format!("bad server URL {:?}", args.server))?;
-    let user = match args.user {
-        Some(u) => u,
+    let url = crate::session::server_url(&args.server)?;
+    let user = match crate::session::selected_user() {
+        Some(u) => u.to_owned(),
         None => {
             eprint!("user: ");
             let mut line = String::new();
@@ -121,12 +123,7 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
     let http = http_client(None)?;
     let host = std::env::var("HOSTNAME").unwrap_or_default();
     let body = serde_json::json!({ "user": user, "password": password, "label": format!("ferry cli {host}") });
-    let resp = http
-        .post(url.join("api/login")?)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+    let resp = http.post(url.join("api/login")?).json(&body).send().await.map_err(|e| ferry_client::network(&e))?;
     if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
         return Err(ClientError::Rejected { status: 401, reason: "wrong user name or password".into() }.into());
     }
@@ -138,7 +135,7 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
     let v: serde_json::Value = resp.json().await.context("the server's answer is not JSON")?;
     let token = v["token"].as_str().context("the server sent no token")?;
     let creds = Credentials::default_location();
-    creds.save(&url, token).with_context(|| format!("cannot save the token in {}", creds.path().display()))?;
+    creds.save(&url, &user, token).with_context(|| format!("cannot save the token in {}", creds.path().display()))?;
     eprintln!(
         "logged in to {} as {user}; token saved in {}",
         url.origin().ascii_serialization(),
@@ -149,9 +146,9 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
 
 /// Revokes the saved token on the server and forgets it.
 pub async fn logout(args: LogoutArgs) -> anyhow::Result<()> {
-    let url = Url::parse(&args.server).with_context(|| format!("bad server URL {:?}", args.server))?;
+    let url = crate::session::server_url(&args.server)?;
     let creds = Credentials::default_location();
-    let Some(token) = creds.forget(&url)? else {
+    let Some(token) = creds.forget(&url, crate::session::selected_user())? else {
         eprintln!("not logged in to {}", url.origin().ascii_serialization());
         return Ok(());
     };
@@ -165,10 +162,8 @@ pub async fn logout(args: LogoutArgs) -> anyhow::Result<()> {
             Err(ClientError::Rejected { status: r.status().as_u16(), reason: "could not revoke the token".into() }
                 .into())
         }
-        Err(e) => {
-            Err(ClientError::Unreachable(format!("{e}; the token was forgotten here but not revoked on the server"))
-                .into())
-        }
+        Err(e) => Err(anyhow::Error::new(ferry_client::network(&e))
+            .context("the token was forgotten here but could not be revoked on the server")),
     }
 }
 
@@ -183,8 +178,20 @@ fn valid_name(name: &str) -> anyhow::Result<()> {
 
 /// `ferry user …`.
 pub async fn user(args: UserArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data)
-        .with_context(|| format!("cannot use data directory {}", args.data.display()))?;
+    if let Some(server) = &args.server {
+        return user_over_http(server, args.command).await;
+    }
+    // A mistyped --data must not quietly make a new, empty database.
+    if args.database.is_none() && !args.data.is_dir() {
+        return Err(ClientError::Rejected {
+            status: 0,
+            reason: format!(
+                "there is no data directory {}; pass the one `ferry serve` uses with --data (or make it first), or manage users over HTTP with --server URL",
+                args.data.display()
+            ),
+        }
+        .into());
+    }
     let db = ferry_store::open_metadata(args.database.as_deref(), &args.data)
         .await
         .context("cannot open the server's database")?;
@@ -229,5 +236,56 @@ pub async fn user(args: UserArgs) -> anyhow::Result<()> {
         }
     }
     db.close().await;
+    Ok(())
+}
+
+/// `ferry user … --server URL`: the same operations through the admin API.
+async fn user_over_http(server: &str, command: UserCommand) -> anyhow::Result<()> {
+    let s = crate::session::connect(server).await?;
+    let send = |req: reqwest::RequestBuilder| async move {
+        let resp = req.send().await.map_err(|e| ferry_client::network(&e))?;
+        if resp.status().is_success() { Ok(resp) } else { Err(ferry_client::refusal(resp).await) }
+    };
+    match command {
+        UserCommand::Add { name, admin, quota, password_stdin } => {
+            valid_name(&name)?;
+            let password = read_password(password_stdin, &format!("password for {name}: "))?;
+            let body = serde_json::json!({ "name": name, "password": password, "admin": admin, "quota": quota });
+            send(s.http.post(s.api("api/users")?).json(&body)).await?;
+            eprintln!("added {}{name}", if admin { "admin " } else { "" });
+        }
+        UserCommand::List => {
+            #[derive(serde::Deserialize)]
+            struct U {
+                name: String,
+                admin: bool,
+                quota: Option<u64>,
+            }
+            #[derive(serde::Deserialize)]
+            struct L {
+                users: Vec<U>,
+            }
+            let l: L = send(s.http.get(s.api("api/users")?)).await?.json().await?;
+            for u in l.users {
+                let quota = u.quota.map(|q| format!(" quota {}", indicatif::HumanBytes(q))).unwrap_or_default();
+                println!("{}{}{quota}", u.name, if u.admin { " (admin)" } else { "" });
+            }
+        }
+        UserCommand::Remove { name } => {
+            send(s.http.delete(s.api(&format!("api/users/{name}"))?)).await?;
+            eprintln!("removed {name} (their files stay in the tree)");
+        }
+        UserCommand::Passwd { name, password_stdin } => {
+            let password = read_password(password_stdin, &format!("new password for {name}: "))?;
+            let body = serde_json::json!({ "password": password });
+            send(s.http.put(s.api(&format!("api/users/{name}/password"))?).json(&body)).await?;
+            eprintln!("password of {name} changed; their tokens were revoked");
+        }
+        UserCommand::Grant { name, path, write } => {
+            let body = serde_json::json!({ "path": path, "write": write });
+            send(s.http.post(s.api(&format!("api/users/{name}/grants"))?).json(&body)).await?;
+            eprintln!("{name} may now {} /{}", if write { "read and write" } else { "read" }, path.trim_matches('/'));
+        }
+    }
     Ok(())
 }

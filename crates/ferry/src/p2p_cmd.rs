@@ -527,7 +527,7 @@ pub struct DoctorArgs {
     #[arg(long, value_name = "USER")]
     to: Option<String>,
     /// Server URL
-    #[arg(long, env = "FERRY_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(short = 's', long, env = "FERRY_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
     /// Print JSON
     #[arg(long)]

@@ -30,7 +30,7 @@ pub struct SendArgs {
     #[arg(long, conflicts_with = "files")]
     text: Option<String>,
     /// Server URL
-    #[arg(long, env = "FERRY_SERVER", default_value = DEFAULT_SERVER)]
+    #[arg(short = 's', long, env = "FERRY_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
     /// Print one JSON object per file
     #[arg(long)]
@@ -60,7 +60,7 @@ pub enum Via {
 #[derive(Debug, Args)]
 pub struct InboxArgs {
     /// Server URL
-    #[arg(long, env = "FERRY_SERVER", default_value = DEFAULT_SERVER)]
+    #[arg(short = 's', long, env = "FERRY_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
     /// Keep running and show new items the moment they arrive
     #[arg(long)]
@@ -93,7 +93,7 @@ pub struct ReceiveArgs {
     #[arg(short, long, default_value = ".")]
     output: PathBuf,
     /// Server URL
-    #[arg(long, env = "FERRY_SERVER", default_value = DEFAULT_SERVER)]
+    #[arg(short = 's', long, env = "FERRY_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
     /// Print one JSON object per item
     #[arg(long)]
@@ -113,7 +113,7 @@ pub struct DeclineArgs {
     #[arg(required = true)]
     ids: Vec<String>,
     /// Server URL
-    #[arg(long, env = "FERRY_SERVER", default_value = DEFAULT_SERVER)]
+    #[arg(short = 's', long, env = "FERRY_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
 }
 
@@ -121,7 +121,7 @@ pub struct DeclineArgs {
 #[derive(Debug, Args)]
 pub struct OutboxArgs {
     /// Server URL
-    #[arg(long, env = "FERRY_SERVER", default_value = DEFAULT_SERVER)]
+    #[arg(short = 's', long, env = "FERRY_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
     /// Print JSON
     #[arg(long)]

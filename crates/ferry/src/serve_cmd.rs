@@ -109,6 +109,13 @@ pub struct ServeArgs {
     /// No peer-to-peer relay: `ferry send` then always goes through the server's store
     #[arg(long, env = "FERRY_NO_P2P")]
     no_p2p: bool,
+    /// Answer /metrics to anyone (default: admins only, e.g. Prometheus with a bearer token)
+    #[arg(long, env = "FERRY_METRICS_PUBLIC")]
+    metrics_public: bool,
+    /// On the first start, print the new admin's password on stdout even when stdout is not
+    /// a terminal (it is always written to DATA/admin-password, mode 0600)
+    #[arg(long)]
+    print_admin_password: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,6 +135,7 @@ struct FileConfig {
     sweep_interval: Option<String>,
     network_timeout: Option<String>,
     behind_proxy: Option<bool>,
+    metrics_public: Option<bool>,
     commit_every: Option<SizeValue>,
     auth: Option<bool>,
     relay_ttl: Option<String>,
@@ -215,6 +223,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.behind_proxy = args.behind_proxy || file.behind_proxy.unwrap_or(false);
     config.auth = !args.no_auth && file.auth.unwrap_or(true);
     config.p2p = !args.no_p2p;
+    config.metrics_public = args.metrics_public || file.metrics_public.unwrap_or(false);
     if let Some(v) = args.relay_ttl.or(file_duration(file.relay_ttl, "relay_ttl")?) {
         config.relay_ttl = v;
     }
@@ -269,7 +278,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = out.flush();
     drop(out);
     if config.auth {
-        bootstrap_admin(&config, &format!("{scheme}://{addr}")).await?;
+        bootstrap_admin(&config, &format!("{scheme}://{addr}"), args.print_admin_password).await?;
     } else {
         tracing::warn!("accounts are off (--no-auth): anyone who can connect may read and write everything");
     }
@@ -284,9 +293,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// On the first start with accounts, creates `admin` with a random password and says how
-/// to log in, once.
-async fn bootstrap_admin(config: &ServerConfig, url: &str) -> anyhow::Result<()> {
+/// On the first start with accounts, creates `admin` with a random password, writes it to
+/// `DATA/admin-password` (mode 0600) and says how to log in. The password itself is
+/// printed only to a terminal (or when asked): a service manager's log of stdout must not
+/// keep it.
+async fn bootstrap_admin(config: &ServerConfig, url: &str, print_password: bool) -> anyhow::Result<()> {
     let data = &config.data_dir;
     std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
     let db = ferry_store::open_metadata(config.database.as_ref().map(|d| d.0.as_str()), data)
@@ -295,9 +306,33 @@ async fn bootstrap_admin(config: &ServerConfig, url: &str) -> anyhow::Result<()>
     if !db.has_users().await? {
         let password = ferry_server::auth::new_token().0.trim_start_matches("fy_").chars().take(20).collect::<String>();
         let hash = ferry_server::auth::hash_password(&password)?;
+        let file = data.join("admin-password");
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&file)
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            writeln!(f, "{password}").and_then(|()| f.sync_all())?;
+        }
         db.add_user("admin", &hash, true, None).await?;
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "  first start: created user \"admin\" with password {password}  (shown once)");
+        if print_password || std::io::IsTerminal::is_terminal(&out) {
+            let _ = writeln!(
+                out,
+                "  first start: created user \"admin\" with password {password}  (also in {})",
+                file.display()
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  first start: created user \"admin\"; its password is in {} (mode 0600)",
+                file.display()
+            );
+        }
         let _ = writeln!(out, "  log in:   ferry login --server {url} --user admin");
         match &config.database {
             Some(db) => {

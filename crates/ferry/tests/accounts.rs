@@ -15,6 +15,7 @@ use base64::Engine;
 use common::*;
 
 fn add_user(data: &Path, name: &str, password: &str, extra: &[&str]) {
+    std::fs::create_dir_all(data).unwrap();
     let mut child = Command::new(ferry_bin())
         .args(["user", "add", name, "--password-stdin", "--data"])
         .arg(data)
@@ -207,8 +208,16 @@ fn first_start_creates_an_admin_and_says_how_to_log_in() {
     let banner = lines.next().unwrap().unwrap();
     let addr = banner.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
     let text: Vec<String> = lines.by_ref().take(4).map(|l| l.unwrap()).collect();
+    // stdout is a pipe here (a service manager's log): the password is not in it, only
+    // where to find it.
     let line = text.iter().find(|l| l.contains("created user \"admin\"")).unwrap_or_else(|| panic!("{text:?}"));
-    let password = line.split("password ").nth(1).unwrap().split_whitespace().next().unwrap();
+    let file = tmp.path().join("data/admin-password");
+    assert!(line.contains(&file.display().to_string()), "{line}");
+    let password = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert!(password.len() >= 16 && !text.join("\n").contains(&password), "{text:?}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    let password = password.as_str();
     let t = token(&addr, "admin", password);
     let me = request(&addr, "GET", "/api/me", &[("Authorization", &bearer(&t))], b"");
     assert!(me.text().contains("\"admin\":true"), "{}", me.text());

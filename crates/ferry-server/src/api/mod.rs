@@ -1,13 +1,15 @@
 //! The JSON API under `/api/`.
 
 mod dedup;
+pub(crate) mod files;
 pub mod openapi;
 mod p2p;
 pub(crate) mod relay;
 mod session;
+pub mod users;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 
 use crate::AppState;
 
@@ -32,6 +34,13 @@ pub fn router() -> Router<AppState> {
         .route("/api/p2p/endpoint", post(p2p::register))
         .route("/api/p2p/endpoints/{id}", get(p2p::owner).delete(p2p::unregister))
         .route("/api/p2p/peers/{user}", get(p2p::peer))
+        .route("/api/files/move", post(files::move_path))
+        .route("/api/files/mkdir", post(files::mkdir))
+        .route("/api/uploads", get(files::uploads))
+        .route("/api/users", get(users::list).post(users::add))
+        .route("/api/users/{name}", delete(users::remove))
+        .route("/api/users/{name}/password", put(users::passwd))
+        .route("/api/users/{name}/grants", post(users::grant))
         .route("/api/dedup", post(dedup::begin))
         .route("/api/dedup/{challenge}", post(dedup::prove))
 }

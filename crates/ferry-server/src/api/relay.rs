@@ -195,6 +195,7 @@ pub(super) async fn ack(
         }
         return Err(ApiError::Conflict("this delivery has already ended".into()));
     }
+    state.metrics.relay_items_delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     notify_sender(&state, &item, &who_name(&who), DeliveryState::Delivered).await;
     release_if_done(&state, &item.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -299,24 +299,10 @@ impl GuardedFileSystem<Caller> for FerryFs {
 
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath, c: &'a Caller) -> FsFuture<'a, ()> {
         async move {
-            let (src, dst) = (self.writable(c, from).await?, self.writable(c, to).await?);
-            if src.is_root() || dst.is_root() {
-                return Err(FsError::Forbidden);
-            }
-            // A file moved into the caller's home from elsewhere (a shared folder) starts to
-            // count against the quota.
-            let home = c.who.home();
-            let _admitted = if dst.starts_with(&home) && !src.starts_with(&home) && c.who.quota().is_some() {
-                let size = self.stat(&src).await?.size;
-                let claim = crate::quota::Claim { adds: size, replaces: 0, staged: false, opens: false };
-                Some(crate::quota::admit(&self.state, &c.who, claim).await.map_err(|e| super::fs_error(&e))?)
-            } else {
-                None
-            };
-            self.state.blobs.move_path(&src, &dst, true).await.map_err(store_error)?;
+            let (src, dst) = (tree_path(from)?, tree_path(to)?);
+            let moved = crate::tree_ops::move_path(&self.state, &c.who, &src, &dst, true).await;
             self.props_changed();
-            self.state.meta.tree_files_moved(&src.to_string(), &dst.to_string()).await.map_err(store_error)?;
-            self.state.meta.move_dead_props(&src.to_string(), &dst.to_string()).await.map_err(store_error)
+            moved.map_err(|e| super::fs_error(&e))
         }
         .boxed()
     }
@@ -417,14 +403,10 @@ impl GuardedFileSystem<Caller> for FerryFs {
 impl FerryFs {
     fn remove<'a>(&'a self, path: &'a DavPath, c: &'a Caller) -> FsFuture<'a, ()> {
         async move {
-            let p = self.writable(c, path).await?;
-            if p.is_root() || p.components().count() == 1 && p.to_string().starts_with('~') {
-                return Err(FsError::Forbidden); // the tree root and users' homes stay
-            }
-            self.state.blobs.remove_path(&p, false).await.map_err(store_error)?;
+            let p = tree_path(path)?;
+            let removed = crate::tree_ops::remove(&self.state, &c.who, &p, false).await;
             self.props_changed();
-            self.state.meta.tree_files_removed(&p.to_string()).await.map_err(store_error)?;
-            self.state.meta.remove_dead_props(&p.to_string()).await.map_err(store_error)
+            removed.map_err(|e| super::fs_error(&e))
         }
         .boxed()
     }

@@ -29,7 +29,10 @@ use crate::{ApiError, AppState};
 
 /// The download routes.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/files", get(root)).route("/files/", get(root)).route("/files/{*path}", get(path))
+    Router::new()
+        .route("/files", get(root))
+        .route("/files/", get(root))
+        .route("/files/{*path}", get(path).delete(crate::api::files::remove))
 }
 
 async fn root(

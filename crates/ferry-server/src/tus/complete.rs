@@ -203,6 +203,8 @@ async fn finish_relay(
         return Err(ApiError::Conflict("the upload changed under this request".into()));
     }
     state.locks.forget(&rec.id);
+    state.metrics.uploads_completed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    state.metrics.relay_items_created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let json = serde_json::json!({ "id": item.id, "name": item.name, "size": item.size, "sha256": to_hex(&sha) });
     for r in &ids {
         state.events.notify(*r, "item", json.clone());
@@ -267,12 +269,14 @@ pub(crate) async fn record_placed(
     let rec = TreeFileRecord { size: placed.size, mtime_ns: placed.version, sha256: *sha };
     state.meta.record_tree_file(&dest.to_string(), &rec).await?;
     state.meta.mark_placed(id).await?;
+    state.metrics.uploads_completed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 
 /// Marks an upload failed and frees its bytes.
 pub(crate) async fn fail(state: &AppState, id: &UploadId, reason: &str) -> Result<(), ApiError> {
     state.meta.finish(id, UploadState::Failed, Some(reason)).await?;
+    state.metrics.uploads_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     release_bytes(state, id).await?;
     state.locks.forget(id);
     Ok(())

@@ -223,6 +223,7 @@ pub(crate) async fn receive(
         None if trailer_declared => Verify::Trailer,
         None => Verify::Nothing,
     };
+    let _receiving = crate::metrics::Held::new(&state.metrics, |m| &m.uploads_active);
     let sha = Box::pin(hasher_at(state, guard, rec)).await?;
     let writer = match state.blobs.writer(&rec.id, rec.host.as_ref(), rec.offset).await {
         Ok(w) => w,

@@ -182,6 +182,7 @@ pub(super) async fn patch(state: &AppState, id: &UploadId, who: &Identity, req: 
 pub(crate) async fn delete(state: &AppState, id: &UploadId, who: &Identity) -> Result<Response, ApiError> {
     let (_guard, rec) = take(state, id, who, true).await?;
     state.meta.finish(&rec.id, UploadState::Terminated, Some("deleted by the client")).await?;
+    state.metrics.uploads_terminated.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     super::complete::release_bytes(state, &rec.id).await?;
     state.locks.forget(&rec.id);
     tracing::info!(upload = %rec.id, "upload terminated");

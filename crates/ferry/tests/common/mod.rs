@@ -453,6 +453,7 @@ impl Users {
     }
 
     fn add_one(data: &Path, name: &str, extra: &[&str]) {
+        std::fs::create_dir_all(data).unwrap();
         let mut c = Command::new(ferry_bin())
             .args(["user", "add", name, "--password-stdin"])
             .args(extra)

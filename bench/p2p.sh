@@ -25,6 +25,7 @@ ip -n pb-a addr add 10.9.0.1/24 dev veth-a; ip -n pb-b addr add 10.9.0.2/24 dev 
 for n in pb-a pb-b; do ip -n "$n" link set lo up; done
 ip -n pb-a link set veth-a up; ip -n pb-b link set veth-b up
 
+mkdir -p "$work/data"
 for u in alice bob; do echo "$u-pw" | "$ferry" user add "$u" --password-stdin --data "$work/data" >/dev/null 2>&1; done
 head -c "$size" /dev/urandom > "$work/in.bin"
 mkdir -p "$work/data/files/~alice" && cp "$work/in.bin" "$work/data/files/~alice/in.bin"

@@ -16,6 +16,7 @@ trap 'kill $pids 2>/dev/null || true; rm -rf "$work"' EXIT
 # start NAME [serve args…]: a server with users lit (admin) and alice; prints its URL.
 start() {
   local name="$1"; shift
+  mkdir -p "$work/$name"
   echo litmus-pw | "$ferry" user add lit --admin --password-stdin --data "$work/$name" >/dev/null 2>&1
   echo alice-pw | "$ferry" user add alice --password-stdin --data "$work/$name" >/dev/null 2>&1
   "$ferry" serve --listen 127.0.0.1:0 --data "$work/$name" "$@" > "$work/$name.banner" 2> "$work/$name.log" &

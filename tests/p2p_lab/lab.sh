@@ -143,6 +143,7 @@ EOF
 # serve: ferry on the public bridge, users alice and bob.
 serve() {
   rm -rf "$work/data"
+  mkdir -p "$work/data"
   for u in alice bob; do echo "$u-pw" | "$ferry" user add "$u" --password-stdin --data "$work/data" >/dev/null 2>&1; done
   x srv "$ferry" serve --listen "$PUB.10:8080" --data "$work/data" --heartbeat 1s > "$work/serve.out" 2> "$work/serve.log" &
   pids="$pids $!"

@@ -71,5 +71,24 @@ pub fn message(e: &anyhow::Error) -> String {
         line.push_str("; ");
         line.push_str(h);
     }
-    line.replace('\n', " ")
+    without_os_error_numbers(&line.replace('\n', " "))
+}
+
+/// "No such file or directory (os error 2)" → "No such file or directory".
+fn without_os_error_numbers(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(" (os error ") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 11..];
+        match after.find(')') {
+            Some(j) if after[..j].bytes().all(|b| b.is_ascii_digit()) => rest = &after[j + 1..],
+            _ => {
+                out.push_str(" (os error ");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }

@@ -257,7 +257,7 @@ pub async fn upload_folder(
                 let local_sha = hash_file(&path).await?;
                 if local_sha == sha {
                     agg.file_done(idx, size);
-                    return Ok::<_, anyhow::Error>((rel, size, true, sha, remote_dir));
+                    return Ok::<_, anyhow::Error>((rel, 0, true, sha, remote_dir));
                 }
             }
             let up = make()?.with_progress(agg.progress_of(idx, &rel));
@@ -278,7 +278,7 @@ pub async fn upload_folder(
                     tally.bytes += sent;
                 }
                 if json {
-                    let v = serde_json::json!({ "file": dir.join(&rel), "remote": format!("/{base}/{rel}"), "sha256": sha, "skipped": skipped });
+                    let v = serde_json::json!({ "file": dir.join(&rel), "remote": format!("/{base}/{rel}"), "sha256": sha, "sent": sent, "skipped": skipped });
                     println!("{v}");
                 }
             }

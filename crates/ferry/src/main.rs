@@ -155,12 +155,13 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = exit::code_for(&e);
             let message = exit::message(&e);
+            // With --json the failure is a JSON object on stdout too (scripts read one
+            // place); the line on stderr is for the person watching.
             if json {
                 let v = serde_json::json!({ "error": message, "exit_code": code });
                 println!("{v}");
-            } else {
-                eprintln!("ferry: {message}");
             }
+            eprintln!("ferry: {message}");
             ExitCode::from(code)
         }
     }

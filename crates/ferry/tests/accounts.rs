@@ -168,7 +168,8 @@ fn cli_login_upload_logout() {
     };
     let o = cli(&["upload", "--server", &s.url(), file.to_str().unwrap()], "");
     assert_eq!(o.status.code(), Some(4), "not logged in: {}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("401"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("needs an account; run `ferry login -s http://"), "{err}");
     let o = cli(&["login", "--server", &s.url(), "--user", "bob", "--password-stdin"], "wrong");
     assert_eq!(o.status.code(), Some(4), "{}", String::from_utf8_lossy(&o.stderr));
     let o = cli(&["login", "--server", &s.url(), "--user", "bob", "--password-stdin"], "bob-pw");

@@ -1,6 +1,7 @@
 //! Everyday use of the `ferry` binary (issue 11): file management, folders, the path model,
 //! several logins, admin over HTTP, completions, `/metrics` — and the table of failure
 //! messages with their exit codes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
 
 mod common;
 

@@ -397,7 +397,15 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<()> {
         client = client.with_silence_limit(limit);
     }
     if !args.watch {
-        for i in client.inbox().await? {
+        let waiting = client.inbox().await?;
+        if !args.json {
+            if waiting.is_empty() {
+                eprintln!("nothing waiting for you");
+            } else {
+                println!("{:<26}  {:<12} {:>10}  NAME", "ID", "FROM", "SIZE");
+            }
+        }
+        for i in waiting {
             if i.kind == "text" {
                 read_message(&client, &args.server, &i, args.json).await?;
             } else {
@@ -549,14 +557,7 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
         if args.ids.is_empty() {
             bail!("name the items to receive (see `ferry inbox`), or use --all");
         }
-        args.ids
-            .iter()
-            .map(|id| {
-                waiting.iter().find(|i| &i.id == id).ok_or_else(|| {
-                    anyhow::anyhow!(ClientError::Rejected { status: 404, reason: format!("no waiting item {id}") })
-                })
-            })
-            .collect::<anyhow::Result<_>>()?
+        args.ids.iter().map(|id| by_prefix(&waiting, id)).collect::<Result<_, _>>()?
     };
     std::fs::create_dir_all(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
     let cancel = ctrl_c();
@@ -567,12 +568,27 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The one waiting item whose id starts with `prefix` (ids may be shortened, as git's).
+fn by_prefix<'a>(waiting: &'a [RelayItem], prefix: &str) -> Result<&'a RelayItem, ClientError> {
+    let found: Vec<&RelayItem> = waiting.iter().filter(|i| i.id.starts_with(prefix)).collect();
+    match found.as_slice() {
+        [one] => Ok(one),
+        [] => Err(ClientError::Rejected { status: 404, reason: format!("no waiting item {prefix}") }),
+        _ => Err(ClientError::Rejected {
+            status: 0,
+            reason: format!("{prefix} names {} waiting items; give more of the id", found.len()),
+        }),
+    }
+}
+
 /// Declines items.
 pub async fn decline(args: DeclineArgs) -> anyhow::Result<()> {
     let client = relay(&args.server)?;
+    let waiting = client.inbox().await?;
     for id in &args.ids {
-        client.decline(id).await.with_context(|| format!("declining {id}"))?;
-        eprintln!("declined {id}");
+        let item = by_prefix(&waiting, id)?;
+        client.decline(&item.id).await.with_context(|| format!("declining {}", item.id))?;
+        eprintln!("declined {} ({} from {})", item.id, item.name, item.from);
     }
     Ok(())
 }

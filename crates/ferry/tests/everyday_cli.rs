@@ -581,3 +581,33 @@ fn failure_messages_and_exit_codes() {
         )
     );
 }
+
+#[test]
+fn inbox_header_nothing_waiting_and_id_prefixes() {
+    let f = fixture();
+    let o = as_user(&f, "bob", &["inbox"]);
+    assert_eq!((ok(&o).as_str(), stderr(&o).as_str()), ("", "nothing waiting for you\n"));
+    let file = f.tmp.path().join("gift.txt");
+    std::fs::write(&file, b"for bob").unwrap();
+    for _ in 0..2 {
+        ok(&as_user(&f, "alice", &["send", "--via", "server", "--to", "bob", file.to_str().unwrap()]));
+    }
+    let listing = ok(&as_user(&f, "bob", &["inbox"]));
+    let lines: Vec<&str> = listing.lines().collect();
+    assert!(lines[0].starts_with("ID") && lines[0].contains("FROM") && lines[0].ends_with("NAME"), "{listing}");
+    assert_eq!(lines.len(), 3, "{listing}");
+    let ids: Vec<&str> = lines[1..].iter().map(|l| l.split_whitespace().next().unwrap()).collect();
+    // The shortest prefix that tells the two apart, and one that does not.
+    let n = (1..ids[0].len()).find(|&n| ids[0][..n] != ids[1][..n]).unwrap();
+    let common = &ids[0][..n - 1];
+    if !common.is_empty() {
+        let o = as_user(&f, "bob", &["decline", common]);
+        assert_eq!(o.status.code(), Some(2), "an ambiguous prefix: {}", stderr(&o));
+    }
+    let out = f.tmp.path().join("got");
+    ok(&as_user(&f, "bob", &["receive", &ids[0][..n], "-o", out.to_str().unwrap()]));
+    assert_eq!(std::fs::read(out.join("gift.txt")).unwrap(), b"for bob");
+    ok(&as_user(&f, "bob", &["decline", &ids[1][..n]]));
+    let o = as_user(&f, "bob", &["inbox"]);
+    assert_eq!(stderr(&o), "nothing waiting for you\n");
+}

@@ -113,6 +113,27 @@ fn ls_mkdir_mv_rm_whoami_and_uploads() {
     let o = as_user(&f, "alice", &["rm", "~bob/notes.txt"]);
     assert_eq!((o.status.code(), stderr(&o).trim()), (Some(4), "ferry: you may not change /~bob/notes.txt"));
     assert!(f.s.tree_file("~bob/notes.txt").exists());
+    let o = as_user(&f, "alice", &["mv", "~bob/notes.txt", "stolen.txt"]);
+    assert_eq!((o.status.code(), stderr(&o).trim()), (Some(4), "ferry: you may not change /~bob/notes.txt"));
+    // Not by method override either, nor without credentials.
+    let r = request(
+        &f.s.addr,
+        "POST",
+        "/files/~bob/notes.txt",
+        &[("Authorization", &basic_auth("alice")), ("X-HTTP-Method-Override", "DELETE")],
+        b"",
+    );
+    assert_eq!(r.status, 404, "no POST route under /files/");
+    assert_eq!(request(&f.s.addr, "DELETE", "/files/~bob/notes.txt", &[], b"").status, 401);
+    let r = request(
+        &f.s.addr,
+        "POST",
+        "/api/files/move",
+        &[("Authorization", &basic_auth("alice")), ("Content-Type", "application/json")],
+        br#"{"from":"~bob/notes.txt","to":"~alice/x"}"#,
+    );
+    assert_eq!(r.status, 403);
+    assert!(f.s.tree_file("~bob/notes.txt").exists());
     let o = as_user(&f, "alice", &["rm", "docs"]);
     assert_eq!(o.status.code(), Some(4));
     assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));

@@ -8,6 +8,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use ferry_client::{ClientError, Credentials, http_client};
 
+use ferry_server::api::users::{shared_folder, valid_name};
+
 use crate::units::parse_size;
 
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
@@ -167,15 +169,6 @@ pub async fn logout(args: LogoutArgs) -> anyhow::Result<()> {
     }
 }
 
-fn valid_name(name: &str) -> anyhow::Result<()> {
-    let ok =
-        !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if !ok {
-        bail!("user names are 1-64 letters, digits, '.', '_' or '-'");
-    }
-    Ok(())
-}
-
 /// `ferry user …`.
 pub async fn user(args: UserArgs) -> anyhow::Result<()> {
     if let Some(server) = &args.server {
@@ -227,10 +220,7 @@ pub async fn user(args: UserArgs) -> anyhow::Result<()> {
         }
         UserCommand::Grant { name, path, write } => {
             let (user, _) = db.user_by_name(&name).await?.with_context(|| format!("no user {name}"))?;
-            let folder = ferry_core::TreePath::parse(path.trim_matches('/')).map_err(|e| anyhow::anyhow!("{e}"))?;
-            if folder.is_root() || folder.components().next().is_some_and(|c| c.starts_with('~')) {
-                bail!("share a folder of the tree, not the root or a home");
-            }
+            let folder = shared_folder(&path)?;
             db.grant(user.id, &folder.to_string(), write).await?;
             eprintln!("{name} may now {} /{folder}", if write { "read and write" } else { "read" });
         }

@@ -380,7 +380,10 @@ pub async fn uploads(args: UploadsArgs) -> anyhow::Result<()> {
     let targets: Vec<&Unfinished> = if args.cancel_all {
         shown.iter().collect()
     } else {
-        args.cancel.iter().map(|p| by_prefix(&shown, p)).collect::<Result<_, _>>()?
+        args.cancel
+            .iter()
+            .map(|p| session::by_prefix(&shown, p, |u| &u.id, ("unfinished upload", "uploads")))
+            .collect::<Result<_, _>>()?
     };
     for u in targets {
         // A parallel upload: its final upload and every part.
@@ -401,19 +404,6 @@ pub async fn uploads(args: UploadsArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The one upload whose id starts with `prefix` (like git's abbreviated ids).
-fn by_prefix<'a>(list: &'a [Unfinished], prefix: &str) -> Result<&'a Unfinished, ClientError> {
-    let found: Vec<&Unfinished> = list.iter().filter(|u| u.id.starts_with(prefix)).collect();
-    match found.as_slice() {
-        [one] => Ok(one),
-        [] => Err(ClientError::Rejected { status: 404, reason: format!("no unfinished upload {prefix}") }),
-        _ => Err(ClientError::Rejected {
-            status: 0,
-            reason: format!("{prefix} names {} uploads; give more of the id", found.len()),
-        }),
-    }
 }
 
 /// `ferry whoami`.

@@ -199,6 +199,46 @@ pub fn remote_base(given_dir: &Path, dest: &str) -> String {
     }
 }
 
+/// One file's transfer, as the tasks report it.
+struct Moved {
+    /// Already at the other side: nothing moved.
+    skipped: bool,
+    /// Bytes put on the wire.
+    bytes: u64,
+    /// Its `--json` line.
+    report: serde_json::Value,
+}
+
+/// Waits for every file's task and counts what they did; failures are shown as they come
+/// (the first one decides the exit code).
+async fn collect(mut set: JoinSet<anyhow::Result<Moved>>, agg: &Aggregate, json: bool) -> Tally {
+    let mut tally = Tally::default();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(Ok(m)) => {
+                if m.skipped {
+                    tally.skipped += 1;
+                } else {
+                    tally.done += 1;
+                    tally.bytes += m.bytes;
+                }
+                if json {
+                    println!("{}", m.report);
+                }
+            }
+            Ok(Err(e)) => {
+                if !json {
+                    agg.println(&format!("ferry: {}", crate::exit::message(&e)));
+                }
+                tally.failed.push(e);
+            }
+            Err(e) => tally.failed.push(anyhow::anyhow!("a transfer task failed: {e}")),
+        }
+    }
+    agg.finish();
+    tally
+}
+
 /// What a folder transfer did.
 #[derive(Debug, Default)]
 struct Tally {
@@ -244,9 +284,9 @@ pub async fn upload_folder(
     let mut set = JoinSet::new();
     for (idx, (rel, size)) in local.files.iter().cloned().enumerate() {
         let path = dir.join(&rel);
-        let remote_dir = match rel.rsplit_once('/') {
-            Some((parent, _)) => format!("/{base}/{parent}"),
-            None => format!("/{base}"),
+        let (remote_dir, name) = match rel.rsplit_once('/') {
+            Some((parent, name)) => (format!("/{base}/{parent}"), name.to_owned()),
+            None => (format!("/{base}"), rel.clone()),
         };
         let there = remote.get(&rel).filter(|e| e.size == size).and_then(|e| e.sha256.clone());
         let (agg, slots, make) = (agg.clone(), slots.clone(), make_uploader.clone());
@@ -257,41 +297,19 @@ pub async fn upload_folder(
                 let local_sha = hash_file(&path).await?;
                 if local_sha == sha {
                     agg.file_done(idx, size);
-                    return Ok::<_, anyhow::Error>((rel, 0, true, sha, remote_dir));
+                    let report = serde_json::json!({ "file": path, "remote": format!("{remote_dir}/{name}"), "sha256": sha, "sent": 0, "skipped": true });
+                    return Ok::<_, anyhow::Error>(Moved { skipped: true, bytes: 0, report });
                 }
             }
             let up = make()?.with_progress(agg.progress_of(idx, &rel));
             let outcome = up.upload(&path, Some(&remote_dir)).await;
             agg.file_done(idx, size);
             let o = outcome?;
-            Ok((rel, o.sent, false, o.sha256, remote_dir))
+            let report = serde_json::json!({ "file": path, "remote": format!("{remote_dir}/{name}"), "sha256": o.sha256, "sent": o.sent, "skipped": false });
+            Ok(Moved { skipped: false, bytes: o.sent, report })
         });
     }
-    let mut tally = Tally::default();
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok(Ok((rel, sent, skipped, sha, _))) => {
-                if skipped {
-                    tally.skipped += 1;
-                } else {
-                    tally.done += 1;
-                    tally.bytes += sent;
-                }
-                if json {
-                    let v = serde_json::json!({ "file": dir.join(&rel), "remote": format!("/{base}/{rel}"), "sha256": sha, "sent": sent, "skipped": skipped });
-                    println!("{v}");
-                }
-            }
-            Ok(Err(e)) => {
-                if !json {
-                    agg.println(&format!("ferry: {}", crate::exit::message(&e)));
-                }
-                tally.failed.push(e);
-            }
-            Err(e) => tally.failed.push(anyhow::anyhow!("a transfer task failed: {e}")),
-        }
-    }
-    agg.finish();
+    let tally = collect(set, &agg, json).await;
     summary("uploaded", &format!("/{base}/"), &local.files.len(), tally, local.skipped.len(), started, json)
 }
 
@@ -378,7 +396,8 @@ pub async fn download_folder(
     let slots = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
     let mut set = JoinSet::new();
     for (idx, (rel, e)) in files.iter().cloned().enumerate() {
-        let url = s.files_url(&format!("{src_tree}/{rel}"))?;
+        let remote = format!("/{src_tree}/{rel}");
+        let url = s.files_url(&remote)?;
         let dest: PathBuf = out.join(&rel);
         let (agg, slots, make) = (agg.clone(), slots.clone(), make_downloader.clone());
         set.spawn(async move {
@@ -387,33 +406,10 @@ pub async fn download_folder(
             let outcome = d.download(&url, &dest).await;
             agg.file_done(idx, e.size);
             let o = outcome?;
-            Ok::<_, anyhow::Error>((rel, o))
+            let report = serde_json::json!({ "file": o.path, "remote": remote, "sha256": o.sha256, "verified": o.verified, "skipped": o.already_there });
+            Ok::<_, anyhow::Error>(Moved { skipped: o.already_there, bytes: o.fetched, report })
         });
     }
-    let mut tally = Tally::default();
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok(Ok((rel, o))) => {
-                if o.already_there {
-                    tally.skipped += 1;
-                } else {
-                    tally.done += 1;
-                    tally.bytes += o.fetched;
-                }
-                if json {
-                    let v = serde_json::json!({ "file": o.path, "remote": format!("/{src_tree}/{rel}"), "sha256": o.sha256, "verified": o.verified, "skipped": o.already_there });
-                    println!("{v}");
-                }
-            }
-            Ok(Err(e)) => {
-                if !json {
-                    agg.println(&format!("ferry: {}", crate::exit::message(&e)));
-                }
-                tally.failed.push(e);
-            }
-            Err(e) => tally.failed.push(anyhow::anyhow!("a transfer task failed: {e}")),
-        }
-    }
-    agg.finish();
+    let tally = collect(set, &agg, json).await;
     summary("downloaded", &out.display().to_string(), &files.len(), tally, 0, started, json)
 }

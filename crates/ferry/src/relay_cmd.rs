@@ -568,17 +568,8 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The one waiting item whose id starts with `prefix` (ids may be shortened, as git's).
 fn by_prefix<'a>(waiting: &'a [RelayItem], prefix: &str) -> Result<&'a RelayItem, ClientError> {
-    let found: Vec<&RelayItem> = waiting.iter().filter(|i| i.id.starts_with(prefix)).collect();
-    match found.as_slice() {
-        [one] => Ok(one),
-        [] => Err(ClientError::Rejected { status: 404, reason: format!("no waiting item {prefix}") }),
-        _ => Err(ClientError::Rejected {
-            status: 0,
-            reason: format!("{prefix} names {} waiting items; give more of the id", found.len()),
-        }),
-    }
+    crate::session::by_prefix(waiting, prefix, |i| &i.id, ("waiting item", "waiting items"))
 }
 
 /// Declines items.

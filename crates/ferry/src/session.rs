@@ -240,6 +240,25 @@ mod tests {
     }
 }
 
+/// The one item whose id starts with `prefix` (ids may be shortened, as git's); `what` names
+/// the kind ("waiting item", plural "waiting items").
+pub fn by_prefix<'a, T>(
+    items: &'a [T],
+    prefix: &str,
+    id: impl Fn(&T) -> &str,
+    what: (&str, &str),
+) -> Result<&'a T, ClientError> {
+    let found: Vec<&T> = items.iter().filter(|i| id(i).starts_with(prefix)).collect();
+    match found.as_slice() {
+        [one] => Ok(one),
+        [] => Err(ClientError::Rejected { status: 404, reason: format!("no {} {prefix}", what.0) }),
+        _ => Err(ClientError::Rejected {
+            status: 0,
+            reason: format!("{prefix} names {} {}; give more of the id", found.len(), what.1),
+        }),
+    }
+}
+
 /// `-s/--server`, for every command that talks to a server.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArg {

@@ -141,9 +141,10 @@ pub struct DownloadArgs {
 
 pub use crate::session::token_for;
 
-/// Retries, each one announced on stderr ("retrying 3/8 in 4 s") unless quiet.
-pub fn retry(max_attempts: u32, quiet: bool) -> RetryPolicy {
-    let on_retry: Option<ferry_client::RetryFn> = (!quiet && !crate::session::quiet()).then(|| {
+/// Retries, each one announced on stderr ("retrying 3/8 in 4 s") unless --quiet (also with
+/// --json: the notices stay off stdout).
+pub fn retry(max_attempts: u32) -> RetryPolicy {
+    let on_retry: Option<ferry_client::RetryFn> = (!crate::session::quiet()).then(|| {
         Arc::new(|n: u32, max: u32, wait: std::time::Duration, why: &ClientError| {
             eprintln!("ferry: {why}; retrying {n}/{max} in {:.0} s", wait.as_secs_f64().max(1.0));
         }) as ferry_client::RetryFn
@@ -202,7 +203,7 @@ pub async fn upload(args: UploadArgs) -> anyhow::Result<()> {
         Arc::new(move || {
             Ok(Uploader::new(http.clone(), &server)?
                 .with_cancel(cancel.clone())
-                .with_retry(retry(retries, quiet))
+                .with_retry(retry(retries))
                 .with_options(options.clone()))
         })
     };
@@ -302,7 +303,7 @@ pub async fn download(args: DownloadArgs) -> anyhow::Result<()> {
         Arc::new(move || {
             let mut d = Downloader::new(http.clone())
                 .with_cancel(cancel.clone())
-                .with_retry(retry(retries, quiet))
+                .with_retry(retry(retries))
                 .with_max_connections(usize::from(max))
                 .with_force(force);
             if let Some(n) = connections {

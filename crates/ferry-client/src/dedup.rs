@@ -20,6 +20,11 @@ struct Challenge {
 }
 
 #[derive(Deserialize)]
+struct Sent {
+    id: String,
+}
+
+#[derive(Deserialize)]
 struct RangeSpec {
     offset: u64,
     length: u64,
@@ -35,7 +40,13 @@ pub(crate) async fn try_dedup(
     sha: &[u8; 32],
 ) -> Result<Option<UploadOutcome>, ClientError> {
     let begin = up.server().join("api/dedup").map_err(|e| ClientError::Protocol(e.to_string()))?;
-    let body = serde_json::json!({ "size": size, "sha256": to_hex(sha), "filename": name, "dir": remote_dir });
+    let mut body = serde_json::json!({ "size": size, "sha256": to_hex(sha), "filename": name, "dir": remote_dir });
+    if let Some(to) = &up.options.relay_to {
+        body["relay_to"] = to.clone().into();
+        if let Some((_, folder)) = up.options.relay_metadata.iter().find(|(k, _)| *k == "relay_folder") {
+            body["relay_folder"] = folder.clone().into();
+        }
+    }
     let resp = up.http().post(begin.clone()).json(&body).send().await.map_err(|e| network(&e))?;
     match resp.status() {
         StatusCode::OK => {}
@@ -66,9 +77,17 @@ pub(crate) async fn try_dedup(
     if resp.status() != StatusCode::CREATED {
         return Err(from_status(resp).await);
     }
+    // A relay item is named by its id, as an upload's item is by its URL's last segment.
+    let url = match up.options.relay_to {
+        Some(_) => {
+            let sent: Sent = resp.json().await.map_err(|e| ClientError::Protocol(format!("bad dedup answer: {e}")))?;
+            up.endpoint.join(&sent.id).map_err(|e| ClientError::Protocol(e.to_string()))?.to_string()
+        }
+        None => String::new(),
+    };
     Ok(Some(UploadOutcome {
         path: path.to_path_buf(),
-        url: String::new(),
+        url,
         size,
         resumed_from: 0,
         sent: 0,

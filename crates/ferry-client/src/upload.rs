@@ -52,8 +52,11 @@ pub struct UploadOptions {
     /// Send through the offline-file relay to these users (comma-separated) instead of
     /// into the tree.
     pub relay_to: Option<String>,
-    /// More metadata of a relay item: `relay_kind` (`text`), `relay_continues`
-    /// (`OFFSET SIZE SHA256HEX`: the rest of a direct transfer).
+    /// More metadata of a relay item: `relay_kind` (`text`, `folder`), `relay_continues`
+    /// (`OFFSET SIZE SHA256HEX`: the rest of a direct transfer), `relay_folder` (the
+    /// folder, relative, that a file of a folder sent whole belongs to). With `dedup`, a
+    /// file (of a folder or not) the server holds already becomes an item without being
+    /// sent.
     pub relay_metadata: Vec<(&'static str, String)>,
     /// Replace a file of the same name with other content in the tree (otherwise such an
     /// upload is refused before any byte is sent).
@@ -85,7 +88,7 @@ const MIN_PART: u64 = 1 << 20;
 pub struct Uploader {
     pub(crate) http: reqwest::Client,
     server: Url,
-    endpoint: Url,
+    pub(crate) endpoint: Url,
     pub(crate) state: StateDir,
     pub(crate) retry: RetryPolicy,
     pub(crate) options: UploadOptions,
@@ -196,7 +199,8 @@ impl Uploader {
         });
         let remote_dir = remote_dir.as_deref();
 
-        if self.options.dedup && self.options.relay_to.is_none() {
+        let plain_file = self.options.relay_metadata.iter().all(|(k, _)| *k == "relay_folder");
+        if self.options.dedup && plain_file {
             let sha = hash_file(file.clone(), size, path).await?;
             if let Some(outcome) = crate::dedup::try_dedup(self, path, &name, remote_dir, size, &sha).await? {
                 self.report(size, size);

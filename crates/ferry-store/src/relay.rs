@@ -85,6 +85,8 @@ pub enum ItemKind {
     File,
     /// A short text message (its content is the UTF-8 text).
     Text,
+    /// An empty folder of a folder sent whole (no content; the item's name is its path).
+    Folder,
 }
 
 impl ItemKind {
@@ -93,6 +95,7 @@ impl ItemKind {
         match self {
             Self::File => "file",
             Self::Text => "text",
+            Self::Folder => "folder",
         }
     }
 
@@ -101,6 +104,7 @@ impl ItemKind {
         match s {
             "file" => Some(Self::File),
             "text" => Some(Self::Text),
+            "folder" => Some(Self::Folder),
             _ => None,
         }
     }

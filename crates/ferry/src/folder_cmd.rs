@@ -1,4 +1,5 @@
-//! Whole folders: `ferry upload -r DIR` and `ferry download -r REMOTE_DIR`.
+//! Whole folders: `ferry upload -r DIR`, `ferry download -r REMOTE_DIR` and
+//! `ferry send --to bob DIR` (through the relay).
 //!
 //! The structure is kept (empty folders too); symbolic links are not followed but skipped
 //! and named, as rsync does without `-l`. Several files move at once, under one aggregate
@@ -260,11 +261,7 @@ pub async fn upload_folder(
     let base = remote_base(dir, dest_tree);
     let local = walk_local(dir)?;
     let quiet = json || session::quiet();
-    for l in &local.skipped {
-        if !quiet {
-            eprintln!("skipping {} (not a regular file; links are not followed)", dir.join(l).display());
-        }
-    }
+    announce_skipped(dir, &local, quiet);
     let (remote_files, _) = walk_remote(s, &base).await?;
     let remote: HashMap<String, Entry> = remote_files.into_iter().collect();
     for d in &local.empty_dirs {
@@ -311,6 +308,91 @@ pub async fn upload_folder(
     }
     let tally = collect(set, &agg, json).await;
     summary("uploaded", &format!("/{base}/"), &local.files.len(), tally, local.skipped.len(), started, json)
+}
+
+/// Makes an [`Uploader`] for one relay item with its extra metadata.
+pub type MakeRelayUploader = Arc<dyn Fn(Vec<(&'static str, String)>) -> Result<Uploader, ClientError> + Send + Sync>;
+
+/// Sends the folder `dir` through the relay to `to`: one item per file, named by its path
+/// (rsync's way: `DIR` is the folder itself, `DIR/` its contents), an empty folder as an
+/// item of its own. `sent` is what went to the same recipients before (item name → size
+/// and SHA-256 hex); such a file, unchanged, is skipped.
+pub async fn send_folder(
+    dir: &Path,
+    to: &str,
+    sent: HashMap<String, (u64, String)>,
+    jobs: usize,
+    json: bool,
+    make_uploader: MakeRelayUploader,
+) -> anyhow::Result<()> {
+    let base = remote_base(dir, "");
+    let local = walk_local(dir)?;
+    let quiet = json || session::quiet();
+    announce_skipped(dir, &local, quiet);
+    let within = |rel: &str| if base.is_empty() { rel.to_owned() } else { format!("{base}/{rel}") };
+    // An empty folder travels as an empty stand-in file of its name (a `folder` item).
+    let stand_ins =
+        ferry_client::StateDir::default_location().path().join("folders").join(std::process::id().to_string());
+    // (item name, file uploaded, local path shown, size, an empty folder)
+    let mut items: Vec<(String, PathBuf, PathBuf, u64, bool)> =
+        local.files.iter().map(|(rel, size)| (within(rel), dir.join(rel), dir.join(rel), *size, false)).collect();
+    for (i, d) in local.empty_dirs.iter().enumerate() {
+        let leaf = d.rsplit('/').next().unwrap_or(d);
+        let stand_in = stand_ins.join(i.to_string()).join(leaf);
+        let parent = stand_in.parent().unwrap_or(&stand_ins);
+        std::fs::create_dir_all(parent).map_err(|e| ClientError::local(parent, e))?;
+        std::fs::write(&stand_in, b"").map_err(|e| ClientError::local(&stand_in, e))?;
+        items.push((within(d), stand_in, dir.join(d), 0, true));
+    }
+    let total: u64 = items.iter().map(|i| i.3).sum();
+    let agg = Aggregate::new(total, items.len(), quiet);
+    let started = Instant::now();
+    let slots = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
+    let mut set = JoinSet::new();
+    for (idx, (name, path, shown, size, is_dir)) in items.iter().cloned().enumerate() {
+        let before = sent.get(&name).filter(|(n, _)| *n == size).map(|(_, sha)| sha.clone());
+        let (agg, slots, make, to) = (agg.clone(), slots.clone(), make_uploader.clone(), to.to_owned());
+        set.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            if let Some(sha) = before
+                && hash_file(&path).await? == sha
+            {
+                agg.file_done(idx, size);
+                let report = serde_json::json!({ "file": shown, "name": name, "to": to, "sha256": sha, "sent": 0, "skipped": true });
+                return Ok::<_, anyhow::Error>(Moved { skipped: true, bytes: 0, report });
+            }
+            let mut metadata = Vec::new();
+            if let Some((folder, _)) = name.rsplit_once('/') {
+                metadata.push(("relay_folder", folder.to_owned()));
+            }
+            if is_dir {
+                metadata.push(("relay_kind", "folder".to_owned()));
+            }
+            let up = make(metadata)?.with_progress(agg.progress_of(idx, &name));
+            let outcome = up.upload(&path, None).await;
+            agg.file_done(idx, size);
+            let o = outcome?;
+            let id = o.url.rsplit('/').next().unwrap_or("").to_owned();
+            let report = serde_json::json!({
+                "file": shown, "name": name, "to": to, "id": id,
+                "size": size, "sha256": o.sha256, "sent": o.sent, "deduplicated": o.deduplicated, "skipped": false,
+            });
+            Ok(Moved { skipped: false, bytes: o.sent, report })
+        });
+    }
+    let tally = collect(set, &agg, json).await;
+    let _ = std::fs::remove_dir_all(&stand_ins);
+    let what = if base.is_empty() { format!("{} to {to}", dir.display()) } else { format!("{base}/ to {to}") };
+    summary("sent", &what, &items.len(), tally, local.skipped.len(), started, json)
+}
+
+/// Names what a folder walk left out (links and special files), unless quiet.
+fn announce_skipped(dir: &Path, local: &LocalTree, quiet: bool) {
+    for l in &local.skipped {
+        if !quiet {
+            eprintln!("skipping {} (not a regular file; links are not followed)", dir.join(l).display());
+        }
+    }
 }
 
 async fn hash_file(path: &Path) -> Result<String, ClientError> {

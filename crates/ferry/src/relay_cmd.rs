@@ -22,7 +22,8 @@ pub struct SendArgs {
     /// Recipients, comma-separated (they need not be online)
     #[arg(long, required = true, value_delimiter = ',')]
     to: Vec<String>,
-    /// Files to send
+    /// Files and folders to send (a folder goes whole, through the server: `DIR` arrives
+    /// as the folder DIR, `DIR/` as its contents; empty folders are kept, links skipped)
     #[arg(required_unless_present = "text")]
     files: Vec<PathBuf>,
     /// Send a short text message instead (at most 64 KiB); the command returns once the
@@ -43,6 +44,14 @@ pub struct SendArgs {
     /// Cap the rate, e.g. 10M (bytes per second), on whichever path
     #[arg(long, value_name = "RATE", value_parser = crate::units::parse_size)]
     limit_rate: Option<u64>,
+    /// Upload even when the server already holds the content (by default a file you
+    /// uploaded before is sent without its bytes, after a proof that you have it; that
+    /// costs one read of the file to hash it)
+    #[arg(long)]
+    no_dedup: bool,
+    /// Files of a folder sent at once
+    #[arg(short = 'j', long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
 }
 
 /// The path `ferry send` takes.
@@ -159,6 +168,20 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         return send_text(&args, &http, &to, text, &cancel).await;
     }
     for file in &args.files {
+        if file.is_dir() {
+            if args.via == Via::Direct {
+                return Err(ClientError::Rejected {
+                    status: 0,
+                    reason: format!(
+                        "{} is a folder: folders go through the server (drop --via direct)",
+                        file.display()
+                    ),
+                }
+                .into());
+            }
+            send_folder(&args, &http, &to, file, &cancel).await?;
+            continue;
+        }
         let mut rest = None;
         let mut lost = 0u64;
         if args.via != Via::Server && args.to.len() == 1 {
@@ -242,11 +265,18 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
                     "file": file, "id": id, "to": to, "size": offset + o.size, "sha256": o.sha256,
                     "via": if offset > 0 { "direct+server" } else { "server" }, "direct_bytes": offset, "server_bytes": o.size,
                     "resent_bytes": lost + o.sent.saturating_sub(o.size.saturating_sub(o.resumed_from)),
+                    "sent": o.sent, "deduplicated": o.deduplicated,
                 })
             );
         } else if offset > 0 {
             eprintln!(
                 "sent the rest of {} ({} from byte {offset}) to {to} as item {id}; their client finishes the file when they come online",
+                file.display(),
+                HumanBytes(o.size)
+            );
+        } else if o.deduplicated {
+            eprintln!(
+                "sent {} ({}) to {to} as item {id} without uploading it (the server had its content); they get it when they come online",
                 file.display(),
                 HumanBytes(o.size)
             );
@@ -283,6 +313,37 @@ fn rest_file(file: &std::path::Path, offset: u64, sha_hex: &str) -> anyhow::Resu
     Ok(out)
 }
 
+/// Sends the folder `dir` whole through the server; a re-run skips what an earlier run
+/// sent to the same recipients (same path, size and SHA-256, still in the outbox).
+async fn send_folder(
+    args: &SendArgs,
+    http: &reqwest::Client,
+    to: &str,
+    dir: &std::path::Path,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    let recipients: Vec<&str> = to.split(',').collect();
+    let mut sent = std::collections::HashMap::new();
+    for i in relay(&args.server)?.outbox().await? {
+        if recipients.iter().all(|r| i.recipients.iter().any(|x| x.user == *r)) {
+            sent.insert(i.name, (i.size, i.sha256));
+        }
+    }
+    let (http, server, to) = (http.clone(), args.server.clone(), to.to_owned());
+    let options = UploadOptions {
+        relay_to: Some(to.clone()),
+        limit_rate: args.limit_rate,
+        dedup: !args.no_dedup,
+        ..UploadOptions::default()
+    };
+    let cancel = cancel.clone();
+    let make = std::sync::Arc::new(move |relay_metadata| {
+        let options = UploadOptions { relay_metadata, ..options.clone() };
+        Ok(Uploader::new(http.clone(), &server)?.with_cancel(cancel.clone()).with_options(options))
+    });
+    crate::folder_cmd::send_folder(dir, &to, sent, args.jobs.into(), args.json, make).await
+}
+
 /// Uploads `source` into the relay for `to`, with a progress bar saying so.
 async fn upload_for(
     args: &SendArgs,
@@ -298,6 +359,7 @@ async fn upload_for(
         relay_to: Some(to.to_owned()),
         relay_metadata,
         limit_rate: args.limit_rate,
+        dedup: !args.no_dedup,
         ..UploadOptions::default()
     };
     let mut up = Uploader::new(http.clone(), &args.server)?.with_cancel(cancel.clone()).with_options(options);
@@ -383,8 +445,10 @@ fn show_item(i: &RelayItem, json: bool) {
     if json {
         println!(
             "{}",
-            serde_json::json!({ "id": i.id, "from": i.from, "name": i.name, "size": i.size, "sha256": i.sha256, "state": i.state })
+            serde_json::json!({ "id": i.id, "from": i.from, "name": i.name, "kind": i.kind, "size": i.size, "sha256": i.sha256, "state": i.state })
         );
+    } else if i.kind == "folder" {
+        println!("{}  {:<12} {:>10}  {}/", i.id, i.from, "-", i.name);
     } else {
         println!("{}  {:<12} {:>10}  {}", i.id, i.from, HumanBytes(i.size).to_string(), i.name);
     }
@@ -470,10 +534,23 @@ async fn receive_one(
     (limit_rate, force): (Option<u64>, bool),
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let name =
-        std::path::Path::new(&item.name).file_name().map(|n| n.to_owned()).unwrap_or_else(|| item.id.clone().into());
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let out = dir.join(name);
+    let out = local_target(dir, &item.name, &item.id)?;
+    if item.kind == "folder" {
+        match std::fs::symlink_metadata(&out) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => bail!("cannot receive the folder {}: {} is a file", item.name, out.display()),
+            Err(_) => std::fs::create_dir(&out).with_context(|| format!("cannot create {}", out.display()))?,
+        }
+        client.ack(&item.id, &item.sha256).await.with_context(|| format!("acknowledging {}", item.name))?;
+        if json {
+            println!("{}", serde_json::json!({ "id": item.id, "folder": out, "size": 0 }));
+        } else {
+            eprintln!("received the folder {}/ from {}", out.display(), item.from);
+        }
+        return Ok(());
+    }
+    let dir = out.parent().unwrap_or(dir);
     let (view, progress) = ProgressView::new(&format!("{} ← {} [server]", item.name, item.from), json);
     let mut d = Downloader::new(http_client(token_for(server).as_deref())?).with_cancel(cancel.clone());
     if let Some(rate) = limit_rate {
@@ -545,6 +622,37 @@ async fn receive_one(
         );
     }
     Ok(())
+}
+
+/// Where item `name` goes in `dir`: its path (a file of a folder sent whole) confined to
+/// `dir`, the folders on the way made. Never through a symbolic link, so a sender cannot
+/// aim a file at wherever a link in the receiving folder points; a name that is no
+/// confined path at all becomes the item's id.
+fn local_target(dir: &std::path::Path, name: &str, id: &str) -> anyhow::Result<PathBuf> {
+    let rel = ferry_core::TreePath::parse(name).ok().filter(|p| !p.is_root()).map(|p| p.to_string());
+    let rel = rel.unwrap_or_else(|| id.to_owned());
+    let parts: Vec<&str> = rel.split('/').collect();
+    let mut at = dir.to_path_buf();
+    for (i, part) in parts.iter().enumerate() {
+        at.push(part);
+        let last = i + 1 == parts.len();
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                bail!(
+                    "not receiving {name}: {} is a symbolic link, and ferry does not write through links",
+                    at.display()
+                )
+            }
+            Ok(m) if !last && !m.is_dir() => bail!("cannot receive {name}: {} is a file, not a folder", at.display()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !last => {
+                std::fs::create_dir(&at).with_context(|| format!("cannot create {}", at.display()))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ClientError::local(&at, e).into()),
+        }
+    }
+    Ok(at)
 }
 
 /// Downloads items (resumable, verified), then acknowledges each.

@@ -6,7 +6,8 @@
 //! shorter than the file. The client proves it has the bytes with
 //! HMAC-SHA256(nonce, offset ‖ range bytes) per range (`POST /api/dedup/{challenge}
 //! {proofs}`); only then is the server's copy placed at the requested path, within the
-//! caller's quota (checked again, atomically, at proof time). Knowing a file's hash, or
+//! caller's quota (checked again, atomically, at proof time). With `relay_to` the proven
+//! copy becomes a relay item for those users instead (instant send). Knowing a file's hash, or
 //! having seen a proof, never gets anyone its content.
 //!
 //! Which copies may be reused is the operator's choice ([`DedupMode`]): in `user` mode only
@@ -48,12 +49,21 @@ const NO_COPY: &str = "the server has no copy of this content you may reuse; upl
 struct Challenge {
     caller: Option<i64>,
     source: TreePath,
-    dest: TreePath,
+    target: Target,
     size: u64,
     sha256: [u8; 32],
     nonce: [u8; 32],
     ranges: Vec<(u64, u64)>,
     created: Instant,
+}
+
+/// Where a proven copy goes.
+#[derive(Debug)]
+enum Target {
+    /// A path in the tree.
+    Tree(TreePath),
+    /// A relay item: the upload metadata it is made with and its recipients' ids.
+    Relay { metadata: String, recipients: String },
 }
 
 /// Open challenges, in memory (a restart only costs the client a normal upload).
@@ -69,6 +79,13 @@ pub(super) struct BeginRequest {
     filename: String,
     #[serde(default)]
     dir: Option<String>,
+    /// Send the copy through the relay to these users (names, comma-separated) instead of
+    /// placing it in the tree; `dir` is then ignored.
+    #[serde(default)]
+    relay_to: Option<String>,
+    /// With `relay_to`: the folder the item belongs to (see `relay_folder` on uploads).
+    #[serde(default)]
+    relay_folder: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -97,6 +114,14 @@ struct Placed {
     sha256: String,
 }
 
+#[derive(Serialize)]
+struct Sent {
+    /// The relay item's id.
+    id: String,
+    size: u64,
+    sha256: String,
+}
+
 /// Where the copy goes: like an upload, `dir` is relative to the caller's home unless it
 /// starts with `/` (the right to write there is checked by the caller).
 fn destination(who: &Identity, filename: &str, dir: Option<&str>) -> Result<TreePath, ApiError> {
@@ -121,9 +146,16 @@ pub(super) async fn begin(
         return Err(ApiError::NotFound("instant upload is off on this server; upload the file".into()));
     }
     let sha = parse_sha256_text(&req.sha256).ok_or_else(|| ApiError::bad("sha256 must be 64 hex digits"))?;
-    let dest = destination(&who, &req.filename, req.dir.as_deref())?;
-    crate::tus::authorise_destination(&state, &who, &dest).await?;
-    drop(quota::admit(&state, &who, Claim { adds: req.size, ..Claim::default() }).await?);
+    let target = match &req.relay_to {
+        None => {
+            let dest = destination(&who, &req.filename, req.dir.as_deref())?;
+            crate::tus::authorise_destination(&state, &who, &dest).await?;
+            Target::Tree(dest)
+        }
+        Some(to) => relay_target(&state, &who, &req, to, &sha).await?,
+    };
+    let staged = matches!(target, Target::Relay { .. });
+    drop(quota::admit(&state, &who, Claim { adds: req.size, staged, ..Claim::default() }).await?);
     let Some(source) = find_copy(&state, &who, &sha, req.size).await? else {
         return Err(ApiError::NotFound(NO_COPY.into()));
     };
@@ -145,7 +177,7 @@ pub(super) async fn begin(
     let challenge = Challenge {
         caller: who.user_id(),
         source,
-        dest,
+        target,
         size: req.size,
         sha256: sha,
         nonce,
@@ -161,6 +193,29 @@ pub(super) async fn begin(
         open.insert(id, challenge);
     }
     Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+/// A relay item's metadata and recipients, checked as a relay upload's are at creation.
+async fn relay_target(
+    state: &AppState,
+    who: &Identity,
+    req: &BeginRequest,
+    to: &str,
+    sha: &[u8; 32],
+) -> Result<Target, ApiError> {
+    use base64::Engine as _;
+    let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
+    let mut metadata = format!("filename {},relay_to {},sha256 {}", b64(&req.filename), b64(to), b64(&to_hex(sha)));
+    if let Some(folder) = &req.relay_folder {
+        metadata.push_str(&format!(",relay_folder {}", b64(folder)));
+    }
+    let meta = ferry_core::UploadMetadata::parse(&metadata).map_err(|e| ApiError::bad(e.to_string()))?;
+    let recipients = crate::tus::relay_recipients(state, who, &meta)
+        .await?
+        .ok_or_else(|| ApiError::bad("relay_to names no recipient"))?;
+    crate::tus::item_shape(&meta, Some(req.size))?;
+    crate::tus::item_name(&meta, "file")?;
+    Ok(Target::Relay { metadata, recipients })
 }
 
 /// Whether `path` (as recorded) is still a regular file with this digest.
@@ -207,8 +262,9 @@ pub(super) async fn prove(
     if stat.is_dir || digest != Some(c.sha256) {
         return Err(ApiError::NotFound(NO_COPY.into()));
     }
-    let (ranges, nonce) = (c.ranges.clone(), c.nonce);
+    let (ranges, nonce, reader) = (c.ranges.clone(), c.nonce, source.clone());
     let expected = tokio::task::spawn_blocking(move || -> Result<Vec<String>, StoreError> {
+        let source = reader;
         ranges
             .iter()
             .map(|&(offset, len)| Ok(possession_proof(&nonce, offset, &source.read_vec(offset, len as usize)?)))
@@ -217,18 +273,28 @@ pub(super) async fn prove(
     .await??;
     let ok = expected.iter().zip(&req.proofs).all(|(want, got)| want.eq_ignore_ascii_case(got.trim()));
     if !ok {
-        tracing::warn!(dest = %c.dest, "dedup proof of possession failed");
+        tracing::warn!(source = %c.source, "dedup proof of possession failed");
         return Err(ApiError::Forbidden(
             "proof of possession failed: the range proofs do not match; upload the file".into(),
         ));
     }
+    let dest = match c.target {
+        Target::Tree(dest) => dest,
+        Target::Relay { metadata, recipients } => {
+            // Through the data path from the version proven: hashed again and checked
+            // against the digest committed to, so a file changed since cannot slip in.
+            let id = crate::tus::relay_from_stored(&state, &who, metadata, recipients, source, c.size).await?;
+            let body = Sent { id: id.to_string(), size: c.size, sha256: to_hex(&c.sha256) };
+            return Ok((StatusCode::CREATED, Json(body)).into_response());
+        }
+    };
     // The quota holds at proof time too: the copy's bytes are reserved until recorded.
     let _held = quota::admit(&state, &who, Claim { adds: c.size, ..Claim::default() }).await?.reserve(c.size);
     // A durable copy of the server's file, published atomically.
-    let placed = state.blobs.publish_copy(&c.source, &c.dest).await?;
+    let placed = state.blobs.publish_copy(&c.source, &dest).await?;
     let rec = TreeFileRecord { size: placed.size, mtime_ns: placed.version, sha256: c.sha256 };
-    state.meta.record_tree_file(&c.dest.to_string(), &rec).await?;
-    tracing::info!(path = %c.dest, bytes = c.size, "placed by dedup");
-    let body = Placed { path: c.dest.to_string(), size: c.size, sha256: to_hex(&c.sha256) };
+    state.meta.record_tree_file(&dest.to_string(), &rec).await?;
+    tracing::info!(path = %dest, bytes = c.size, "placed by dedup");
+    let body = Placed { path: dest.to_string(), size: c.size, sha256: to_hex(&c.sha256) };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }

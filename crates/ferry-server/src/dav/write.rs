@@ -24,12 +24,14 @@ use axum::body::Body;
 use bytes::Bytes;
 use dav_server::fs::{DavFile, DavMetaData, FsError, FsFuture, FsResult, OpenOptions};
 use ferry_core::{TreePath, UploadId};
-use ferry_store::{BlobRead, ConcatKind, FileStat, NewUpload, UploadRecord, unix_now};
+use ferry_store::{ConcatKind, FileStat, NewUpload, UploadRecord, unix_now};
 use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::fs::{Meta, store_error};
 use super::{Caller, fs_error};
+use crate::files::body::region;
 use crate::tus::upload::{complete_as_is, declare_length, take};
 use crate::{ApiError, AppState, quota};
 
@@ -170,10 +172,10 @@ impl UploadFile {
                 let rec = create(&self.state, &self.caller, &self.path, Some(length)).await?;
                 let (blob, _) = self.state.blobs.open(&self.path).await?;
                 let keep = self.start.min(old.size);
-                let stream = read_stream(blob.clone(), 0, keep)
+                let stream = region(blob.clone(), 0, keep, CancellationToken::new())
                     .chain(zeros(self.start.saturating_sub(old.size)))
                     .chain(body)
-                    .chain(read_stream(blob, end, old.size.saturating_sub(end)));
+                    .chain(region(blob, end, old.size.saturating_sub(end), CancellationToken::new()));
                 (rec, 0, Body::from_stream(stream))
             }
         };
@@ -291,31 +293,6 @@ fn channel_body(rx: mpsc::Receiver<Msg>) -> impl Stream<Item = Result<Bytes, std
             Some(Msg::Data(b)) => Some((Ok(b), Some(rx))),
             Some(Msg::End) => None,
             None => Some((Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")), None)),
-        }
-    })
-}
-
-/// `len` bytes of a stored file from `offset`, in blocks of up to 1 MiB.
-fn read_stream(
-    blob: std::sync::Arc<dyn BlobRead>,
-    offset: u64,
-    len: u64,
-) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    const BLOCK: u64 = 1 << 20;
-    futures_util::stream::unfold(0u64, move |done| {
-        let blob = blob.clone();
-        async move {
-            if done >= len {
-                return None;
-            }
-            let n = (len - done).min(BLOCK) as usize;
-            let at = offset + done;
-            let read = tokio::task::spawn_blocking(move || blob.read_vec(at, n)).await;
-            match read {
-                Ok(Ok(v)) => Some((Ok(Bytes::from(v)), done + n as u64)),
-                Ok(Err(e)) => Some((Err(std::io::Error::other(e.to_string())), len)),
-                Err(e) => Some((Err(std::io::Error::other(e.to_string())), len)),
-            }
         }
     })
 }

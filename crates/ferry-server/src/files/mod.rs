@@ -5,7 +5,7 @@
 //! This handler is ferry's own (DESIGN.md §4.7): tower-http's ServeFile has neither
 //! If-Range nor multipart ranges.
 
-mod body;
+pub(crate) mod body;
 pub mod conditional;
 
 use std::sync::Arc;

@@ -177,10 +177,8 @@ async fn finish_relay(
 ) -> Result<(), ApiError> {
     let sender = rec.owner.ok_or_else(|| ApiError::bad("the relay needs accounts"))?;
     let ids: Vec<i64> = recipients.split(',').filter_map(|r| r.parse().ok()).collect();
-    let name = meta.get_str("filename").or_else(|| meta.get_str("name")).unwrap_or(rec.id.as_str());
-    let name =
-        TreePath::parse(name).ok().and_then(|p| p.file_name().map(str::to_owned)).unwrap_or_else(|| rec.id.to_string());
-    let (kind, continues) = match item_shape(meta, Some(length)) {
+    let shape = item_shape(meta, Some(length)).and_then(|shape| Ok((shape, item_name(meta, rec.id.as_str())?)));
+    let ((kind, continues), name) = match shape {
         Ok(shape) => shape,
         Err(e) => {
             fail(state, &rec.id, &e.to_string()).await?;
@@ -231,6 +229,9 @@ pub(crate) fn item_shape(
     if kind == ferry_store::ItemKind::Text && length.is_none_or(|l| l > MAX_TEXT) {
         return Err(ApiError::bad(format!("a text message has a known length of at most {MAX_TEXT} bytes")));
     }
+    if kind == ferry_store::ItemKind::Folder && (length != Some(0) || meta.get("relay_continues").is_some()) {
+        return Err(ApiError::bad("a folder item has length 0"));
+    }
     let continues = match meta.get_str("relay_continues") {
         None => None,
         Some(c) => {
@@ -246,6 +247,20 @@ pub(crate) fn item_shape(
         }
     };
     Ok((kind, continues))
+}
+
+/// The name a relay item shows its recipients: the file name (`filename` metadata, its last
+/// component; `fallback` without one), inside `relay_folder` when the item is part of a
+/// folder sent whole (a relative path, confined as any tree path: no `..`, no absolute
+/// path, at most 1024 bytes and 32 levels together).
+pub(crate) fn item_name(meta: &UploadMetadata, fallback: &str) -> Result<String, ApiError> {
+    let leaf = meta.get_str("filename").or_else(|| meta.get_str("name")).unwrap_or(fallback);
+    let leaf = TreePath::parse(leaf).ok().and_then(|p| p.file_name().map(str::to_owned)).unwrap_or(fallback.to_owned());
+    let Some(folder) = meta.get_str("relay_folder") else { return Ok(leaf) };
+    let folder = TreePath::parse(folder).map_err(|e| ApiError::bad(format!("relay_folder: {e}")))?;
+    let leaf = TreePath::parse(&leaf).map_err(|e| ApiError::bad(format!("filename: {e}")))?;
+    let name = folder.checked_join(&leaf).map_err(|e| ApiError::bad(format!("relay_folder: {e}")))?;
+    Ok(name.to_string())
 }
 
 /// Publishes the bytes of `id` at `dest` and records its digest. Idempotent enough for

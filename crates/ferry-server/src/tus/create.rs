@@ -18,7 +18,11 @@ use crate::{ApiError, AppState};
 
 /// For a file sent through the relay (`relay_to` metadata: user names, comma-separated),
 /// the recipients' ids, each checked to exist.
-async fn relay_recipients(state: &AppState, who: &Identity, meta: &UploadMetadata) -> Result<Option<String>, ApiError> {
+pub(crate) async fn relay_recipients(
+    state: &AppState,
+    who: &Identity,
+    meta: &UploadMetadata,
+) -> Result<Option<String>, ApiError> {
     let Some(raw) = meta.get("relay_to") else { return Ok(None) };
     let Some(caller) = who.user_id() else {
         return Err(ApiError::bad("the relay needs accounts; this server runs with --no-auth"));
@@ -111,6 +115,7 @@ pub(super) async fn create(state: AppState, req: Request) -> Result<Response, Ap
         // text is never sent in parts: it must name its length).
         let whole = if concat.is_none() { length } else { None };
         super::complete::item_shape(&metadata, whole)?;
+        super::complete::item_name(&metadata, id.as_str())?;
     }
     let tree_path = if matches!(concat, Some(UploadConcat::Partial)) || relay_to.is_some() {
         None
@@ -236,4 +241,60 @@ fn location(state: &AppState, headers: &HeaderMap, id: &UploadId) -> Result<Head
         _ => path,
     };
     HeaderValue::from_str(&value).map_err(|_| ApiError::Internal("bad Location".into()))
+}
+
+/// A relay item made from a file the server holds already (instant send, `api/dedup`):
+/// a new relay upload of `size` bytes for `recipients` (ids, as [`relay_recipients`] gives
+/// them) with `metadata`, filled from `source` through the ordinary data path, so it is
+/// staged, hashed, checked against the metadata's `sha256` and made an item exactly as if
+/// the sender had uploaded it. Returns the item's id. A copy that fails is deleted.
+pub(crate) async fn relay_from_stored(
+    state: &AppState,
+    who: &Identity,
+    metadata: String,
+    recipients: String,
+    source: std::sync::Arc<dyn ferry_store::BlobRead>,
+    size: u64,
+) -> Result<UploadId, ApiError> {
+    let claim = quota::Claim { adds: size, replaces: 0, staged: true, opens: true };
+    let admitted = quota::admit(state, who, claim).await?;
+    let id = UploadId::random();
+    let new = NewUpload {
+        id: id.clone(),
+        length: Some(size),
+        metadata,
+        concat: ConcatKind::None,
+        expires_at: Some(next_expiry(state)),
+        owner: who.user_id(),
+        tree_path: None,
+        relay_to: Some(recipients),
+    };
+    state.blobs.create(&id, size == 0).await?;
+    state.meta.create_upload(&new, unix_now()).await?;
+    drop(admitted);
+    let copied = async {
+        let (mut guard, rec) = super::upload::take(state, &id, who, true).await?;
+        if size == 0 {
+            return super::upload::complete_as_is(state, &mut guard, &rec).await.map(|_| ());
+        }
+        let (held, room) = quota::for_body(state, who, rec.length, None).await?;
+        let body = axum::body::Body::from_stream(crate::files::body::region(
+            source,
+            0,
+            size,
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        let r = Box::pin(receive::receive(state, &mut guard, &rec, &HeaderMap::new(), body, None, room)).await;
+        drop(held);
+        match r?.completed {
+            Some(_) => Ok(()),
+            None => Err(ApiError::Internal("the server's copy ended early".into())),
+        }
+    };
+    if let Err(e) = copied.await {
+        let _ = super::upload::delete(state, &id, who).await;
+        return Err(e);
+    }
+    tracing::info!(item = %id, bytes = size, "relay item made from a stored copy");
+    Ok(id)
 }

@@ -29,7 +29,9 @@ use crate::auth::Identity;
 use crate::{ApiError, AppState};
 
 pub(crate) use complete::{authorise_destination, place, record_placed, release_bytes};
+pub(crate) use complete::{item_name, item_shape};
 pub(crate) use concat::try_assemble;
+pub(crate) use create::{relay_from_stored, relay_recipients};
 
 /// How long a request waits for another request to let go of an upload.
 pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(10);

@@ -235,6 +235,7 @@ pub async fn send_direct(
         direct_after: None,
     };
     let mut trouble_since: Option<(Instant, u64)> = None;
+    let mut retries_without_progress = 0u32;
     let began = Instant::now();
     let end = loop {
         if cancel.is_cancelled() {
@@ -309,19 +310,27 @@ pub async fn send_direct(
                 }
                 // A cut connection: resume with the recipient's client while it is there
                 // (and gets somewhere), else leave the rest to the server's store.
+                // Each stretch without progress is announced once and retried with a
+                // growing pause (0.5 s doubling to 4 s), not in a tight loop.
                 let confirmed = report.confirmed.load(Ordering::Relaxed);
-                match trouble_since {
-                    Some((_, at)) if at >= confirmed => {}
-                    _ => trouble_since = Some((Instant::now(), confirmed)),
-                }
+                let fresh = match trouble_since {
+                    Some((_, at)) if at >= confirmed => false,
+                    _ => {
+                        trouble_since = Some((Instant::now(), confirmed));
+                        retries_without_progress = 0;
+                        true
+                    }
+                };
                 let since = trouble_since.map_or_else(Instant::now, |(t, _)| t);
                 match peer_of(http, server, to).await {
                     Ok(Some(id)) if since.elapsed() < GIVE_UP_AFTER => {
-                        if !quiet {
+                        if !quiet && fresh {
                             eprintln!("ferry: the connection to {to} broke ({e}); resuming");
                         }
                         peer = id;
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        let pause = Duration::from_millis(500) * (1 << retries_without_progress.min(3));
+                        retries_without_progress += 1;
+                        tokio::time::sleep(pause).await;
                     }
                     _ => match &manifest {
                         Some(m) => {
@@ -356,6 +365,8 @@ pub async fn receive_into(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let Some((relay, renew_every)) = relay_and_renewal(&http, &server).await? else { return Ok(()) };
+    // The folder must be there before anyone is told we take files.
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let me = my_name(&http, &server).await?;
     let key = SecretKey::generate();
     let ep = endpoint::bind(&relay, Some(key.clone()), paths()).await?;

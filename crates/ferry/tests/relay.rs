@@ -146,6 +146,8 @@ fn a_watching_recipient_gets_the_item_within_a_second() {
     });
     let sent = Instant::now();
     assert!(ok, "{err}");
+    // bob is online, so it went straight to his client (whose folder did not exist yet).
+    assert!(err.contains("verified by their client") && !err.contains("broke"), "{err}");
     let (at, line) = rx.recv_timeout(Duration::from_secs(10)).expect("bob saw nothing");
     assert!(line.contains("hello.txt"), "{line}");
     assert!(at.saturating_duration_since(sent) < Duration::from_secs(1), "pushed within a second");

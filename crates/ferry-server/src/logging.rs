@@ -41,6 +41,11 @@ pub async fn log_request(State(state): State<AppState>, req: Request, next: Next
         span,
         patch: method == Method::PATCH && path.starts_with("/tus"),
         head: method == Method::HEAD,
+        length: resp
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()),
         client,
         user: resp.extensions().get::<LoggedUser>().map(|u| u.0.clone()),
         status: resp.status().as_u16(),
@@ -72,6 +77,8 @@ struct Entry {
     span: tracing::Span,
     patch: bool,
     head: bool,
+    /// The response's Content-Length, when it has one.
+    length: Option<u64>,
     client: Option<IpAddr>,
     user: Option<String>,
     status: u16,
@@ -185,8 +192,10 @@ impl HttpBody for LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        // hyper drops an empty body (HEAD, 204) without polling it: that is its end.
-        let complete = self.inner.is_end_stream() || self.entry.as_ref().is_some_and(|e| e.head);
+        // hyper drops an empty body (HEAD, 204, Content-Length: 0) without polling it, and
+        // a body once its Content-Length went out: that is its end.
+        let complete =
+            self.inner.is_end_stream() || self.entry.as_ref().is_some_and(|e| e.head || e.length == Some(self.sent));
         self.finish(complete);
     }
 }

@@ -469,6 +469,19 @@ fn access_log_names_user_client_status_bytes_and_duration() {
     for part in ["client=127.0.0.1", "user=\"alice\"", "received=5000", "sent=", "ms="] {
         assert!(line.contains(part), "{part} in {line}");
     }
+    assert!(!line.contains("client left"), "an answer without a body ended normally: {line}");
+    // A WebDAV PUT's 201 (Content-Length: 0) and a 404 listing are complete answers too.
+    let put = request(&s.addr, "PUT", "/dav/~alice/w.txt", &[("Authorization", &basic_auth("alice"))], b"hello");
+    assert_eq!(put.status, 201, "{}", put.text());
+    let missing = request(&s.addr, "PROPFIND", "/dav/~alice/nothing/", &[("Authorization", &basic_auth("alice"))], b"");
+    assert_eq!(missing.status, 404);
+    wait_for(10, "the PROPFIND line", || std::fs::read_to_string(&log).unwrap_or_default().contains("method=PROPFIND"));
+    let text = std::fs::read_to_string(&log).unwrap();
+    for method in ["method=PUT", "method=PROPFIND"] {
+        let line =
+            text.lines().find(|l| l.contains(method) && l.contains("status=")).unwrap_or_else(|| panic!("{text}"));
+        assert!(!line.contains("client left"), "{line}");
+    }
     let _ = server.kill();
     let _ = server.wait();
 }

@@ -60,6 +60,8 @@ pub const DAV_METHODS: &str =
 /// Every route the server answers, with its access rule. A request matching none is
 /// refused with 404, so a route added without a rule cannot be reached.
 pub const ROUTE_RULES: &[RouteRule] = &[
+    rule("GET|HEAD", "/", Access::Public, "The web app (log in, browse, upload, send and receive)"),
+    rule("GET|HEAD", "/ui/{*file}", Access::Public, "The web app's scripts, styles and vendored libraries"),
     rule("GET|HEAD", "/healthz", Access::Public, "Liveness"),
     rule("GET|HEAD", "/readyz", Access::Public, "Readiness: the database and the byte storage answer"),
     rule(
@@ -414,10 +416,19 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         Identity::Open
     } else {
         let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        // The web UI's cookie counts only when the headers carry no credentials.
+        let cookie = if auth.is_none() { crate::web_session::token(req.headers()) } else { None };
+        let auth = auth.or_else(|| cookie.as_ref().map(|t| format!("Bearer {t}")));
         match identify(&state, auth, client).await {
             Err(e) => return e.into_response(),
             Ok(Some((user, credential))) => match state.meta.grants(user.id).await {
                 Ok(grants) => {
+                    if let Some(token) = cookie {
+                        if let Err(e) = crate::web_session::check(&state, req.headers(), &method, &token) {
+                            return e.into_response();
+                        }
+                        req.extensions_mut().insert(crate::web_session::CookieSession { token });
+                    }
                     req.extensions_mut().insert(credential);
                     Identity::User(user, grants)
                 }
@@ -426,10 +437,13 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             Ok(None) if rule.access == Access::Public => Identity::Anonymous,
             Ok(None) => {
                 let mut resp = ApiError::Unauthorized.into_response();
-                resp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"ferry\", Basic realm=\"ferry\""),
-                );
+                // The web UI handles its own logins: no browser password dialog for it.
+                if !req.headers().contains_key("x-requested-with") {
+                    resp.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer realm=\"ferry\", Basic realm=\"ferry\""),
+                    );
+                }
                 return resp;
             }
         }

@@ -60,6 +60,10 @@ pub struct ServerConfig {
     pub tls: Option<crate::tls::TlsFiles>,
     /// `/metrics` answers anyone (else admins only).
     pub metrics_public: bool,
+    /// Browser origins (`https://app.example.com`, or `*`) allowed to call ferry from their
+    /// pages *with the web UI's session cookie*; empty: any origin, but only with a bearer
+    /// token or Basic credentials (see `cors.rs`).
+    pub cors_origins: Vec<String>,
 }
 
 /// Which existing copies an instant upload may reuse. Reusing another user's copy tells the
@@ -115,6 +119,7 @@ impl ServerConfig {
             dedup_min_size: 1 << 20,
             tls: None,
             metrics_public: false,
+            cors_origins: Vec::new(),
         }
     }
 

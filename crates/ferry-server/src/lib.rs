@@ -16,6 +16,7 @@ pub mod api;
 pub mod auth;
 mod cluster;
 mod config;
+pub mod cors;
 pub mod dav;
 mod error;
 pub mod events;
@@ -33,6 +34,8 @@ mod sweeper;
 pub mod tls;
 mod tree_ops;
 pub mod tus;
+pub mod web;
+pub mod web_session;
 
 use std::time::Duration;
 
@@ -75,10 +78,12 @@ pub fn app(state: AppState) -> Router {
         .merge(files::router())
         .merge(dav::router())
         .merge(api::router())
+        .merge(web::router())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), cors::cors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), logging::log_request))
         .with_state(state)
 }

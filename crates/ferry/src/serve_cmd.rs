@@ -112,6 +112,11 @@ pub struct ServeArgs {
     /// Answer /metrics to anyone (default: admins only, e.g. Prometheus with a bearer token)
     #[arg(long, env = "FERRY_METRICS_PUBLIC")]
     metrics_public: bool,
+    /// A web app's origin (e.g. https://app.example.com) whose pages may call ferry with the
+    /// web UI's session cookie; repeat for several. Without any, pages on every origin may
+    /// call ferry, but only with a bearer token or Basic credentials (as tusd allows)
+    #[arg(long = "cors-origin", value_name = "ORIGIN", env = "FERRY_CORS_ORIGINS", value_delimiter = ',')]
+    cors_origins: Vec<String>,
     /// On the first start, print the new admin's password on stdout even when stdout is not
     /// a terminal (it is always written to DATA/admin-password, mode 0600)
     #[arg(long)]
@@ -136,6 +141,7 @@ struct FileConfig {
     network_timeout: Option<String>,
     behind_proxy: Option<bool>,
     metrics_public: Option<bool>,
+    cors_origins: Option<Vec<String>>,
     commit_every: Option<SizeValue>,
     auth: Option<bool>,
     relay_ttl: Option<String>,
@@ -224,6 +230,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.auth = !args.no_auth && file.auth.unwrap_or(true);
     config.p2p = !args.no_p2p;
     config.metrics_public = args.metrics_public || file.metrics_public.unwrap_or(false);
+    config.cors_origins =
+        if args.cors_origins.is_empty() { file.cors_origins.unwrap_or_default() } else { args.cors_origins };
+    if let Some(o) = config.cors_origins.iter().find(|o| !valid_origin(o)) {
+        anyhow::bail!(
+            "cors origin {o:?} is not an origin like https://app.example.com (scheme, host, optional port; no path)"
+        );
+    }
     if let Some(v) = args.relay_ttl.or(file_duration(file.relay_ttl, "relay_ttl")?) {
         config.relay_ttl = v;
     }
@@ -361,4 +374,10 @@ async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// `*`, or `http(s)://host[:port]` with nothing after it (what browsers send as `Origin`).
+fn valid_origin(o: &str) -> bool {
+    let rest = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
+    o == "*" || rest.is_some_and(|r| !r.is_empty() && !r.contains(['/', ' ', '?', '#', '@']))
 }

@@ -7,17 +7,18 @@
 
 pub(crate) mod body;
 pub mod conditional;
+pub mod html;
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use axum::Extension;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Json};
 use ferry_core::digest::{format_repr_digest, to_hex};
 use ferry_core::{RangeRequest, TreePath};
 use ferry_store::{BlobRead, FileStat, StoreError};
@@ -83,7 +84,13 @@ pub(crate) async fn serve_path(
         StoreError::NotFound(_) | StoreError::Escapes(_) => not_found(),
         e => e.into(),
     };
-    let stat = state.blobs.stat(tree_path).await.map_err(missing)?.ok_or_else(not_found)?;
+    let Some(stat) = state.blobs.stat(tree_path).await.map_err(missing)? else {
+        // A user's home exists from their first upload on; before that it is empty.
+        if !tree_path.is_root() && *tree_path == who.home() {
+            return Ok(render_listing(tree_path, Vec::new(), html::wants_html(headers)));
+        }
+        return Err(not_found());
+    };
     // Decide on where the path really leads: a link must not open another user's folder.
     match state.blobs.real_tree_path(tree_path).await {
         Ok(p) if who.may_read(&p) => {}
@@ -91,7 +98,7 @@ pub(crate) async fn serve_path(
         Err(_) => return Err(not_found()),
     }
     if stat.is_dir {
-        return listing(state, who, tree_path).await;
+        return listing(state, who, tree_path, html::wants_html(headers)).await;
     }
     let (blob, stat) = state.blobs.open(tree_path).await.map_err(missing)?;
     let sha = state.meta.tree_file_digest(&tree_path.to_string(), stat.size, stat.version).await?;
@@ -206,7 +213,7 @@ struct ListingEntry {
     sha256: Option<String>,
 }
 
-async fn listing(state: &AppState, who: &Identity, dir: &TreePath) -> Result<Response, ApiError> {
+async fn listing(state: &AppState, who: &Identity, dir: &TreePath, as_html: bool) -> Result<Response, ApiError> {
     let entries = state.blobs.list(dir).await?;
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
@@ -231,7 +238,25 @@ async fn listing(state: &AppState, who: &Identity, dir: &TreePath) -> Result<Res
             sha256,
         });
     }
+    Ok(render_listing(dir, out, as_html))
+}
+
+/// A folder's listing as JSON, or as HTML for a browser.
+fn render_listing(dir: &TreePath, out: Vec<ListingEntry>, as_html: bool) -> Response {
+    if as_html {
+        let rows: Vec<html::Row<'_>> = out
+            .iter()
+            .map(|e| html::Row { name: &e.name, dir: e.kind == "dir", size: e.size, mtime: e.mtime })
+            .collect();
+        let page = html::page(&format!("/{dir}"), &rows);
+        let headers = [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'self'; frame-ancestors 'none'"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::VARY, "Accept"),
+        ];
+        return (StatusCode::OK, headers, page).into_response();
+    }
     let body = Listing { path: format!("/{dir}"), entries: out };
-    let json = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json).into_response())
+    ([(header::CONTENT_TYPE, "application/json")], Json(body)).into_response()
 }

@@ -85,7 +85,21 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn_with_state(state.clone(), cors::cors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), logging::log_request))
+        .layer(axum::middleware::from_fn(run_to_completion))
         .with_state(state)
+}
+
+/// Runs every request to its end in a task of its own, even when the client goes away
+/// first. hyper drops a connection's pending response when the connection closes: a PATCH
+/// whose whole body had arrived (a browser reloading right then, a client giving up on the
+/// answer) would otherwise be cancelled before it committed those bytes, and its access-log
+/// line never written.
+async fn run_to_completion(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match tokio::spawn(next.run(req)).await {
+        Ok(resp) => resp,
+        Err(e) => ApiError::Internal(format!("the request's task failed: {e}")).into_response(),
+    }
 }
 
 /// Runs the server on `listener` until `shutdown` is cancelled, then drains: the listener

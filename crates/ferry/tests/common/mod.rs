@@ -91,7 +91,7 @@ impl Server {
             .arg("--data")
             .arg(data)
             .args(&args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("FERRY_TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

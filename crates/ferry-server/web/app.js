@@ -23,7 +23,11 @@ async function api(method, url, body) {
   const text = await resp.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
-  if (!resp.ok) throw new Error((data && data.error) || text.trim() || resp.status + " " + resp.statusText);
+  if (!resp.ok) {
+    const err = new Error((data && data.error) || text.trim() || resp.status + " " + resp.statusText);
+    err.status = resp.status;
+    throw err;
+  }
   return data;
 }
 
@@ -103,7 +107,7 @@ $("login-form").addEventListener("submit", async (ev) => {
     state.csrf = r.csrf; f.password.value = "";
     await start();
   } catch (e) {
-    $("login-error").textContent = e.message === "unauthorized" || /401|password|Unauthorized/i.test(e.message) ? "Wrong user name or password." : e.message;
+    $("login-error").textContent = e.status === 401 ? "Wrong user name or password." : e.message;
   }
 });
 
@@ -470,8 +474,7 @@ function watchEvents() {
 
 async function refreshInbox() {
   let items;
-  try { items = await api("GET", "/api/relay/inbox"); } catch (e) { return; }
-  items = items || [];
+  try { items = (await api("GET", "/api/relay/inbox")).items; } catch (e) { return; }
   const badge = $("inbox-count");
   badge.hidden = items.length === 0; badge.textContent = String(items.length);
   const ul = $("inbox-items");
@@ -529,8 +532,7 @@ async function decline(i) {
 async function refreshOutbox() {
   if ($("outbox").hidden) return;
   let items;
-  try { items = await api("GET", "/api/relay/outbox"); } catch (e) { return; }
-  items = items || [];
+  try { items = (await api("GET", "/api/relay/outbox")).items; } catch (e) { return; }
   const ul = $("outbox-items");
   ul.replaceChildren();
   $("outbox-empty").hidden = items.length > 0;

@@ -1,0 +1,250 @@
+// ferry's web app in Debian's chromium (playwright-core, no downloaded browser).
+// Usage: node web_ui.mjs SERVER_URL WORK_DIR  (run.sh starts the server with alice and bob).
+// Every step checks the server's side too: files on disk, their SHA-256, relay states.
+import { chromium } from "playwright-core";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+
+const [server, work] = process.argv.slice(2);
+const data = path.join(work, "data");
+const shots = process.env.SHOTS || work;
+let failures = 0;
+
+function check(cond, what) {
+  if (!cond) throw new Error("FAILED: " + what);
+  console.log("ok - " + what);
+}
+
+function sha256File(p) {
+  const h = crypto.createHash("sha256");
+  const fd = fs.openSync(p, "r");
+  const buf = Buffer.alloc(8 << 20);
+  for (;;) {
+    const n = fs.readSync(fd, buf, 0, buf.length, null);
+    if (!n) break;
+    h.update(buf.subarray(0, n));
+  }
+  fs.closeSync(fd);
+  return h.digest("hex");
+}
+
+async function until(what, f, ms = 20000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error("FAILED: timed out waiting for " + what);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+// A TCP proxy in front of the server that caps the browser→server rate (so a large upload
+// takes seconds) and counts the bytes that went up.
+function proxy(target, bytesPerSec) {
+  const [host, port] = new URL(target).host.split(":");
+  const counter = { up: 0 };
+  const srv = net.createServer((client) => {
+    const up = net.connect(Number(port), host);
+    const id = Math.random().toString(36).slice(2, 6);
+    let allowance = 0;
+    let last = Date.now();
+    client.on("data", (chunk) => {
+      const line = chunk.subarray(0, 80).toString("latin1");
+      if (process.env.DEBUG_PROXY && /^(GET|HEAD|POST|PATCH|PUT|DELETE|OPTIONS) /.test(line)) console.log(`proxy ${id} ${line.split("\r\n")[0]} at ${Date.now() % 100000}`);
+      counter.up += chunk.length;
+      up.write(chunk);
+      const now = Date.now();
+      allowance += ((now - last) / 1000) * bytesPerSec;
+      allowance = Math.min(allowance, bytesPerSec / 10);
+      last = now;
+      allowance -= chunk.length;
+      if (allowance < 0) {
+        client.pause();
+        setTimeout(() => client.resume(), (-allowance / bytesPerSec) * 1000);
+      }
+    });
+    up.pipe(client);
+    const log = (what) => process.env.DEBUG_PROXY && console.log(`proxy ${id} ${what} at ${Date.now() % 100000} after ${counter.up}`);
+    client.on("end", () => { log("client end"); up.end(); });
+    client.on("close", () => log("client close"));
+    up.on("close", () => log("upstream close"));
+    const close = () => { client.destroy(); up.destroy(); };
+    client.on("error", close);
+    up.on("error", close);
+  });
+  return new Promise((ok) => srv.listen(0, "127.0.0.1", () => ok({ url: "http://127.0.0.1:" + srv.address().port, counter, srv })));
+}
+
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, args: ["--no-sandbox"] });
+const slow = await proxy(server, 40 << 20); // 40 MiB/s: 200 MB take about five seconds
+const origins = [new URL(server).origin, new URL(slow.url).origin];
+const foreign = [];
+const pageErrors = [];
+
+async function open(base, viewport = { width: 1280, height: 800 }) {
+  const ctx = await browser.newContext({ viewport, acceptDownloads: true });
+  const page = await ctx.newPage();
+  page.on("request", (r) => {
+    const u = r.url();
+    if (!origins.some((o) => u.startsWith(o)) && !u.startsWith("data:") && !u.startsWith("blob:")) foreign.push(u);
+  });
+  page.on("pageerror", (e) => pageErrors.push(e.message));
+  await page.goto(base + "/");
+  return page;
+}
+
+async function login(page, user, password) {
+  await page.fill("#login-form input[name=user]", user);
+  await page.fill("#login-form input[name=password]", password);
+  await page.click("#login-form button[type=submit]");
+}
+
+async function transferStatus(page, name) {
+  return page.$$eval("#queue li", (lis, n) => {
+    const li = lis.find((l) => l.querySelector(".what").textContent.endsWith(n));
+    return li ? li.querySelector("span.muted").textContent : null;
+  }, name);
+}
+
+try {
+  // ---- log in -------------------------------------------------------------------------------
+  const alice = await open(slow.url);
+  await alice.waitForSelector("#login:not([hidden])");
+  await login(alice, "alice", "wrong");
+  await until("the wrong-password message", async () => (await alice.textContent("#login-error")).includes("Wrong user name or password"));
+  check(true, "a wrong password is refused with a clear message");
+  await login(alice, "alice", "alice-pw");
+  await alice.waitForSelector("#files:not([hidden])");
+  check((await alice.textContent("#who")).includes("alice"), "alice logs in and sees her files");
+  const cookies = await alice.context().cookies();
+  const session = cookies.find((c) => c.name === "ferry_session");
+  check(session && session.httpOnly && session.sameSite === "Strict", "the session is an HttpOnly, SameSite=Strict cookie");
+  check(!(await alice.evaluate(() => document.cookie)).includes("ferry_session"), "the page's scripts cannot read the session");
+
+  // ---- a 200 MB upload, the page reloaded mid-upload, resumed --------------------------------
+  const big = path.join(work, "big.bin");
+  {
+    const fd = fs.openSync(big, "w");
+    for (let i = 0; i < 200; i++) fs.writeSync(fd, crypto.randomBytes(1 << 20));
+    fs.closeSync(fd);
+  }
+  const bigSha = sha256File(big);
+  const startUp = slow.counter.up;
+  await alice.setInputFiles("#pick-files", big);
+  await until("the upload under way", async () => {
+    const v = await alice.$eval("#queue progress", (p) => Number(p.value));
+    return v > 60 << 20;
+  }, 60000);
+  const before = slow.counter.up - startUp;
+  await alice.reload();
+  await alice.waitForSelector("#files:not([hidden])");
+  check(true, "the page reloads mid-upload and alice is still logged in");
+  // What the server holds for it (the upload's URL is in localStorage) once the broken
+  // request ended there (until then HEAD answers the offset committed before it).
+  const held = await until("the server to keep the interrupted request's bytes", () => alice.evaluate(async () => {
+    const key = Object.keys(localStorage).find((k) => k.startsWith("tus::"));
+    const url = JSON.parse(localStorage.getItem(key)).uploadUrl;
+    const r = await fetch(url, { method: "HEAD", headers: { "Tus-Resumable": "1.0.0" } });
+    return Number(r.headers.get("Upload-Offset"));
+  }), 15000);
+  check(held > 0, `the server kept ${held} bytes of the interrupted upload`);
+  await alice.setInputFiles("#pick-files", big);
+  await until("the resumed upload to finish", async () => (await transferStatus(alice, "big.bin")) === "uploaded, SHA-256 verified", 90000);
+  // All bytes up since the first pick, requests and page loads included: starting over
+  // would add the ${held} bytes the server kept.
+  const total = slow.counter.up - startUp;
+  check(total <= (200 << 20) + (8 << 20), `the whole upload, reload and all, sent ${total} bytes for ${200 << 20}`);
+  const stored = path.join(data, "files", "~alice", "big.bin");
+  check(sha256File(stored) === bigSha, "the file on the server has the local file's SHA-256");
+  const listed = await alice.evaluate(async () => (await (await fetch("/files/~alice/", { headers: { Accept: "application/json" } })).json()).entries);
+  check(listed.find((e) => e.name === "big.bin").sha256 === bigSha, "the server recorded (and checked) that SHA-256");
+  console.log(`  (sent before the reload: ${before} bytes)`);
+
+  // ---- a folder with nested folders ---------------------------------------------------------------
+  const album = path.join(work, "album");
+  fs.mkdirSync(path.join(album, "sub", "deeper"), { recursive: true });
+  fs.writeFileSync(path.join(album, "a.txt"), "alpha");
+  fs.writeFileSync(path.join(album, "sub", "b.txt"), "bravo");
+  fs.writeFileSync(path.join(album, "sub", "deeper", "c.txt"), "charlie");
+  await alice.setInputFiles("#pick-folder", album);
+  const home = path.join(data, "files", "~alice");
+  await until("the folder upload", () => fs.existsSync(path.join(home, "album", "sub", "deeper", "c.txt")) && fs.existsSync(path.join(home, "album", "a.txt")) && fs.existsSync(path.join(home, "album", "sub", "b.txt")));
+  check(fs.readFileSync(path.join(home, "album", "sub", "deeper", "c.txt"), "utf8") === "charlie", "a folder goes up with its nested folders");
+
+  // ---- rename and delete -----------------------------------------------------------------------------
+  await alice.goto(slow.url + "/#/files/~alice/album");
+  await alice.waitForSelector('button[aria-label="Rename a.txt"]');
+  alice.once("dialog", (d) => d.accept("renamed.txt"));
+  await alice.click('button[aria-label="Rename a.txt"]');
+  await until("the rename", () => fs.existsSync(path.join(home, "album", "renamed.txt")) && !fs.existsSync(path.join(home, "album", "a.txt")));
+  await alice.waitForSelector('button[aria-label="Delete renamed.txt"]');
+  check(true, "rename shows the new name");
+  alice.once("dialog", (d) => d.accept());
+  await alice.click('button[aria-label="Delete renamed.txt"]');
+  await until("the delete", () => !fs.existsSync(path.join(home, "album", "renamed.txt")));
+  check(true, "delete removes the file");
+
+  // ---- a hostile file name stays text --------------------------------------------------------------------
+  const evil = "<img src=x onerror=window.__xss=1>.txt";
+  await alice.setInputFiles("#pick-files", { name: evil, mimeType: "text/plain", buffer: Buffer.from("x") });
+  await until("the hostile name listed", async () => (await alice.$$eval("#entries td.name", (tds) => tds.map((t) => t.textContent))).includes(evil));
+  check((await alice.evaluate(() => window.__xss)) === undefined, "a file named <img onerror=…> is shown as text and runs nothing");
+  await alice.goto(slow.url + "/files/~alice/album/"); // where it went: the folder alice is in
+  check((await alice.evaluate(() => window.__xss)) === undefined && (await alice.content()).includes("&lt;img"), "…in the server's HTML listing too");
+
+  // ---- CSRF: a change without the token is refused ------------------------------------------------------
+  await alice.goto(slow.url + "/");
+  await alice.waitForSelector("#files:not([hidden])");
+  const forged = await alice.evaluate(async () => {
+    const r = await fetch("/api/files/mkdir", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ path: "~alice/forged" }) });
+    return r.status;
+  });
+  check(forged === 403 && !fs.existsSync(path.join(home, "forged")), "a cookie-authenticated change without the CSRF token is refused (403)");
+
+  // ---- screenshots at desktop and phone width ----------------------------------------------------------------
+  await alice.screenshot({ path: path.join(shots, "files-desktop.png"), fullPage: true });
+  const phone = await open(server, { width: 390, height: 844 });
+  await login(phone, "alice", "alice-pw");
+  await phone.waitForSelector("#files:not([hidden])");
+  await phone.waitForSelector("#entries tr");
+  await phone.screenshot({ path: path.join(shots, "files-phone.png"), fullPage: true });
+  const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, "at phone width nothing runs off the side (" + overflow + " px)");
+
+  // ---- relay: alice sends, bob's open page shows it live, receives it; alice sees delivered ----------
+  const bob = await open(server);
+  await login(bob, "bob", "bob-pw");
+  await bob.waitForSelector("#files:not([hidden])");
+  await bob.goto(server + "/#/inbox");
+  await bob.waitForSelector("#inbox:not([hidden])");
+  await until("bob's event stream", () => bob.evaluate(() => true));
+  await new Promise((r) => setTimeout(r, 500));
+  await alice.click("#send-files");
+  await alice.fill('#send-form input[name="to"]', "bob");
+  await alice.setInputFiles('#send-form input[name="files"]', { name: "for-bob.txt", mimeType: "text/plain", buffer: Buffer.from("hello bob") });
+  await alice.click('#send-form button[type="submit"]');
+  await until("alice's send", async () => (await transferStatus(alice, "for-bob.txt → bob")) === "sent");
+  const sentAt = Date.now();
+  await until("the item on bob's page", async () => (await bob.$$eval("#inbox-items li", (lis) => lis.map((l) => l.textContent))).some((t) => t.includes("for-bob.txt")), 2000);
+  check(Date.now() - sentAt <= 2000, `bob's open page shows the new item within 2 s (${Date.now() - sentAt} ms)`);
+  await bob.screenshot({ path: path.join(shots, "inbox-desktop.png"), fullPage: true });
+  const [download] = await Promise.all([bob.waitForEvent("download"), bob.click('#inbox-items li:has-text("for-bob.txt") button:has-text("Receive")')]);
+  const saved = path.join(work, "bob-got.txt");
+  await download.saveAs(saved);
+  check(fs.readFileSync(saved, "utf8") === "hello bob", "bob receives the file, verified");
+  await alice.goto(server + "/#/outbox");
+  await until("delivered in alice's outbox", async () => (await alice.$$eval("#outbox-items li", (lis) => lis.map((l) => l.textContent))).some((t) => t.includes("for-bob.txt") && t.includes("bob: delivered")), 10000);
+  check(true, "alice's outbox shows bob: delivered");
+
+  check(foreign.length === 0, "no request went to any host but the server (" + foreign.join(", ") + ")");
+  check(pageErrors.length === 0, "no script errors (" + pageErrors.join("; ") + ")");
+} catch (e) {
+  failures++;
+  console.error(e.message);
+} finally {
+  await browser.close();
+  slow.srv.close();
+}
+process.exit(failures ? 1 : 0);

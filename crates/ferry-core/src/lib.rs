@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod path;
 pub mod range;
 pub mod tus;
+pub mod utc;
 
 pub use checksum::{ChecksumAlgorithm, Checksummer, UploadChecksum};
 pub use id::UploadId;

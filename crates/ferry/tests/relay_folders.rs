@@ -67,8 +67,8 @@ fn make_photos(root: &Path) -> std::path::PathBuf {
     p
 }
 
-#[test]
-fn a_folder_sent_whole_arrives_whole_and_a_rerun_sends_nothing_twice() {
+/// A server with accounts alice and bob, both logged in.
+fn alice_and_bob() -> (tempfile::TempDir, std::path::PathBuf, Server, Users) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     Users::add(&data, &["alice", "bob"]);
@@ -76,6 +76,12 @@ fn a_folder_sent_whole_arrives_whole_and_a_rerun_sends_nothing_twice() {
     let u = Users { dir: tmp.path().to_path_buf() };
     u.login("alice", &s.url());
     u.login("bob", &s.url());
+    (tmp, data, s, u)
+}
+
+#[test]
+fn a_folder_sent_whole_arrives_whole_and_a_rerun_sends_nothing_twice() {
+    let (tmp, data, s, u) = alice_and_bob();
     let photos = make_photos(tmp.path());
     let photos_arg = photos.to_str().unwrap();
 
@@ -130,13 +136,7 @@ fn a_folder_sent_whole_arrives_whole_and_a_rerun_sends_nothing_twice() {
 
 #[test]
 fn a_sender_cannot_aim_anything_outside_the_receiving_folder() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    Users::add(&data, &["alice", "bob"]);
-    let s = Server::start_auth(&data, &[]);
-    let u = Users { dir: tmp.path().to_path_buf() };
-    u.login("alice", &s.url());
-    u.login("bob", &s.url());
+    let (tmp, _data, s, u) = alice_and_bob();
 
     // Crafted item paths are refused when the upload is created, before any byte.
     let auth = basic_auth("alice");
@@ -203,13 +203,7 @@ fn relay_dedup(addr: &str, user: &str, data: &[u8], make: impl Fn(&[u8], u64, u6
 
 #[test]
 fn send_of_content_the_server_holds_uploads_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    Users::add(&data, &["alice", "bob"]);
-    let s = Server::start_auth(&data, &[]);
-    let u = Users { dir: tmp.path().to_path_buf() };
-    u.login("alice", &s.url());
-    u.login("bob", &s.url());
+    let (tmp, _data, s, u) = alice_and_bob();
     let content = test_data(8 << 20, 7);
     let file = tmp.path().join("big.bin");
     std::fs::write(&file, &content).unwrap();

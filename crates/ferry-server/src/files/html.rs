@@ -83,28 +83,14 @@ pub fn page(path: &str, rows: &[Row<'_>]) -> String {
             (format!("{base}/{}", encode_segment(r.name)), escape(r.name))
         };
         let size = if r.dir { String::new() } else { r.size.to_string() };
-        let _ =
-            writeln!(out, "<tr><td><a href=\"{href}\">{shown}</a></td><td>{size}</td><td>{}</td></tr>", utc(r.mtime));
+        let _ = writeln!(
+            out,
+            "<tr><td><a href=\"{href}\">{shown}</a></td><td>{size}</td><td>{}</td></tr>",
+            ferry_core::utc::format_minute(r.mtime as i64)
+        );
     }
     out.push_str("</tbody></table></main></body></html>\n");
     out
-}
-
-/// `YYYY-MM-DD HH:MM` for seconds since the epoch (UTC, proleptic Gregorian).
-fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let (h, m) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}")
 }
 
 #[cfg(test)]
@@ -119,8 +105,6 @@ mod tests {
         assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
         assert!(html.contains("href=\"/files/~alice/%3Cb%3E/%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E\""), "{html}");
         assert!(html.contains("href=\"/files/~alice/\">../"), "{html}");
-        assert_eq!(utc(0), "1970-01-01 00:00");
-        assert_eq!(utc(1_795_000_000), "2026-11-18 11:06");
     }
 
     #[test]

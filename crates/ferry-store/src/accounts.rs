@@ -55,7 +55,9 @@ pub struct Grant {
 /// ones, and finished partial uploads no finished final upload has used yet.
 macro_rules! held {
     () => {
-        "u.owner = ? AND (u.state = 'active' OR (u.state = 'complete' AND u.concat = 'partial' \
+        "u.owner = ? AND (u.state = 'active' \
+     OR (u.state = 'complete' AND u.placed = 0 AND u.tree_path IS NOT NULL AND COALESCE(u.concat, '') <> 'partial') \
+     OR (u.state = 'complete' AND u.concat = 'partial' \
      AND NOT EXISTS (SELECT 1 FROM uploads f WHERE f.owner = u.owner \
      AND f.state = 'complete' AND f.concat LIKE 'final;%' || u.id || '%')))"
     };

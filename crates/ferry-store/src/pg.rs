@@ -103,7 +103,9 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
 /// The uploads that hold a user's bytes in staging (see `accounts.rs`); the user is `$1`.
 macro_rules! held {
     () => {
-        "u.owner = $1 AND (u.state = 'active' OR (u.state = 'complete' AND u.concat = 'partial' \
+        "u.owner = $1 AND (u.state = 'active' \
+     OR (u.state = 'complete' AND u.placed = 0 AND u.tree_path IS NOT NULL AND COALESCE(u.concat, '') <> 'partial') \
+     OR (u.state = 'complete' AND u.concat = 'partial' \
      AND NOT EXISTS (SELECT 1 FROM uploads f WHERE f.owner = u.owner \
      AND f.state = 'complete' AND f.concat LIKE 'final;%' || u.id || '%')))"
     };

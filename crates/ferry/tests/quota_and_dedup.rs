@@ -247,3 +247,46 @@ fn unfinished_uploads_of_a_user_without_quota_are_bounded_too() {
     assert_eq!(Sha256::digest(std::fs::read(home_file(&data, "dave", "done.bin")).unwrap()), Sha256::digest(&done));
     assert_eq!(create("1000000"), 201);
 }
+
+/// Found by `ferry upload -r` with 8 files at once: an upload counted neither as unfinished
+/// nor as a file between its completion and its placement, so creations admitted in that
+/// moment overran the quota (6 files of 20 KiB stored under 100 KiB).
+#[test]
+fn a_folder_uploaded_several_files_at_a_time_stays_within_the_quota() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    Users::add_with_quota(&data, "carol", "100K");
+    let s = Server::start_auth(&data, &[]);
+    let u = Users { dir: tmp.path().to_path_buf() };
+    u.login("carol", &s.url());
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..16 {
+        std::fs::write(src.join(format!("f{i:02}.bin")), test_data(20 << 10, i)).unwrap();
+    }
+    for round in 0..3 {
+        let o = u
+            .cli("carol", &s.url())
+            .args(["upload", "-r", "--jobs", "8", "--dir", &format!("r{round}")])
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(4), "the quota stops it: {}", String::from_utf8_lossy(&o.stderr));
+        let home = data.join("files/~carol");
+        let stored: u64 = walk_sizes(&home);
+        assert!(stored <= 100 << 10, "round {round}: {stored} bytes stored under a 100 KiB quota");
+    }
+}
+
+fn walk_sizes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => walk_sizes(&e.path()),
+                    _ => e.metadata().map_or(0, |m| m.len()),
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# ferry's web app in a real browser: Debian's chromium driven by playwright-core (never a
+# ferry's web app, and Uppy on a page of another origin, in a real browser: Debian's
+# chromium driven by playwright-core (never a
 # downloaded browser) against `ferry serve` with accounts, through a rate-limited proxy so
 # a 200 MB upload is still running when the page reloads. Screenshots (desktop and phone
 # width) go to target/browser-screenshots/.
@@ -26,7 +27,12 @@ echo "ferry at $url"
 (cd "$here" && npm ci --no-audit --no-fund --silent)
 shots="$here/../../target/browser-screenshots"
 mkdir -p "$shots"
-if ! CHROMIUM="$chromium" SHOTS="$shots" node "$here/web_ui.mjs" "$url" "$work"; then
+# Uppy bundled by esbuild into a page that uppy.mjs serves from another origin.
+mkdir -p "$work/uppy-page"
+(cd "$here" && npx --no-install esbuild uppy/entry.js --bundle --minify --log-level=warning --outdir="$work/uppy-page")
+cp "$here/uppy/index.html" "$work/uppy-page/"
+if ! { CHROMIUM="$chromium" SHOTS="$shots" node "$here/web_ui.mjs" "$url" "$work" &&
+  CHROMIUM="$chromium" SHOTS="$shots" node "$here/uppy.mjs" "$url" "$work" "$work/uppy-page"; }; then
   cp "$work/server.log" "$shots/server.log"
   echo "--- server log (tail; whole in $shots/server.log) ---" >&2
   tail -20 "$work/server.log" >&2

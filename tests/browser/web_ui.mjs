@@ -2,80 +2,14 @@
 // Usage: node web_ui.mjs SERVER_URL WORK_DIR  (run.sh starts the server with alice and bob).
 // Every step checks the server's side too: files on disk, their SHA-256, relay states.
 import { chromium } from "playwright-core";
-import crypto from "node:crypto";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
+import { check, proxy, randomFile, sha256File, until } from "./lib.mjs";
 
 const [server, work] = process.argv.slice(2);
 const data = path.join(work, "data");
 const shots = process.env.SHOTS || work;
 let failures = 0;
-
-function check(cond, what) {
-  if (!cond) throw new Error("FAILED: " + what);
-  console.log("ok - " + what);
-}
-
-function sha256File(p) {
-  const h = crypto.createHash("sha256");
-  const fd = fs.openSync(p, "r");
-  const buf = Buffer.alloc(8 << 20);
-  for (;;) {
-    const n = fs.readSync(fd, buf, 0, buf.length, null);
-    if (!n) break;
-    h.update(buf.subarray(0, n));
-  }
-  fs.closeSync(fd);
-  return h.digest("hex");
-}
-
-async function until(what, f, ms = 20000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error("FAILED: timed out waiting for " + what);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-// A TCP proxy in front of the server that caps the browser→server rate (so a large upload
-// takes seconds) and counts the bytes that went up.
-function proxy(target, bytesPerSec) {
-  const [host, port] = new URL(target).host.split(":");
-  const counter = { up: 0 };
-  const srv = net.createServer((client) => {
-    const up = net.connect(Number(port), host);
-    const id = Math.random().toString(36).slice(2, 6);
-    let allowance = 0;
-    let last = Date.now();
-    client.on("data", (chunk) => {
-      const line = chunk.subarray(0, 80).toString("latin1");
-      if (process.env.DEBUG_PROXY && /^(GET|HEAD|POST|PATCH|PUT|DELETE|OPTIONS) /.test(line)) console.log(`proxy ${id} ${line.split("\r\n")[0]} at ${Date.now() % 100000}`);
-      counter.up += chunk.length;
-      up.write(chunk);
-      const now = Date.now();
-      allowance += ((now - last) / 1000) * bytesPerSec;
-      allowance = Math.min(allowance, bytesPerSec / 10);
-      last = now;
-      allowance -= chunk.length;
-      if (allowance < 0) {
-        client.pause();
-        setTimeout(() => client.resume(), (-allowance / bytesPerSec) * 1000);
-      }
-    });
-    up.pipe(client);
-    const log = (what) => process.env.DEBUG_PROXY && console.log(`proxy ${id} ${what} at ${Date.now() % 100000} after ${counter.up}`);
-    client.on("end", () => { log("client end"); up.end(); });
-    client.on("close", () => log("client close"));
-    up.on("close", () => log("upstream close"));
-    const close = () => { client.destroy(); up.destroy(); };
-    client.on("error", close);
-    up.on("error", close);
-  });
-  return new Promise((ok) => srv.listen(0, "127.0.0.1", () => ok({ url: "http://127.0.0.1:" + srv.address().port, counter, srv })));
-}
 
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, args: ["--no-sandbox"] });
 const slow = await proxy(server, 40 << 20); // 40 MiB/s: 200 MB take about five seconds
@@ -125,12 +59,7 @@ try {
 
   // ---- a 200 MB upload, the page reloaded mid-upload, resumed --------------------------------
   const big = path.join(work, "big.bin");
-  {
-    const fd = fs.openSync(big, "w");
-    for (let i = 0; i < 200; i++) fs.writeSync(fd, crypto.randomBytes(1 << 20));
-    fs.closeSync(fd);
-  }
-  const bigSha = sha256File(big);
+  const bigSha = randomFile(big, 200);
   const startUp = slow.counter.up;
   await alice.setInputFiles("#pick-files", big);
   await until("the upload under way", async () => {
@@ -173,6 +102,23 @@ try {
   await until("the folder upload", () => fs.existsSync(path.join(home, "album", "sub", "deeper", "c.txt")) && fs.existsSync(path.join(home, "album", "a.txt")) && fs.existsSync(path.join(home, "album", "sub", "b.txt")));
   check(fs.readFileSync(path.join(home, "album", "sub", "deeper", "c.txt"), "utf8") === "charlie", "a folder goes up with its nested folders");
 
+  // ---- a folder dragged from the desktop (empty folder included) ---------------------------------
+  // Chromium's own drag and drop (DevTools Input.dispatchDragEvent with a real folder path),
+  // so the page walks real directory entries as it does for a user's drop.
+  const dragged = path.join(work, "dragged");
+  fs.mkdirSync(path.join(dragged, "inner", "empty"), { recursive: true });
+  fs.writeFileSync(path.join(dragged, "top.txt"), "top");
+  fs.writeFileSync(path.join(dragged, "inner", "deep.txt"), "deep");
+  {
+    const cdp = await alice.context().newCDPSession(alice);
+    const box = await alice.locator("#drop").boundingBox();
+    const at = { x: box.x + box.width / 2, y: box.y + box.height / 2 };
+    const dragData = { items: [], files: [dragged], dragOperationsMask: 1 };
+    for (const type of ["dragEnter", "dragOver", "drop"]) await cdp.send("Input.dispatchDragEvent", { type, ...at, data: dragData });
+  }
+  await until("the dropped folder", () => fs.existsSync(path.join(home, "dragged", "inner", "deep.txt")) && fs.existsSync(path.join(home, "dragged", "top.txt")) && fs.existsSync(path.join(home, "dragged", "inner", "empty")));
+  check(fs.readFileSync(path.join(home, "dragged", "inner", "deep.txt"), "utf8") === "deep" && fs.statSync(path.join(home, "dragged", "inner", "empty")).isDirectory(), "a folder dropped on the page goes up whole, its empty folder too");
+
   // ---- rename and delete -----------------------------------------------------------------------------
   await alice.goto(slow.url + "/#/files/~alice/album");
   await alice.waitForSelector('button[aria-label="Rename a.txt"]');
@@ -202,6 +148,83 @@ try {
     return r.status;
   });
   check(forged === 403 && !fs.existsSync(path.join(home, "forged")), "a cookie-authenticated change without the CSRF token is refused (403)");
+
+  // ---- pause, resume, cancel --------------------------------------------------------------------------
+  {
+    const paced = await proxy(server, 8 << 20); // 8 MiB/s: 48 MiB take six seconds
+    origins.push(new URL(paced.url).origin);
+    const page = await open(paced.url);
+    await login(page, "alice", "alice-pw");
+    await page.waitForSelector("#files:not([hidden])");
+    const trio = [0, 1, 2].map((i) => path.join(work, `par${i}.bin`));
+    const trioSha = trio.map((p) => randomFile(p, 8));
+    await page.setInputFiles("#pick-files", trio);
+    await until("three files going up at once", () => page.$$eval("#queue li", (lis) =>
+      lis.filter((l) => /^\d+%$/.test(l.querySelector("span.muted").textContent) && Number(l.querySelector("progress").value) > 0).length >= 3), 20000);
+    check(/of 3 files, .* of 24 MiB/.test(await page.textContent("#total")), "three files go up at once, each with its bar, and a total (" + (await page.textContent("#total")) + ")");
+    await until("the three files", async () => (await page.textContent("#total")).startsWith("3 of 3 files"), 30000);
+    check(trio.every((p, i) => sha256File(path.join(home, path.basename(p))) === trioSha[i]), "all three arrive whole");
+    const file = path.join(work, "pausable.bin");
+    const fileSha = randomFile(file, 48);
+    const row = (name) => page.locator(`#queue li:has-text("${name}")`);
+    const start = paced.counter.up;
+    await page.setInputFiles("#pick-files", file);
+    await until("the upload under way", async () => Number(await row("pausable.bin").locator("progress").getAttribute("value")) > 8 << 20, 30000);
+    await row("pausable.bin").locator("button", { hasText: "Pause" }).click();
+    check((await transferStatus(page, "pausable.bin")) === "paused", "Pause stops the upload and says so");
+    await new Promise((r) => setTimeout(r, 1000)); // what the aborted request left in socket buffers drains
+    const atPause = paced.counter.up;
+    await new Promise((r) => setTimeout(r, 1500));
+    check(paced.counter.up - atPause < 64 << 10, `nothing goes up while paused (${paced.counter.up - atPause} bytes in 1.5 s)`);
+    await row("pausable.bin").locator("button", { hasText: "Resume" }).click();
+    await until("the resumed upload to finish", async () => (await transferStatus(page, "pausable.bin")) === "uploaded, SHA-256 verified", 60000);
+    const sent = paced.counter.up - start;
+    check(sent <= (48 << 20) + (2 << 20), `Resume goes on where it stopped (${sent} bytes sent for ${48 << 20})`);
+    check(sha256File(path.join(home, "pausable.bin")) === fileSha, "the paused and resumed file has the local file's SHA-256");
+
+    const doomed = path.join(work, "cancelled.bin");
+    randomFile(doomed, 32);
+    await page.setInputFiles("#pick-files", doomed);
+    await until("the second upload under way", async () => Number(await row("cancelled.bin").locator("progress").getAttribute("value")) > 4 << 20, 30000);
+    const url = await page.evaluate(() => JSON.parse(localStorage.getItem(Object.keys(localStorage).find((k) => k.startsWith("tus::") && k.includes("cancelled.bin")))).uploadUrl);
+    await row("cancelled.bin").locator("button", { hasText: "Cancel" }).click();
+    await until("the upload terminated on the server", () => page.evaluate(async (u) => (await fetch(u, { method: "HEAD", headers: { "Tus-Resumable": "1.0.0" } })).status === 404, url), 10000);
+    check((await row("cancelled.bin").count()) === 0 && !fs.existsSync(path.join(home, "cancelled.bin")), "Cancel ends the upload on the server (404) and leaves no file");
+    await page.context().close();
+    paced.srv.close();
+  }
+
+  // ---- the keyboard alone -----------------------------------------------------------------------------
+  {
+    const page = await open(server);
+    await page.waitForSelector("#login:not([hidden])");
+    await page.keyboard.type("alice");
+    await page.keyboard.press("Tab");
+    await page.keyboard.type("alice-pw");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#files:not([hidden])");
+    await page.waitForSelector("#entries a");
+    check(true, "the login form works from the keyboard (focus starts in it, Enter submits)");
+    let reached = null;
+    for (let i = 0; i < 40 && !reached; i++) {
+      await page.keyboard.press("Tab");
+      reached = await page.evaluate(() => {
+        const a = document.activeElement;
+        if (a && a.tagName === "A" && a.textContent === "album/") {
+          const style = getComputedStyle(a);
+          return { outline: style.outlineStyle !== "none" && parseFloat(style.outlineWidth) > 0 };
+        }
+        return null;
+      });
+    }
+    check(reached, "Tab reaches the folders in the listing");
+    check(reached.outline, "the focused link shows a visible focus outline");
+    await page.keyboard.press("Enter");
+    await until("the folder opened by Enter", async () => (await page.evaluate(() => location.hash)) === "#/files/~alice/album");
+    await page.waitForSelector('button[aria-label^="Rename"]');
+    check(true, "Enter opens the folder");
+    await page.context().close();
+  }
 
   // ---- screenshots at desktop and phone width ----------------------------------------------------------------
   await alice.screenshot({ path: path.join(shots, "files-desktop.png"), fullPage: true });

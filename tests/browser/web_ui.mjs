@@ -261,6 +261,52 @@ try {
   await until("delivered in alice's outbox", async () => (await alice.$$eval("#outbox-items li", (lis) => lis.map((l) => l.textContent))).some((t) => t.includes("for-bob.txt") && t.includes("bob: delivered")), 10000);
   check(true, "alice's outbox shows bob: delivered");
 
+  // ---- bob declines the next one; alice sees it -------------------------------------------------------
+  await alice.goto(server + "/");
+  await alice.waitForSelector("#files:not([hidden])");
+  await alice.click("#send-files");
+  await alice.fill('#send-form input[name="to"]', "bob");
+  await alice.setInputFiles('#send-form input[name="files"]', { name: "unwanted.txt", mimeType: "text/plain", buffer: Buffer.from("no thanks") });
+  await alice.click('#send-form button[type="submit"]');
+  await until("the second item on bob's page", async () => (await bob.$$eval("#inbox-items li", (lis) => lis.map((l) => l.textContent))).some((t) => t.includes("unwanted.txt")), 5000);
+  await bob.click('#inbox-items li:has-text("unwanted.txt") button:has-text("Decline")');
+  await until("the item gone from bob's inbox", async () => !(await bob.$$eval("#inbox-items li", (lis) => lis.map((l) => l.textContent))).some((t) => t.includes("unwanted.txt")));
+  await until("declined in alice's outbox", async () => {
+    await alice.goto(server + "/#/outbox");
+    return (await alice.$$eval("#outbox-items li", (lis) => lis.map((l) => l.textContent))).some((t) => t.includes("unwanted.txt") && t.includes("bob: declined"));
+  }, 10000);
+  check(true, "bob declines an item: it leaves his inbox and alice's outbox shows bob: declined");
+
+  // ---- a browser restart mid-upload: the same profile, the same file added again, resumed -------------
+  {
+    const profile = path.join(work, "profile");
+    const paced = await proxy(server, 16 << 20);
+    origins.push(new URL(paced.url).origin);
+    const file = path.join(work, "restart.bin");
+    const fileSha = randomFile(file, 64);
+    const launch = () => chromium.launchPersistentContext(profile, { executablePath: process.env.CHROMIUM, args: ["--no-sandbox"] });
+    let ctx = await launch();
+    let page = ctx.pages()[0] || (await ctx.newPage());
+    await page.goto(paced.url + "/");
+    await login(page, "alice", "alice-pw");
+    await page.waitForSelector("#files:not([hidden])");
+    const start = paced.counter.up;
+    await page.setInputFiles("#pick-files", file);
+    await until("the upload under way", async () => Number(await page.locator('#queue li:has-text("restart.bin") progress').getAttribute("value")) > 16 << 20, 30000);
+    await ctx.close(); // the whole browser goes
+    ctx = await launch();
+    page = ctx.pages()[0] || (await ctx.newPage());
+    await page.goto(paced.url + "/");
+    await page.waitForSelector("#files:not([hidden])");
+    await page.setInputFiles("#pick-files", file);
+    await until("the upload resumed after the restart", async () => (await transferStatus(page, "restart.bin")) === "uploaded, SHA-256 verified", 60000);
+    const sent = paced.counter.up - start;
+    check(sent <= (64 << 20) + (4 << 20), `after a browser restart the upload resumed (${sent} bytes sent for ${64 << 20})`);
+    check(sha256File(path.join(home, "restart.bin")) === fileSha, "…and the file has the local file's SHA-256");
+    await ctx.close();
+    paced.srv.close();
+  }
+
   check(foreign.length === 0, "no request went to any host but the server (" + foreign.join(", ") + ")");
   check(pageErrors.length === 0, "no script errors (" + pageErrors.join("; ") + ")");
 } catch (e) {

@@ -93,3 +93,25 @@ export function randomFile(p, mib) {
   fs.closeSync(fd);
   return sha256File(p);
 }
+
+// The offset the server holds for the upload whose URL tus-js-client saved in the page's
+// localStorage, once the interrupted request has landed (non-zero, the same for 500 ms) —
+// as a user who adds the file again a moment later sees it.
+export function settledOffset(page, token = null) {
+  return page.evaluate(async (token) => {
+    const headers = { "Tus-Resumable": "1.0.0" };
+    if (token) headers.Authorization = "Bearer " + token;
+    let last = -1;
+    for (let i = 0; i < 60; i++) {
+      const key = Object.keys(localStorage).find((k) => k.startsWith("tus::"));
+      if (key) {
+        const r = await fetch(JSON.parse(localStorage.getItem(key)).uploadUrl, { method: "HEAD", headers });
+        const offset = Number(r.headers.get("Upload-Offset"));
+        if (offset > 0 && offset === last) return offset;
+        last = offset;
+      }
+      await new Promise((ok) => setTimeout(ok, 500));
+    }
+    return 0;
+  }, token);
+}

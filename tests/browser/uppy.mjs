@@ -6,7 +6,7 @@
 import { chromium } from "playwright-core";
 import fs from "node:fs";
 import path from "node:path";
-import { check, proxy, randomFile, sha256File, staticSite, until } from "./lib.mjs";
+import { check, proxy, randomFile, settledOffset, sha256File, staticSite, until } from "./lib.mjs";
 
 const [server, work, pageDir] = process.argv.slice(2);
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, args: ["--no-sandbox"] });
@@ -45,13 +45,7 @@ try {
   await page.reload();
   await page.waitForSelector(".uppy-Dashboard");
   check(true, "the page reloads mid-upload");
-  const held = await until("the server to keep the interrupted request's bytes", () => page.evaluate(async (token) => {
-    const key = Object.keys(localStorage).find((k) => k.startsWith("tus::"));
-    if (!key) return 0;
-    const url = JSON.parse(localStorage.getItem(key)).uploadUrl;
-    const r = await fetch(url, { method: "HEAD", headers: { "Tus-Resumable": "1.0.0", Authorization: "Bearer " + token } });
-    return Number(r.headers.get("Upload-Offset"));
-  }, token), 15000);
+  const held = await settledOffset(page, token);
   check(held > 0, `the server kept ${held} bytes of Uppy's interrupted upload (read over CORS: Upload-Offset exposed)`);
   await page.locator("input.uppy-Dashboard-input").first().setInputFiles(big);
   const uploadURL = await until("Uppy's resumed upload to finish", () => page.evaluate(() => window.report.uploadURL), 90000);

@@ -4,7 +4,7 @@
 import { chromium } from "playwright-core";
 import fs from "node:fs";
 import path from "node:path";
-import { check, proxy, randomFile, sha256File, until } from "./lib.mjs";
+import { check, proxy, randomFile, settledOffset, sha256File, until } from "./lib.mjs";
 
 const [server, work] = process.argv.slice(2);
 const data = path.join(work, "data");
@@ -16,6 +16,7 @@ const slow = await proxy(server, 40 << 20); // 40 MiB/s: 200 MB take about five 
 const origins = [new URL(server).origin, new URL(slow.url).origin];
 const foreign = [];
 const pageErrors = [];
+const digests = []; // Repr-Digest headers the pages sent with PATCH requests
 
 async function open(base, viewport = { width: 1280, height: 800 }) {
   const ctx = await browser.newContext({ viewport, acceptDownloads: true });
@@ -25,6 +26,10 @@ async function open(base, viewport = { width: 1280, height: 800 }) {
     if (!origins.some((o) => u.startsWith(o)) && !u.startsWith("data:") && !u.startsWith("blob:")) foreign.push(u);
   });
   page.on("pageerror", (e) => pageErrors.push(e.message));
+  page.on("request", (r) => {
+    const d = r.headers()["repr-digest"];
+    if (d && r.method() === "PATCH") digests.push(d);
+  });
   await page.goto(base + "/");
   return page;
 }
@@ -72,12 +77,7 @@ try {
   check(true, "the page reloads mid-upload and alice is still logged in");
   // What the server holds for it (the upload's URL is in localStorage) once the broken
   // request ended there (until then HEAD answers the offset committed before it).
-  const held = await until("the server to keep the interrupted request's bytes", () => alice.evaluate(async () => {
-    const key = Object.keys(localStorage).find((k) => k.startsWith("tus::"));
-    const url = JSON.parse(localStorage.getItem(key)).uploadUrl;
-    const r = await fetch(url, { method: "HEAD", headers: { "Tus-Resumable": "1.0.0" } });
-    return Number(r.headers.get("Upload-Offset"));
-  }), 15000);
+  const held = await settledOffset(alice);
   check(held > 0, `the server kept ${held} bytes of the interrupted upload`);
   await alice.setInputFiles("#pick-files", big);
   await until("the resumed upload to finish", async () => (await transferStatus(alice, "big.bin")) === "uploaded, SHA-256 verified", 90000);
@@ -88,7 +88,9 @@ try {
   const stored = path.join(data, "files", "~alice", "big.bin");
   check(sha256File(stored) === bigSha, "the file on the server has the local file's SHA-256");
   const listed = await alice.evaluate(async () => (await (await fetch("/files/~alice/", { headers: { Accept: "application/json" } })).json()).entries);
-  check(listed.find((e) => e.name === "big.bin").sha256 === bigSha, "the server recorded (and checked) that SHA-256");
+  check(listed.find((e) => e.name === "big.bin").sha256 === bigSha, "the server recorded that SHA-256");
+  const declared = `sha-256=:${Buffer.from(bigSha, "hex").toString("base64")}:`;
+  check(digests.includes(declared), "the page computed the whole file's SHA-256 while uploading and sent it for the server to check (Repr-Digest on the last PATCH)");
   console.log(`  (sent before the reload: ${before} bytes)`);
 
   // ---- a folder with nested folders ---------------------------------------------------------------
@@ -298,6 +300,7 @@ try {
     page = ctx.pages()[0] || (await ctx.newPage());
     await page.goto(paced.url + "/");
     await page.waitForSelector("#files:not([hidden])");
+    check((await settledOffset(page)) > 0, "after the restart the page still knows the upload (its URL in the profile's localStorage)");
     await page.setInputFiles("#pick-files", file);
     await until("the upload resumed after the restart", async () => (await transferStatus(page, "restart.bin")) === "uploaded, SHA-256 verified", 60000);
     const sent = paced.counter.up - start;

@@ -1,8 +1,9 @@
 //! The web app at `/`: its files are compiled into the binary (`crates/ferry-server/web/`,
-//! tus-js-client and js-sha256 vendored from npm with their licences, see
+//! tus-js-client and hash-wasm's SHA-256 vendored from npm with their licences, see
 //! `web/vendor/VENDOR.md`), so nothing is fetched from anywhere else and nothing is built
 //! with Node. Every page answer carries a strict Content-Security-Policy: scripts, styles
-//! and connections only from this server, no inline script, no frames.
+//! and connections only from this server, no inline script, no eval (WebAssembly may be
+//! compiled, for the SHA-256), no frames.
 
 use axum::Router;
 use axum::extract::Path;
@@ -13,7 +14,7 @@ use axum::routing::get;
 use crate::AppState;
 
 /// The policy of every web app answer.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+pub const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data: blob:; \
     connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// The app's files: URL name, content type, bytes.
@@ -21,13 +22,17 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("app.js", "text/javascript; charset=utf-8", include_bytes!("../web/app.js")),
     ("app.css", "text/css; charset=utf-8", include_bytes!("../web/app.css")),
     ("vendor/tus.min.js", "text/javascript; charset=utf-8", include_bytes!("../web/vendor/tus.min.js")),
-    ("vendor/sha256.min.js", "text/javascript; charset=utf-8", include_bytes!("../web/vendor/sha256.min.js")),
+    (
+        "vendor/hash-wasm-sha256.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/vendor/hash-wasm-sha256.min.js"),
+    ),
     (
         "vendor/LICENSE-tus-js-client",
         "text/plain; charset=utf-8",
         include_bytes!("../web/vendor/LICENSE-tus-js-client"),
     ),
-    ("vendor/LICENSE-js-sha256", "text/plain; charset=utf-8", include_bytes!("../web/vendor/LICENSE-js-sha256")),
+    ("vendor/LICENSE-hash-wasm", "text/plain; charset=utf-8", include_bytes!("../web/vendor/LICENSE-hash-wasm")),
     ("vendor/VENDOR.md", "text/plain; charset=utf-8", include_bytes!("../web/vendor/VENDOR.md")),
 ];
 

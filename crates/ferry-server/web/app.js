@@ -291,21 +291,47 @@ function updateTotal() {
 
 function pump() {
   updateTotal();
-  const running = queue.filter((t) => t.state === "hashing" || t.state === "uploading").length;
+  const running = queue.filter((t) => t.state === "uploading").length;
   const next = queue.find((t) => t.state === "waiting");
   if (next && running < RUNNING_MAX) { begin(next); pump(); }
 }
 
-// The SHA-256 of a file, read in slices (the server checks it before the file is placed).
-async function hashFile(t) {
-  const h = sha256.create();
-  const step = 4 << 20;
-  for (let at = 0; at < t.file.size; at += step) {
-    if (t.state === "cancelled") throw new Error("cancelled");
-    h.update(await t.file.slice(at, at + step).arrayBuffer());
-    t.row.status.textContent = "checking " + Math.floor((at / Math.max(t.file.size, 1)) * 100) + "%";
-  }
-  return h.hex();
+// The whole file's SHA-256, computed while the upload runs (hash-wasm, incremental: Web
+// Crypto has no streaming digest). The request that completes the upload carries it as
+// Repr-Digest, and the server checks it before it places the file.
+function startHash(t) {
+  t.hashing = (async () => {
+    const h = await hashwasm.createSHA256();
+    h.init();
+    const step = 4 << 20;
+    for (let at = 0; at < t.file.size; at += step) {
+      if (t.state === "cancelled") throw new Error("cancelled");
+      h.update(new Uint8Array(await t.file.slice(at, at + step).arrayBuffer()));
+    }
+    return btoa(String.fromCharCode(...h.digest("binary")));
+  })();
+  t.hashing.catch(() => { t.hashing = null; }); // a failed read is tried again on retry
+}
+
+// tus-js-client's file reader, holding the last chunk back until the digest is known.
+function readerFor(t) {
+  return {
+    async openFile(input, chunkSize) {
+      const source = await tus.defaultOptions.fileReader.openFile(input, chunkSize);
+      return {
+        get size() { return source.size; },
+        async slice(start, end) {
+          if (end >= t.file.size && !t.digest) {
+            if (!t.hashing) startHash(t);
+            t.row.status.textContent = "checking SHA-256";
+            t.digest = await t.hashing;
+          }
+          return source.slice(start, end);
+        },
+        close: () => source.close(),
+      };
+    },
+  };
 }
 
 function fingerprint(t) {
@@ -313,7 +339,8 @@ function fingerprint(t) {
 }
 
 async function begin(t) {
-  t.state = "hashing";
+  t.state = "uploading";
+  startHash(t);
   const metadata = { filename: t.file.name, filetype: t.file.type || "application/octet-stream" };
   if (t.relayTo) metadata.relay_to = t.relayTo; else metadata.dir = "/" + t.dir;
   const upload = new tus.Upload(t.file, {
@@ -322,6 +349,10 @@ async function begin(t) {
     retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
     metadata,
     headers: headers(),
+    fileReader: readerFor(t),
+    onBeforeRequest: (req) => {
+      if (req.getMethod() === "PATCH" && t.digest) req.setHeader("Repr-Digest", "sha-256=:" + t.digest + ":");
+    },
     fingerprint: () => Promise.resolve(fingerprint(t)),
     storeFingerprintForResuming: true,
     removeFingerprintOnSuccess: true,
@@ -351,21 +382,18 @@ async function begin(t) {
   });
   t.upload = upload;
   try {
-    // An earlier attempt of this file (this page before a reload, or another tab) resumes;
-    // a new one is hashed first, so the server can check the whole file.
+    // An earlier attempt of this file (this page before a reload, another tab, a browser
+    // before its restart) resumes where the server is.
     const previous = await upload.findPreviousUploads();
     if (previous.length) {
       upload.resumeFromPreviousUpload(previous[0]);
       t.row.status.textContent = "resuming";
-    } else {
-      metadata.sha256 = await hashFile(t);
     }
   } catch (e) {
     if (t.state !== "cancelled") { t.state = "failed"; t.row.status.textContent = "failed: " + e.message; }
     return pump();
   }
-  if (t.state !== "hashing") return;
-  t.state = "uploading";
+  if (t.state !== "uploading") return;
   upload.start();
 }
 
@@ -499,7 +527,8 @@ async function receive(i, status) {
     const resp = await fetch(url, { headers: headers(), credentials: "same-origin" });
     if (!resp.ok) throw new Error(resp.statusText);
     const reader = resp.body.getReader();
-    const h = sha256.create();
+    const h = await hashwasm.createSHA256();
+    h.init();
     const parts = [];
     let got = 0;
     for (;;) {
@@ -508,7 +537,7 @@ async function receive(i, status) {
       h.update(value); parts.push(value); got += value.length;
       status.textContent = Math.floor((got / Math.max(i.size, 1)) * 100) + "%";
     }
-    const sha = h.hex();
+    const sha = h.digest("hex");
     if (sha !== i.sha256) throw new Error("it arrived damaged (SHA-256 " + sha + "); try again");
     if (i.kind === "text") {
       const text = new TextDecoder().decode(await new Blob(parts).arrayBuffer());

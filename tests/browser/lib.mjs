@@ -35,9 +35,10 @@ export async function until(what, f, ms = 20000) {
 
 // A TCP proxy in front of the server that caps the browser→server rate (so a large upload
 // takes seconds) and counts the bytes that went up.
+// `counter.rate` may be changed while it runs.
 export function proxy(target, bytesPerSec) {
   const [host, port] = new URL(target).host.split(":");
-  const counter = { up: 0 };
+  const counter = { up: 0, rate: bytesPerSec };
   const srv = net.createServer((client) => {
     const up = net.connect(Number(port), host);
     const id = Math.random().toString(36).slice(2, 6);
@@ -49,20 +50,27 @@ export function proxy(target, bytesPerSec) {
       counter.up += chunk.length;
       up.write(chunk);
       const now = Date.now();
-      allowance += ((now - last) / 1000) * bytesPerSec;
-      allowance = Math.min(allowance, bytesPerSec / 10);
+      allowance += ((now - last) / 1000) * counter.rate;
+      allowance = Math.min(allowance, counter.rate / 10);
       last = now;
       allowance -= chunk.length;
       if (allowance < 0) {
         client.pause();
-        setTimeout(() => client.resume(), (-allowance / bytesPerSec) * 1000);
+        setTimeout(() => client.resume(), (-allowance / counter.rate) * 1000);
       }
     });
     up.pipe(client);
     const log = (what) => process.env.DEBUG_PROXY && console.log(`proxy ${id} ${what} at ${Date.now() % 100000} after ${counter.up}`);
     client.on("end", () => { log("client end"); up.end(); });
     client.on("close", () => log("client close"));
-    up.on("close", () => log("upstream close"));
+    // The server closed (e.g. after answering a request early): like a real peer's socket,
+    // take nothing more from the browser — the response still reaches it, then the end.
+    up.on("close", () => {
+      log("upstream close");
+      client.pause();
+      client.end();
+      setTimeout(() => client.destroy(), 200);
+    });
     const close = () => { client.destroy(); up.destroy(); };
     client.on("error", close);
     up.on("error", close);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# ferry's web app, and Uppy on a page of another origin, in a real browser: Debian's
-# chromium driven by playwright-core (never a
+# ferry's web app, Uppy on a page of another origin, and the web app while the server is
+# killed and restarted, in a real browser: Debian's chromium driven by playwright-core (never a
 # downloaded browser) against `ferry serve` with accounts, through a rate-limited proxy so
 # a 200 MB upload is still running when the page reloads. Screenshots (desktop and phone
 # width) go to target/browser-screenshots/.
@@ -32,8 +32,10 @@ mkdir -p "$work/uppy-page"
 (cd "$here" && npx --no-install esbuild uppy/entry.js --bundle --minify --log-level=warning --outdir="$work/uppy-page")
 cp "$here/uppy/index.html" "$work/uppy-page/"
 if ! { CHROMIUM="$chromium" SHOTS="$shots" node "$here/web_ui.mjs" "$url" "$work" &&
-  CHROMIUM="$chromium" SHOTS="$shots" node "$here/uppy.mjs" "$url" "$work" "$work/uppy-page"; }; then
+  CHROMIUM="$chromium" SHOTS="$shots" node "$here/uppy.mjs" "$url" "$work" "$work/uppy-page" &&
+  CHROMIUM="$chromium" node "$here/server_restart.mjs" "$ferry" "$work"; }; then
   cp "$work/server.log" "$shots/server.log"
+  cp "$work/restart-server.log" "$shots/" 2>/dev/null || true
   echo "--- server log (tail; whole in $shots/server.log) ---" >&2
   tail -20 "$work/server.log" >&2
   exit 1

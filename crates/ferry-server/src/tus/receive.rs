@@ -88,8 +88,9 @@ impl Batch {
         self.len == 0
     }
 }
-/// While an unchecksummed body streams, commit at least this often.
-const COMMIT_EVERY: Duration = Duration::from_secs(5);
+/// While an unchecksummed body streams, commit what is durable at least this often (a
+/// kill -9 loses about this much of the transfer; group commit keeps many streams cheap).
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
 
 /// What a receive achieved.
 #[derive(Debug)]
@@ -354,20 +355,21 @@ async fn pump(
             return Err(Stop::Overflow(limit));
         }
         batch.add(data);
-        let due = batch.due();
-        if matches!(due, Some(Due::Slow)) {
-            // Written and made durable now; acknowledged at the request's end, as before.
-            pipe.push_and_flush(batch.take()).await.map_err(Stop::Io)?;
-        } else if matches!(due, Some(Due::Full)) {
-            pipe.push(batch.take()).await.map_err(Stop::Io)?;
-            if !verify.whole() {
-                let acked = pipe.ready().await.map_err(Stop::Io)?.writer.acknowledged();
-                if let Some((pos, sha)) = pipe.durable_beyond(acked)
-                    && (pos - acked >= state.config.commit_every_bytes || last_commit.elapsed() >= COMMIT_EVERY)
-                {
-                    Box::pin(advance(state, guard, rec, pipe, acked, pos, sha)).await.map_err(Stop::Api)?;
-                    last_commit = Instant::now();
-                }
+        let Some(due) = batch.due() else { continue };
+        match due {
+            // A slow stream's batch is written and made durable at once.
+            Due::Slow => pipe.push_and_flush(batch.take()).await.map_err(Stop::Io)?,
+            Due::Full => pipe.push(batch.take()).await.map_err(Stop::Io)?,
+        }
+        // What background flushes made durable is acknowledged along the way, fast stream
+        // or slow, so a server killed mid-request keeps all but its last moments.
+        if !verify.whole() {
+            let acked = pipe.ready().await.map_err(Stop::Io)?.writer.acknowledged();
+            if let Some((pos, sha)) = pipe.durable_beyond(acked)
+                && (pos - acked >= state.config.commit_every_bytes || last_commit.elapsed() >= COMMIT_EVERY)
+            {
+                Box::pin(advance(state, guard, rec, pipe, acked, pos, sha)).await.map_err(Stop::Api)?;
+                last_commit = Instant::now();
             }
         }
     };
